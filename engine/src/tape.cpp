@@ -1,0 +1,122 @@
+// wengert — the out-of-line parts of the tape: inspection, Jacobians, error messages.
+#include <wengert/tape.hpp>
+
+#include <ostream>
+#include <sstream>
+
+namespace wengert {
+
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
+  const std::size_t r = std::max(a.rank(), b.rank());
+  Shape out;
+  for (std::size_t i = 0; i < r; ++i) {
+    // Align trailing dimensions (numpy): missing leading dimensions count as 1.
+    std::size_t da = i + a.rank() >= r ? a[i + a.rank() - r] : 1;
+    std::size_t db = i + b.rank() >= r ? b[i + b.rank() - r] : 1;
+    if (da != db && da != 1 && db != 1)
+      throw ShapeError(std::string(op) + ": a is " + a.str() + " but b is " + b.str() +
+                       ": dimension " + std::to_string(i) + " (" + std::to_string(da) + " vs " +
+                       std::to_string(db) + ") cannot be broadcast");
+    out.push_back(da == 1 ? db : da);
+  }
+  return out;
+}
+
+template <class T>
+void Tape<T>::throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg) const {
+  std::string where = std::string(op) + ": argument " + std::to_string(arg);
+  if (!v.tape_) throw UsageError(where + " is an empty handle (default-constructed Var)");
+  if (v.tape_ != this)
+    throw UsageError(where + " (node #" + std::to_string(v.index_) +
+                     ") belongs to another tape; an op's inputs must all be on one tape");
+  throw UsageError(where + " is a stale handle to node #" + std::to_string(v.index_) +
+                   ": the tape was cleared after it was recorded");
+}
+
+template <class T>
+void Tape<T>::throw_anomaly(const detail::Node<T>& n, const char* where, std::size_t elem,
+                            T value) const {
+  std::ostringstream os;
+  os << "anomaly: op '" << n.name << "' (node #" << (&n - nodes_.data()) << ", recorded at "
+     << (n.loc.file && *n.loc.file ? n.loc.file : "?") << ":" << n.loc.line << ") produced "
+     << value << " in its " << where << " at element " << elem << " of " << n.shape.str();
+  throw ValueError(os.str());
+}
+
+template <class T>
+void Tape<T>::print(std::ostream& os) const {
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    const detail::Node<T>& n = nodes_[i];
+    os << '#' << i << ' ' << n.name << ' ' << n.shape.str();
+    if (n.in_count) {
+      os << " <-";
+      for (std::uint32_t k = 0; k < n.in_count; ++k) {
+        std::uint32_t j = inputs_[n.in_begin + k];
+        os << (k ? ", #" : " #") << j << ' ' << nodes_[j].shape.str();
+      }
+    }
+    if (n.flags & detail::kExternalGrad)
+      os << "  [parameter]";
+    else if (n.flags & detail::kRequiresGrad)
+      os << "  [grad]";
+    if (n.loc.line) os << "  @" << n.loc.file << ':' << n.loc.line;
+    os << '\n';
+  }
+}
+
+template <class T>
+std::string Tape<T>::str() const {
+  std::ostringstream os;
+  print(os);
+  return os.str();
+}
+
+template <class T>
+void Tape<T>::to_dot(std::ostream& os) const {
+  os << "digraph wengert {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n";
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    const detail::Node<T>& n = nodes_[i];
+    const char* style = (n.flags & detail::kLeaf)
+                            ? ((n.flags & detail::kRequiresGrad) ? ", style=filled, fillcolor=\"#cfe8ff\""
+                                                                 : ", style=filled, fillcolor=\"#eeeeee\"")
+                            : "";
+    os << "  n" << i << " [label=\"#" << i << ' ' << n.name << "\\n" << n.shape.str() << '"'
+       << style << "];\n";
+    for (std::uint32_t k = 0; k < n.in_count; ++k)
+      os << "  n" << inputs_[n.in_begin + k] << " -> n" << i << ";\n";
+  }
+  os << "}\n";
+}
+
+template <class T>
+xt::xarray<T> Tape<T>::jacobian(const Var<T>& y, const Var<T>& x) {
+  check_input(y, "jacobian", 0);
+  check_input(x, "jacobian", 1);
+  const detail::Node<T>& xn = nodes_[x.index_];
+  const std::size_t m = nodes_[y.index_].size, k = xn.size;
+  xt::xarray<T> J = xt::zeros<T>({m, k});
+  // A constant x, or a y that depends on no variable: dy/dx is zero.
+  if (!(xn.flags & detail::kRequiresGrad) || !(nodes_[y.index_].flags & detail::kRequiresGrad))
+    return J;
+  // A parameter's adjoint accumulates: save it, zero it per row, restore it at the end.
+  const bool external = xn.flags & detail::kExternalGrad;
+  std::vector<T> saved;
+  if (external) saved.assign(xn.grad, xn.grad + k);
+  std::vector<T> seed(m, T(0));
+  for (std::size_t r = 0; r < m; ++r) {
+    seed[r] = T(1);
+    if (external) std::fill(xn.grad, xn.grad + k, T(0));
+    sweep(y, seed.data(), &x, 1, "jacobian");
+    seed[r] = T(0);
+    // A sweep that never reaches x leaves its adjoint untouched: the row is zero.
+    if (x.index_ < marks_.size() && (marks_[y.index_] & detail::kActive))
+      std::copy(xn.grad, xn.grad + k, J.data() + r * k);
+  }
+  if (external) std::copy(saved.begin(), saved.end(), xn.grad);
+  return J;
+}
+
+template class Tape<float>;
+template class Tape<double>;
+
+}  // namespace wengert

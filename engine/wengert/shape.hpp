@@ -1,0 +1,83 @@
+// wengert — tensor shapes.
+//
+// A Shape is a small fixed-capacity value (rank ≤ kMaxRank) so that recording an op never
+// allocates for its shape. Dimensions are row-major; a rank-0 shape is a scalar of size 1.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+
+#include <wengert/errors.hpp>
+
+namespace wengert {
+
+class Shape {
+ public:
+  static constexpr std::size_t kMaxRank = 6;
+
+  Shape() = default;
+  Shape(std::initializer_list<std::size_t> dims) { assign(dims.begin(), dims.size()); }
+  /// From any container of integers with begin()/size(), e.g. an xtensor shape.
+  template <class C, class = decltype(std::declval<const C&>().begin())>
+  explicit Shape(const C& dims) {
+    assign_range(dims.begin(), static_cast<std::size_t>(dims.size()));
+  }
+
+  std::size_t rank() const { return rank_; }
+  std::size_t operator[](std::size_t i) const { return dims_[i]; }
+  std::size_t& operator[](std::size_t i) { return dims_[i]; }
+  const std::size_t* begin() const { return dims_.data(); }
+  const std::size_t* end() const { return dims_.data() + rank_; }
+  /// Number of elements (1 for a scalar).
+  std::size_t size() const {
+    std::size_t n = 1;
+    for (std::size_t i = 0; i < rank_; ++i) n *= dims_[i];
+    return n;
+  }
+  /// Last dimension, or 1 for a scalar.
+  std::size_t back() const { return rank_ ? dims_[rank_ - 1] : 1; }
+
+  void push_back(std::size_t d) {
+    if (rank_ == kMaxRank) throw ShapeError("Shape: rank above " + std::to_string(kMaxRank));
+    dims_[rank_++] = d;
+  }
+
+  friend bool operator==(const Shape& a, const Shape& b) {
+    if (a.rank_ != b.rank_) return false;
+    for (std::size_t i = 0; i < a.rank_; ++i)
+      if (a.dims_[i] != b.dims_[i]) return false;
+    return true;
+  }
+  friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
+
+  /// "[3,4]"; "[]" for a scalar.
+  std::string str() const {
+    std::string s = "[";
+    for (std::size_t i = 0; i < rank_; ++i) {
+      if (i) s += ',';
+      s += std::to_string(dims_[i]);
+    }
+    return s + "]";
+  }
+
+ private:
+  template <class It>
+  void assign_range(It first, std::size_t n) {
+    if (n > kMaxRank)
+      throw ShapeError("Shape: rank " + std::to_string(n) + " is above the maximum " +
+                       std::to_string(kMaxRank));
+    rank_ = static_cast<unsigned char>(n);
+    for (std::size_t i = 0; i < n; ++i, ++first) dims_[i] = static_cast<std::size_t>(*first);
+  }
+  void assign(const std::size_t* d, std::size_t n) { assign_range(d, n); }
+
+  std::array<std::size_t, kMaxRank> dims_{};
+  unsigned char rank_ = 0;
+};
+
+/// numpy broadcasting of two shapes; throws ShapeError naming `op` and both shapes.
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
+
+}  // namespace wengert

@@ -1,0 +1,719 @@
+// wengert — the Wengert tape.
+//
+// Design in brief (see README "How it works" for the long form):
+//
+// * A Tape<T> is a flat list of nodes in evaluation order. Every op appends exactly one node
+//   (its output) and, if the output needs a gradient, a backward closure. Because the list is
+//   in evaluation order it already is a topological order: backward() walks it from the output
+//   down to node 0 in one loop — no graph sort, no recursion, so a million-op chain is fine.
+//
+// * Values, adjoints and closures live in the tape's Arena: blocks that are rewound, not freed,
+//   by clear(). The node and input lists are std::vectors that keep their capacity. Replaying
+//   the same forward + backward after clear() therefore allocates nothing.
+//
+// * A Var<T> is a 16-byte handle (tape, index, generation). clear() bumps the generation, so
+//   a handle recorded before the clear throws UsageError instead of reading reused memory.
+//
+// * Leaves: constants (no gradient; copied into the arena, or aliased with constant_view),
+//   tape variables (gradient lives on the tape), and Parameters (value and gradient live in the
+//   Parameter and outlive tapes; backward accumulates into them until zero_grad()).
+//
+// * Ops are recorded with begin_op() → compute into out() → finish(backward closure). Every
+//   built-in op uses exactly this API (see ops/). The closure receives a BackwardContext and
+//   accumulates (+=) into the inputs that need_grad(). Whatever it captures is destroyed by
+//   clear() or by the tape's destructor.
+//
+// * One tape is used by one thread at a time: the first thread that records after a clear owns
+//   the tape until the next clear(); any other thread that records or sweeps gets a UsageError.
+//   Many threads may each use their own tape concurrently: wengert has no shared mutable state.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <iosfwd>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include <wengert/arena.hpp>
+#include <wengert/errors.hpp>
+#include <wengert/grad_mode.hpp>
+#include <wengert/shape.hpp>
+
+namespace wengert {
+
+template <class T>
+class Tape;
+template <class T>
+class Var;
+template <class T>
+class Parameter;
+template <class T>
+class BackwardContext;
+template <class T>
+class OpBuilder;
+
+/// A non-owning xtensor view of tape- or parameter-owned memory (no copy).
+template <class T>
+using TensorView = decltype(xt::adapt(std::declval<T*>(), std::size_t{}, xt::no_ownership(),
+                                      std::declval<const xt::svector<std::size_t, 4>&>()));
+
+/// Builds a TensorView over `n = shape.size()` elements at `p`.
+template <class T>
+TensorView<T> make_view(T* p, const Shape& shape) {
+  xt::svector<std::size_t, 4> sh(shape.begin(), shape.end());
+  return xt::adapt(std::move(p), shape.size(), xt::no_ownership(), sh);
+}
+
+namespace detail {
+
+enum NodeFlags : std::uint8_t {
+  kRequiresGrad = 1,  // an adjoint buffer exists and gradients flow into this node
+  kExternalGrad = 2,  // adjoint belongs to a Parameter: accumulate, never zero
+  kLeaf = 4,          // constant, variable or parameter
+};
+
+template <class T>
+struct Node {
+  const T* value;
+  T* grad;  // null unless kRequiresGrad
+  Shape shape;
+  std::size_t size;
+  std::uint32_t in_begin;
+  std::uint32_t in_count;
+  const char* name;
+  void (*backward)(void* closure, const BackwardContext<T>& ctx);
+  void* closure;
+  void (*destroy)(void* closure);
+  SourceLoc loc;
+  std::uint8_t flags;
+};
+
+// Marks used during one backward sweep.
+enum SweepMarks : std::uint8_t { kActive = 1, kReached = 2, kOnPath = 4 };
+
+inline std::uint32_t next_tape_generation_base() {
+  // Per-thread counter: distinct tapes start far apart, so a handle from one tape is very
+  // unlikely to match another tape's generation even at the same address.
+  thread_local std::uint32_t counter = 0;
+  return (++counter) * 0x9E3779B9u;
+}
+
+}  // namespace detail
+
+/// A light handle to one node of a tape: the result of an op, or a leaf.
+template <class T>
+class Var {
+ public:
+  using value_type = T;
+  Var() = default;
+
+  /// The tape this handle belongs to; throws UsageError if the handle is empty or stale.
+  Tape<T>& tape() const;
+  bool valid() const;
+
+  const Shape& shape() const;
+  std::size_t size() const { return node().size; }
+  std::size_t rank() const { return shape().rank(); }
+  bool requires_grad() const { return node().flags & detail::kRequiresGrad; }
+  const char* op_name() const { return node().name; }
+
+  /// The value, as an xtensor view of tape-owned memory (no copy).
+  TensorView<const T> value() const { return make_view(node().value, node().shape); }
+  const T* data() const { return node().value; }
+  /// The single element of a size-1 value.
+  T item() const;
+
+  /// The adjoint after backward(). Throws UsageError if this variable needs no gradient.
+  TensorView<const T> grad() const;
+  const T* grad_data() const;
+
+  std::uint32_t index() const { return index_; }
+
+ private:
+  friend class Tape<T>;
+  friend class OpBuilder<T>;
+  Var(Tape<T>* t, std::uint32_t i, std::uint32_t g) : tape_(t), index_(i), gen_(g) {}
+  const detail::Node<T>& node() const;
+
+  Tape<T>* tape_ = nullptr;
+  std::uint32_t index_ = 0;
+  std::uint32_t gen_ = 0;
+};
+
+/// What an op's backward closure sees: the output's value and adjoint, the inputs' values and
+/// (for those that need one) their adjoints, into which it accumulates with +=.
+template <class T>
+class BackwardContext {
+ public:
+  std::size_t num_inputs() const { return node_->in_count; }
+  /// Whether input i needs a gradient in this sweep. Skip the work when it does not.
+  bool needs_grad(std::size_t i) const {
+    return marks_[inputs_[i]] & detail::kActive;
+  }
+
+  const Shape& out_shape() const { return node_->shape; }
+  std::size_t out_size() const { return node_->size; }
+  const T* out_data() const { return node_->value; }
+  const T* out_grad_data() const { return node_->grad; }
+  TensorView<const T> out_value() const { return make_view(node_->value, node_->shape); }
+  TensorView<const T> out_grad() const {
+    return make_view(static_cast<const T*>(node_->grad), node_->shape);
+  }
+
+  const Shape& input_shape(std::size_t i) const { return in(i).shape; }
+  std::size_t input_size(std::size_t i) const { return in(i).size; }
+  const T* input_data(std::size_t i) const { return in(i).value; }
+  TensorView<const T> input(std::size_t i) const { return make_view(in(i).value, in(i).shape); }
+  /// Adjoint of input i (only valid when needs_grad(i)).
+  T* grad_data(std::size_t i) const { return in(i).grad; }
+  TensorView<T> grad(std::size_t i) const { return make_view(in(i).grad, in(i).shape); }
+
+ private:
+  friend class Tape<T>;
+  BackwardContext(const detail::Node<T>* nodes, const detail::Node<T>* node,
+                  const std::uint32_t* inputs, const std::uint8_t* marks)
+      : nodes_(nodes), node_(node), inputs_(inputs), marks_(marks) {}
+  const detail::Node<T>& in(std::size_t i) const { return nodes_[inputs_[i]]; }
+
+  const detail::Node<T>* nodes_;
+  const detail::Node<T>* node_;
+  const std::uint32_t* inputs_;
+  const std::uint8_t* marks_;
+};
+
+/// Records one op. Obtained from Tape::begin_op; write the forward value into out(), then call
+/// finish() with the backward closure. If the builder is destroyed without finish() (e.g. the
+/// forward computation threw), the tape is rolled back to exactly where it was.
+template <class T>
+class OpBuilder {
+ public:
+  OpBuilder(const OpBuilder&) = delete;
+  OpBuilder& operator=(const OpBuilder&) = delete;
+  ~OpBuilder() {
+    if (!done_) tape_->rollback(rollback_);
+  }
+
+  /// Whether the output needs a gradient (grad mode on and some input needs one). When false,
+  /// finish() discards the closure: there is nothing to do in backward.
+  bool requires_grad() const { return node().flags & detail::kRequiresGrad; }
+
+  const Shape& out_shape() const { return node().shape; }
+  std::size_t out_size() const { return node().size; }
+  T* out_data() const { return const_cast<T*>(node().value); }
+  TensorView<T> out() const { return make_view(out_data(), node().shape); }
+
+  std::size_t num_inputs() const { return node().in_count; }
+  const Shape& input_shape(std::size_t i) const { return in(i).shape; }
+  std::size_t input_size(std::size_t i) const { return in(i).size; }
+  const T* input_data(std::size_t i) const { return in(i).value; }
+  TensorView<const T> input(std::size_t i) const { return make_view(in(i).value, in(i).shape); }
+
+  /// Allocates `n` elements of scratch memory on the tape (e.g. a softmax kept for backward),
+  /// 64-byte aligned, valid until the tape is cleared. Not zeroed.
+  T* scratch(std::size_t n) { return tape_->template arena_alloc<T>(n); }
+
+  /// Completes the op. `backward` is called as backward(const BackwardContext<T>&) during the
+  /// sweep; it must accumulate (+=) into ctx.grad(i) for the inputs with ctx.needs_grad(i).
+  template <class F>
+  Var<T> finish(F&& backward);
+
+ private:
+  friend class Tape<T>;
+  OpBuilder(Tape<T>* tape, std::uint32_t index, typename Tape<T>::RollbackPoint rb)
+      : tape_(tape), index_(index), rollback_(rb) {}
+  const detail::Node<T>& node() const { return tape_->nodes_[index_]; }
+  const detail::Node<T>& in(std::size_t i) const {
+    return tape_->nodes_[tape_->inputs_[node().in_begin + i]];
+  }
+
+  Tape<T>* tape_;
+  std::uint32_t index_;
+  typename Tape<T>::RollbackPoint rollback_;
+  bool done_ = false;
+};
+
+template <class T>
+class Tape {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "wengert tapes hold float or double");
+
+ public:
+  using value_type = T;
+
+  Tape() : gen_(detail::next_tape_generation_base()) {}
+  ~Tape() { destroy_closures(); }
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  // ---- leaves ---------------------------------------------------------------------------
+
+  /// A constant (no gradient), copied into tape memory.
+  template <class E>
+  Var<T> constant(const xt::xexpression<E>& e) {
+    const auto& ex = e.derived_cast();
+    Shape s(ex.shape());
+    check_owner("constant");
+    std::uint32_t i = push_leaf("constant", s, nullptr, 0);
+    xt::noalias(make_view(const_cast<T*>(nodes_[i].value), s)) = ex;
+    return handle(i);
+  }
+  Var<T> constant(T scalar) { return constant_from(&scalar, Shape{}, "constant"); }
+  /// A constant copied from `data` (shape.size() elements).
+  Var<T> constant(const T* data, const Shape& shape) {
+    return constant_from(data, shape, "constant");
+  }
+  /// A constant that aliases caller memory without copying; the memory must stay valid and
+  /// unchanged until the tape is cleared.
+  Var<T> constant_view(const T* data, const Shape& shape) {
+    check_owner("constant_view");
+    return handle(push_leaf("constant", shape, data, 0));
+  }
+
+  /// A leaf that needs a gradient, owned by the tape (read it with .grad() after backward).
+  template <class E>
+  Var<T> variable(const xt::xexpression<E>& e) {
+    const auto& ex = e.derived_cast();
+    Shape s(ex.shape());
+    check_owner("variable");
+    std::uint32_t i = push_leaf("variable", s, nullptr, grad_flag());
+    xt::noalias(make_view(const_cast<T*>(nodes_[i].value), s)) = ex;
+    return handle(i);
+  }
+  Var<T> variable(T scalar) { return variable(const_cast<const T*>(&scalar), Shape{}); }
+  Var<T> variable(const T* data, const Shape& shape) {
+    check_owner("variable");
+    std::uint32_t i = push_leaf("variable", shape, nullptr, grad_flag());
+    std::copy(data, data + shape.size(), const_cast<T*>(nodes_[i].value));
+    return handle(i);
+  }
+
+  /// A persistent parameter: no copy; backward accumulates into p's gradient.
+  Var<T> param(Parameter<T>& p);
+
+  /// The same value as x, cut from the graph: no gradient flows through it. No copy.
+  Var<T> detach(const Var<T>& x) {
+    check_owner("detach");
+    check_input(x, "detach", 0);
+    const detail::Node<T>& n = nodes_[x.index_];
+    return handle(push_leaf("detach", n.shape, n.value, 0));
+  }
+
+  // ---- recording ops (the custom-op API) -------------------------------------------------
+
+  /// Starts recording op `name` (a string literal: it is stored, not copied) with `inputs`
+  /// and an output of shape `out`. Validates the inputs (same tape, not stale, this thread).
+  OpBuilder<T> begin_op(const char* name, std::initializer_list<Var<T>> inputs, const Shape& out,
+                        SourceLoc loc = SourceLoc::current()) {
+    return begin_op(name, inputs.begin(), inputs.size(), out, loc);
+  }
+  OpBuilder<T> begin_op(const char* name, const Var<T>* inputs, std::size_t n_inputs,
+                        const Shape& out, SourceLoc loc = SourceLoc::current());
+
+  // ---- backward --------------------------------------------------------------------------
+
+  /// Backpropagates from a scalar (size-1) output y with seed 1.
+  void backward(const Var<T>& y) { sweep(y, nullptr, nullptr, 0, "backward"); }
+  /// Vector–Jacobian product: backpropagates seed (same shape as y) from y.
+  template <class E>
+  void backward(const Var<T>& y, const xt::xexpression<E>& seed) {
+    const T* s = seed_buffer(y, seed);
+    sweep(y, s, nullptr, 0, "backward");
+  }
+  /// As backward(y), but computes gradients only of the chosen variables `wrt` (and of nothing
+  /// else: other leaves and parameters are left untouched).
+  void backward(const Var<T>& y, std::initializer_list<Var<T>> wrt) {
+    sweep(y, nullptr, wrt.begin(), wrt.size(), "backward");
+  }
+  template <class E>
+  void backward(const Var<T>& y, const xt::xexpression<E>& seed, std::initializer_list<Var<T>> wrt) {
+    const T* s = seed_buffer(y, seed);
+    sweep(y, s, wrt.begin(), wrt.size(), "backward");
+  }
+  /// General form: seed may be null (y must then be scalar); wrt may be empty (all).
+  void backward(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt) {
+    sweep(y, seed, wrt, n_wrt, "backward");
+  }
+
+  /// The Jacobian dy/dx as a [y.size(), x.size()] array, by one VJP per element of y.
+  /// Parameter gradients are left as they were.
+  xt::xarray<T> jacobian(const Var<T>& y, const Var<T>& x);
+
+  // ---- lifetime and inspection -----------------------------------------------------------
+
+  /// Forgets every node, destroys every closure, keeps all capacity. Handles recorded before
+  /// become stale. Releases thread ownership.
+  void clear() {
+    destroy_closures();
+    nodes_.clear();
+    inputs_.clear();
+    arena_.reset();
+    ++gen_;
+    owner_.store(std::thread::id(), std::memory_order_relaxed);
+  }
+
+  /// Number of nodes (leaves and ops) recorded since the last clear.
+  std::size_t size() const { return nodes_.size(); }
+  /// Bytes of arena memory held (reused across clears).
+  std::size_t arena_capacity() const { return arena_.capacity(); }
+
+  /// Text listing: one line per node — index, op, shape, inputs, gradient flag.
+  void print(std::ostream& os) const;
+  std::string str() const;
+  /// Graphviz DOT of the recorded graph.
+  void to_dot(std::ostream& os) const;
+
+ private:
+  friend class Var<T>;
+  friend class OpBuilder<T>;
+
+  struct RollbackPoint {
+    std::size_t nodes;
+    std::size_t inputs;
+    detail::Arena::Mark arena;
+  };
+
+  Var<T> handle(std::uint32_t i) { return Var<T>(this, i, gen_); }
+  static std::uint8_t grad_flag() { return grad_enabled() ? detail::kRequiresGrad : 0; }
+
+  template <class U>
+  U* arena_alloc(std::size_t n) {
+    return static_cast<U*>(arena_.allocate(n * sizeof(U), alignof(U) > 64 ? 64 : 64));
+  }
+
+  void check_owner(const char* what) {
+    std::thread::id me = std::this_thread::get_id();
+    std::thread::id cur = owner_.load(std::memory_order_relaxed);
+    if (cur == me) return;
+    if (cur == std::thread::id()) {
+      std::thread::id none;
+      if (owner_.compare_exchange_strong(none, me, std::memory_order_acq_rel)) return;
+    }
+    throw UsageError(std::string("tape: ") + what +
+                     " from a thread that does not own this tape; a tape is used by one thread "
+                     "at a time (clear() releases it)");
+  }
+
+  [[noreturn]] void throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg) const;
+
+  void check_input(const Var<T>& v, const char* op, std::size_t arg) const {
+    if (v.tape_ != this || v.gen_ != gen_ || v.index_ >= nodes_.size())
+      throw_bad_handle(v, op, arg);
+  }
+
+  std::uint32_t push_leaf(const char* name, const Shape& s, const T* external,
+                          std::uint8_t flags) {
+    std::size_t n = s.size();
+    detail::Node<T> node{};
+    node.value = external ? external : arena_alloc<T>(n);
+    node.grad = (flags & detail::kRequiresGrad) ? arena_alloc<T>(n) : nullptr;
+    node.shape = s;
+    node.size = n;
+    node.in_begin = static_cast<std::uint32_t>(inputs_.size());
+    node.name = name;
+    node.flags = flags | detail::kLeaf;
+    nodes_.push_back(node);
+    return static_cast<std::uint32_t>(nodes_.size() - 1);
+  }
+
+  Var<T> constant_from(const T* data, const Shape& shape, const char* name) {
+    check_owner(name);
+    std::uint32_t i = push_leaf(name, shape, nullptr, 0);
+    std::copy(data, data + shape.size(), const_cast<T*>(nodes_[i].value));
+    return handle(i);
+  }
+
+  template <class E>
+  const T* seed_buffer(const Var<T>& y, const xt::xexpression<E>& seed) {
+    check_input(y, "backward", 0);
+    const auto& s = seed.derived_cast();
+    Shape ss(s.shape());
+    if (ss != nodes_[y.index_].shape)
+      throw ShapeError("backward: seed is " + ss.str() + " but the output is " +
+                       nodes_[y.index_].shape.str());
+    // The seed is copied into the arena (rewound by clear); not part of any node.
+    check_owner("backward");
+    T* buf = arena_alloc<T>(ss.size());
+    xt::noalias(make_view(buf, ss)) = s;
+    return buf;
+  }
+
+  void rollback(const RollbackPoint& rb) {
+    nodes_.resize(rb.nodes);
+    inputs_.resize(rb.inputs);
+    arena_.rewind(rb.arena);
+    building_ = false;
+  }
+
+  void destroy_closures() {
+    for (auto& n : nodes_)
+      if (n.destroy) n.destroy(n.closure);
+  }
+
+  void sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt,
+             const char* what);
+  [[noreturn]] void throw_anomaly(const detail::Node<T>& n, const char* where,
+                                  std::size_t elem, T value) const;
+  void check_finite_output(const detail::Node<T>& n) const {
+    for (std::size_t k = 0; k < n.size; ++k)
+      if (!std::isfinite(n.value[k])) throw_anomaly(n, "forward output", k, n.value[k]);
+  }
+
+  std::vector<detail::Node<T>> nodes_;
+  std::vector<std::uint32_t> inputs_;
+  std::vector<std::uint8_t> marks_;
+  detail::Arena arena_;
+  std::uint32_t gen_;
+  bool building_ = false;
+  std::atomic<std::thread::id> owner_{};
+};
+
+// ---- Parameter -------------------------------------------------------------------------------
+
+/// A persistent tensor with a gradient: its value and gradient live here, outlive any tape, and
+/// backward accumulates into the gradient until zero_grad(). Storage is 64-byte aligned and
+/// never reallocated, so optimizers update it in place.
+template <class T>
+class Parameter {
+ public:
+  Parameter() = default;
+  explicit Parameter(const Shape& shape, std::string name = {})
+      : shape_(shape), value_(shape.size(), T(0)), grad_(shape.size(), T(0)),
+        name_(std::move(name)) {}
+  template <class E>
+  explicit Parameter(const xt::xexpression<E>& init, std::string name = {})
+      : Parameter(Shape(init.derived_cast().shape()), std::move(name)) {
+    xt::noalias(value()) = init.derived_cast();
+  }
+
+  const Shape& shape() const { return shape_; }
+  std::size_t size() const { return value_.size(); }
+  const std::string& name() const { return name_; }
+  void set_name(std::string n) { name_ = std::move(n); }
+
+  T* data() { return value_.data(); }
+  const T* data() const { return value_.data(); }
+  T* grad_data() { return grad_.data(); }
+  const T* grad_data() const { return grad_.data(); }
+
+  TensorView<T> value() { return make_view(value_.data(), shape_); }
+  TensorView<const T> value() const { return make_view(value_.data(), shape_); }
+  TensorView<T> grad() { return make_view(grad_.data(), shape_); }
+  TensorView<const T> grad() const { return make_view(grad_.data(), shape_); }
+
+  void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
+
+ private:
+  Shape shape_;
+  std::vector<T, detail::AlignedAllocator<T>> value_;
+  std::vector<T, detail::AlignedAllocator<T>> grad_;
+  std::string name_;
+};
+
+// ---- inline definitions ----------------------------------------------------------------------
+
+template <class T>
+Tape<T>& Var<T>::tape() const {
+  if (!tape_) throw UsageError("Var: empty handle (default-constructed)");
+  if (gen_ != tape_->gen_ || index_ >= tape_->nodes_.size())
+    throw UsageError("Var: stale handle to node #" + std::to_string(index_) +
+                     ": its tape was cleared after it was recorded");
+  return *tape_;
+}
+
+template <class T>
+bool Var<T>::valid() const {
+  return tape_ && gen_ == tape_->gen_ && index_ < tape_->nodes_.size();
+}
+
+template <class T>
+const detail::Node<T>& Var<T>::node() const {
+  return tape().nodes_[index_];
+}
+
+template <class T>
+const Shape& Var<T>::shape() const {
+  return node().shape;
+}
+
+template <class T>
+T Var<T>::item() const {
+  const auto& n = node();
+  if (n.size != 1)
+    throw ShapeError(std::string("item: '") + n.name + "' output is " + n.shape.str() +
+                     ", not a single element");
+  return n.value[0];
+}
+
+template <class T>
+TensorView<const T> Var<T>::grad() const {
+  return make_view(grad_data(), node().shape);
+}
+
+template <class T>
+const T* Var<T>::grad_data() const {
+  const auto& n = node();
+  if (!n.grad)
+    throw UsageError(std::string("grad: node #") + std::to_string(index_) + " ('" + n.name +
+                     "') needs no gradient (a constant, detached, or recorded under no-grad)");
+  return n.grad;
+}
+
+template <class T>
+Var<T> Tape<T>::param(Parameter<T>& p) {
+  check_owner("param");
+  detail::Node<T> node{};
+  node.value = p.data();
+  node.grad = grad_enabled() ? p.grad_data() : nullptr;
+  node.shape = p.shape();
+  node.size = p.size();
+  node.in_begin = static_cast<std::uint32_t>(inputs_.size());
+  node.name = "param";
+  node.flags = detail::kLeaf | (grad_enabled() ? (detail::kRequiresGrad | detail::kExternalGrad) : 0);
+  nodes_.push_back(node);
+  return handle(static_cast<std::uint32_t>(nodes_.size() - 1));
+}
+
+template <class T>
+OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size_t n_inputs,
+                               const Shape& out, SourceLoc loc) {
+  check_owner(name);
+  if (building_)
+    throw UsageError(std::string("tape: begin_op('") + name +
+                     "') while another op is being recorded; finish() it first");
+  bool needs = false;
+  for (std::size_t k = 0; k < n_inputs; ++k) {
+    check_input(inputs[k], name, k);
+    needs |= (nodes_[inputs[k].index_].flags & detail::kRequiresGrad) != 0;
+  }
+  needs = needs && grad_enabled();
+
+  RollbackPoint rb{nodes_.size(), inputs_.size(), arena_.mark()};
+  detail::Node<T> node{};
+  node.shape = out;
+  node.size = out.size();
+  node.value = arena_alloc<T>(node.size);
+  node.grad = needs ? arena_alloc<T>(node.size) : nullptr;
+  node.in_begin = static_cast<std::uint32_t>(inputs_.size());
+  node.in_count = static_cast<std::uint32_t>(n_inputs);
+  node.name = name;
+  node.loc = loc;
+  node.flags = needs ? detail::kRequiresGrad : 0;
+  for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
+  nodes_.push_back(node);
+  building_ = true;
+  return OpBuilder<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), rb);
+}
+
+template <class T>
+template <class F>
+Var<T> OpBuilder<T>::finish(F&& backward) {
+  using Fn = std::decay_t<F>;
+  static_assert(std::is_invocable_v<Fn&, const BackwardContext<T>&>,
+                "backward closure must be callable as f(const BackwardContext<T>&)");
+  detail::Node<T>& n = tape_->nodes_[index_];
+  if (anomaly_mode()) tape_->check_finite_output(n);
+  if (n.flags & detail::kRequiresGrad) {
+    void* mem = tape_->arena_.allocate(sizeof(Fn), alignof(Fn) > 64 ? 64 : alignof(Fn));
+    Fn* f = new (mem) Fn(std::forward<F>(backward));
+    n.closure = f;
+    n.backward = [](void* c, const BackwardContext<T>& ctx) { (*static_cast<Fn*>(c))(ctx); };
+    if constexpr (!std::is_trivially_destructible_v<Fn>)
+      n.destroy = [](void* c) { static_cast<Fn*>(c)->~Fn(); };
+  }
+  done_ = true;
+  tape_->building_ = false;
+  return tape_->handle(index_);
+}
+
+template <class T>
+void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt,
+                    const char* what) {
+  check_input(y, what, 0);
+  check_owner(what);
+  if (building_) throw UsageError("backward: called while an op is being recorded");
+  const std::size_t yi = y.index_;
+  detail::Node<T>& out = nodes_[yi];
+  if (!seed && out.size != 1)
+    throw UsageError(std::string("backward: output '") + out.name + "' is " + out.shape.str() +
+                     ", not a scalar; pass a seed gradient of that shape (vector-Jacobian "
+                     "product)");
+  if (!(out.flags & detail::kRequiresGrad))
+    throw UsageError(std::string("backward: output '") + out.name +
+                     "' needs no gradient (it depends on no variable or parameter, or was "
+                     "recorded under no-grad)");
+
+  const std::size_t n = yi + 1;  // nodes after y cannot contribute to it
+  marks_.assign(n, 0);
+  if (n_wrt) {
+    for (std::size_t k = 0; k < n_wrt; ++k) {
+      check_input(wrt[k], what, k + 1);
+      if (wrt[k].index_ < n) marks_[wrt[k].index_] = detail::kOnPath;
+    }
+    // A node is active if it needs a gradient and lies on a path from a chosen variable.
+    for (std::size_t i = 0; i < n; ++i) {
+      const detail::Node<T>& nd = nodes_[i];
+      std::uint8_t m = marks_[i];
+      for (std::uint32_t k = 0; k < nd.in_count && !(m & detail::kOnPath); ++k)
+        m |= marks_[inputs_[nd.in_begin + k]] & detail::kOnPath;
+      if ((m & detail::kOnPath) && (nd.flags & detail::kRequiresGrad)) m |= detail::kActive;
+      marks_[i] = m;
+    }
+  } else {
+    for (std::size_t i = 0; i < n; ++i)
+      if (nodes_[i].flags & detail::kRequiresGrad) marks_[i] = detail::kActive;
+  }
+  if (!(marks_[yi] & detail::kActive)) return;  // y does not depend on any chosen variable
+
+  // Tape-owned adjoints start from zero on every sweep; parameter adjoints accumulate.
+  for (std::size_t i = 0; i < n; ++i) {
+    detail::Node<T>& nd = nodes_[i];
+    if ((marks_[i] & detail::kActive) && !(nd.flags & detail::kExternalGrad))
+      std::memset(nd.grad, 0, nd.size * sizeof(T));
+  }
+  if (seed)
+    for (std::size_t k = 0; k < out.size; ++k) out.grad[k] += seed[k];
+  else
+    out.grad[0] += T(1);
+  marks_[yi] |= detail::kReached;
+
+  const bool anomaly = anomaly_mode();
+  detail::Node<T>* nodes = nodes_.data();
+  const std::uint32_t* ins = inputs_.data();
+  std::uint8_t* marks = marks_.data();
+  for (std::size_t i = n; i-- > 0;) {
+    const detail::Node<T>& nd = nodes[i];
+    if ((marks[i] & (detail::kActive | detail::kReached)) !=
+            (detail::kActive | detail::kReached) ||
+        !nd.backward)
+      continue;
+    const std::uint32_t* in = ins + nd.in_begin;
+    nd.backward(nd.closure, BackwardContext<T>(nodes, &nd, in, marks));
+    for (std::uint32_t k = 0; k < nd.in_count; ++k) marks[in[k]] |= detail::kReached;
+    if (anomaly) {
+      for (std::uint32_t k = 0; k < nd.in_count; ++k) {
+        const detail::Node<T>& src = nodes[in[k]];
+        if (!(marks[in[k]] & detail::kActive)) continue;
+        for (std::size_t e = 0; e < src.size; ++e)
+          if (!std::isfinite(src.grad[e]))
+            throw_anomaly(nd, ("backward, adjoint of input " + std::to_string(k)).c_str(), e,
+                          src.grad[e]);
+      }
+    }
+  }
+}
+
+extern template class Tape<float>;
+extern template class Tape<double>;
+
+}  // namespace wengert

@@ -1,0 +1,474 @@
+// Tests for engine/wengert/tape.hpp: recording, the backward sweep, leaves and parameters,
+// fan-out, deep chains, rewind without allocation, stale handles, no-grad, detach, VJPs,
+// Jacobians, threads, closure lifetime, rollback and inspection.
+//
+// The ops used here are written in this file against the public record API only, so these
+// tests exercise the engine independently of ops/.
+#include <wengert/tape.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "alloc_counter.hpp"
+
+using namespace wengert;
+
+namespace {
+
+// y = a * b (same shapes).
+template <class T>
+Var<T> tmul(const Var<T>& a, const Var<T>& b) {
+  auto op = a.tape().begin_op("tmul", {a, b}, a.shape());
+  const T *pa = op.input_data(0), *pb = op.input_data(1);
+  T* out = op.out_data();
+  for (std::size_t i = 0; i < op.out_size(); ++i) out[i] = pa[i] * pb[i];
+  return op.finish([](const BackwardContext<T>& c) {
+    const T* g = c.out_grad_data();
+    if (c.needs_grad(0))
+      for (std::size_t i = 0; i < c.out_size(); ++i) c.grad_data(0)[i] += g[i] * c.input_data(1)[i];
+    if (c.needs_grad(1))
+      for (std::size_t i = 0; i < c.out_size(); ++i) c.grad_data(1)[i] += g[i] * c.input_data(0)[i];
+  });
+}
+
+// y = a + b (same shapes).
+template <class T>
+Var<T> tadd(const Var<T>& a, const Var<T>& b) {
+  auto op = a.tape().begin_op("tadd", {a, b}, a.shape());
+  for (std::size_t i = 0; i < op.out_size(); ++i)
+    op.out_data()[i] = op.input_data(0)[i] + op.input_data(1)[i];
+  return op.finish([](const BackwardContext<T>& c) {
+    for (std::size_t k = 0; k < 2; ++k)
+      if (c.needs_grad(k))
+        for (std::size_t i = 0; i < c.out_size(); ++i) c.grad_data(k)[i] += c.out_grad_data()[i];
+  });
+}
+
+// y = tanh(x), keeping the output for backward.
+template <class T>
+Var<T> ttanh(const Var<T>& x) {
+  auto op = x.tape().begin_op("ttanh", {x}, x.shape());
+  for (std::size_t i = 0; i < op.out_size(); ++i) op.out_data()[i] = std::tanh(op.input_data(0)[i]);
+  return op.finish([](const BackwardContext<T>& c) {
+    for (std::size_t i = 0; i < c.out_size(); ++i) {
+      T y = c.out_data()[i];
+      c.grad_data(0)[i] += c.out_grad_data()[i] * (T(1) - y * y);
+    }
+  });
+}
+
+// y = sum(x) → scalar.
+template <class T>
+Var<T> tsum(const Var<T>& x) {
+  auto op = x.tape().begin_op("tsum", {x}, Shape{});
+  T s = 0;
+  for (std::size_t i = 0; i < op.input_size(0); ++i) s += op.input_data(0)[i];
+  op.out_data()[0] = s;
+  return op.finish([](const BackwardContext<T>& c) {
+    for (std::size_t i = 0; i < c.input_size(0); ++i) c.grad_data(0)[i] += c.out_grad_data()[0];
+  });
+}
+
+template <class T>
+class TapeTyped : public ::testing::Test {};
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(TapeTyped, Scalars);
+
+}  // namespace
+
+TYPED_TEST(TapeTyped, RecordsOneEntryPerOpInEvaluationOrder) {
+  using T = TypeParam;
+  Tape<T> tape;
+  auto x = tape.variable(xt::xarray<T>{1, 2, 3});
+  auto c = tape.constant(xt::xarray<T>{4, 5, 6});
+  auto y = tmul(x, c);
+  auto s = tsum(y);
+  EXPECT_EQ(tape.size(), 4u);
+  EXPECT_EQ(y.index(), 2u);
+  EXPECT_EQ(s.item(), T(32));
+  EXPECT_EQ(y.shape(), (Shape{3}));
+}
+
+TYPED_TEST(TapeTyped, BackwardGivesProductRuleGradients) {
+  using T = TypeParam;
+  Tape<T> tape;
+  auto x = tape.variable(xt::xarray<T>{1, 2, 3});
+  auto w = tape.variable(xt::xarray<T>{4, 5, 6});
+  tape.backward(tsum(tmul(x, w)));
+  EXPECT_EQ(xt::xarray<T>(x.grad()), (xt::xarray<T>{4, 5, 6}));
+  EXPECT_EQ(xt::xarray<T>(w.grad()), (xt::xarray<T>{1, 2, 3}));
+}
+
+TEST(Tape, FanOutSumsContributions) {
+  // y = x*x + x: dy/dx = 2x + 1; x feeds three uses.
+  Tape<double> tape;
+  auto x = tape.variable(3.0);
+  auto y = tadd(tmul(x, x), x);
+  tape.backward(y);
+  EXPECT_DOUBLE_EQ(y.item(), 12.0);
+  EXPECT_DOUBLE_EQ(x.grad()(0), 7.0);
+}
+
+TEST(Tape, FanOutOfAnIntermediate) {
+  // h = tanh(x); y = h*h + h → dy/dx = (2h + 1)(1 − h²).
+  Tape<double> tape;
+  auto x = tape.variable(0.3);
+  auto h = ttanh(x);
+  tape.backward(tadd(tmul(h, h), h));
+  double hv = std::tanh(0.3);
+  EXPECT_NEAR(x.grad()(0), (2 * hv + 1) * (1 - hv * hv), 1e-15);
+}
+
+TEST(Tape, MillionOpChainBackpropagatesWithoutRecursion) {
+  // x → tanh → tanh → ... (10^6 times). Recursion would overflow the stack long before.
+  Tape<double> tape;
+  auto x = tape.variable(0.5);
+  Var<double> y = x;
+  for (int i = 0; i < 1000000; ++i) y = ttanh(y);
+  tape.backward(y);
+  // Independent check: the same chain rule in plain loops, multiplied from the output back
+  // (the sweep's order, so the rounding is the same).
+  std::vector<double> factor(1000000);
+  double v = 0.5, d = 1.0;
+  for (int i = 0; i < 1000000; ++i) {
+    v = std::tanh(v);
+    factor[i] = 1 - v * v;
+  }
+  for (int i = 1000000; i-- > 0;) d *= factor[i];
+  EXPECT_EQ(tape.size(), 1000001u);
+  EXPECT_DOUBLE_EQ(y.item(), v);
+  EXPECT_DOUBLE_EQ(x.grad()(0), d);
+}
+
+TEST(Tape, RewindAndReplayAllocatesNothing) {
+  Tape<float> tape;
+  Parameter<float> w(xt::xarray<float>{{0.5f, -0.25f}, {1.0f, 2.0f}});
+  xt::xarray<float> input{{1, 2}, {3, 4}};
+  auto step = [&] {
+    tape.clear();
+    auto x = tape.constant_view(input.data(), Shape{2, 2});
+    auto p = tape.param(w);
+    auto h = ttanh(tmul(x, p));
+    auto y = tsum(tadd(h, tmul(h, p)));  // fan-out of h and p
+    tape.backward(y);
+    return y.item();
+  };
+  float first = step();  // warm-up: the arena and lists grow here
+  const std::size_t cap = tape.arena_capacity();
+  wengert::testing::AllocCounter counter;
+  float again = 0;
+  for (int i = 0; i < 100; ++i) again = step();
+  EXPECT_EQ(counter.count(), 0u);
+  EXPECT_EQ(tape.arena_capacity(), cap);
+  EXPECT_EQ(first, again);
+}
+
+TEST(Tape, StaleHandleThrows) {
+  Tape<double> tape;
+  auto x = tape.variable(1.0);
+  tape.clear();
+  EXPECT_THROW(x.value(), UsageError);
+  EXPECT_THROW(x.grad(), UsageError);
+  EXPECT_FALSE(x.valid());
+  auto z = tape.variable(2.0);  // the same slot, a new generation
+  EXPECT_EQ(z.index(), x.index());
+  try {
+    ttanh(x);
+    FAIL() << "expected UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("stale"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tape, HandleFromAnotherTapeThrows) {
+  Tape<double> a, b;
+  auto x = a.variable(1.0);
+  auto y = b.variable(2.0);
+  try {
+    tmul(y, x);
+    FAIL() << "expected UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("another tape"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tmul"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(b.size(), 1u);  // nothing was recorded
+  EXPECT_THROW(b.backward(x), UsageError);
+}
+
+TEST(Tape, EmptyHandleThrows) {
+  Var<double> v;
+  EXPECT_FALSE(v.valid());
+  EXPECT_THROW(v.tape(), UsageError);
+  EXPECT_THROW(v.value(), UsageError);
+}
+
+TEST(Tape, NoGradRecordsNoBackward) {
+  Tape<double> tape;
+  auto x = tape.variable(2.0);
+  Var<double> y;
+  {
+    NoGradGuard guard;
+    EXPECT_FALSE(grad_enabled());
+    y = ttanh(x);
+  }
+  EXPECT_TRUE(grad_enabled());
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_DOUBLE_EQ(y.item(), std::tanh(2.0));
+  EXPECT_THROW(tape.backward(y), UsageError);
+  EXPECT_THROW(y.grad(), UsageError);
+  // Mixed: z = x * y, y is a constant in the graph.
+  auto z = tmul(x, y);
+  tape.backward(z);
+  EXPECT_DOUBLE_EQ(x.grad()(0), std::tanh(2.0));
+}
+
+TEST(Tape, DetachStopsGradientWithoutCopy) {
+  Tape<double> tape;
+  auto x = tape.variable(3.0);
+  auto d = tape.detach(x);
+  EXPECT_EQ(d.data(), x.data());  // aliases, no copy
+  EXPECT_FALSE(d.requires_grad());
+  auto y = tmul(x, d);  // dy/dx = d = 3, not 2x = 6
+  tape.backward(y);
+  EXPECT_DOUBLE_EQ(x.grad()(0), 3.0);
+}
+
+TEST(Tape, NonScalarBackwardNeedsSeed) {
+  Tape<double> tape;
+  auto x = tape.variable(xt::xarray<double>{1, 2});
+  auto y = ttanh(x);
+  try {
+    tape.backward(y);
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("[2]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(tape.backward(y, xt::xarray<double>{1, 2, 3}), ShapeError);
+}
+
+TEST(Tape, SeededVectorJacobianProduct) {
+  Tape<double> tape;
+  xt::xarray<double> xv{0.1, -0.7, 1.3};
+  auto x = tape.variable(xv);
+  auto y = ttanh(x);
+  xt::xarray<double> u{2.0, -1.0, 0.5};
+  tape.backward(y, u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    double t = std::tanh(xv(i));
+    EXPECT_DOUBLE_EQ(x.grad()(i), u(i) * (1 - t * t));
+  }
+}
+
+TEST(Tape, BackwardWithRespectToChosenInputsOnly) {
+  Tape<double> tape;
+  Parameter<double> p(xt::xarray<double>{5.0});
+  auto a = tape.variable(2.0);
+  auto b = tape.variable(3.0);
+  auto pv = tape.param(p);
+  auto y = tmul(tmul(a, b), pv);
+  tape.backward(y, {a});
+  EXPECT_DOUBLE_EQ(a.grad()(0), 15.0);
+  EXPECT_DOUBLE_EQ(p.grad()(0), 0.0);  // not chosen: untouched
+  // b was not chosen: its adjoint holds nothing from this sweep.
+  EXPECT_DOUBLE_EQ(b.grad()(0), 0.0);
+  tape.backward(y, {pv});
+  EXPECT_DOUBLE_EQ(p.grad()(0), 6.0);
+}
+
+TEST(Tape, JacobianByRepeatedVJPs) {
+  Tape<double> tape;
+  auto x = tape.variable(xt::xarray<double>{0.2, -0.4});
+  auto w = tape.constant(xt::xarray<double>{3.0, 5.0});
+  auto y = ttanh(tmul(x, w));  // diagonal Jacobian
+  auto J = tape.jacobian(y, x);
+  ASSERT_EQ(J.shape()[0], 2u);
+  ASSERT_EQ(J.shape()[1], 2u);
+  for (int i = 0; i < 2; ++i) {
+    double t = std::tanh(x.value()(i) * w.value()(i));
+    EXPECT_DOUBLE_EQ(J(i, i), w.value()(i) * (1 - t * t));
+    EXPECT_DOUBLE_EQ(J(i, 1 - i), 0.0);
+  }
+  auto Jc = tape.jacobian(y, w);  // constant: zero
+  EXPECT_EQ(Jc, xt::zeros<double>({2, 2}));
+}
+
+TEST(Tape, ParameterGradientAccumulatesAcrossTapesUntilZeroed) {
+  Parameter<double> p(xt::xarray<double>{2.0, -1.0});
+  for (int round = 0; round < 3; ++round) {
+    Tape<double> tape;
+    auto w = tape.param(p);
+    tape.backward(tsum(tmul(w, w)));  // d/dw = 2w
+  }
+  EXPECT_DOUBLE_EQ(p.grad()(0), 12.0);
+  EXPECT_DOUBLE_EQ(p.grad()(1), -6.0);
+  p.zero_grad();
+  EXPECT_DOUBLE_EQ(p.grad()(0), 0.0);
+}
+
+TEST(Tape, BackwardTwiceRecomputesTapeAdjointsAndAccumulatesParameters) {
+  Parameter<double> p(xt::xarray<double>{3.0});
+  Tape<double> tape;
+  auto x = tape.variable(2.0);
+  auto y = tmul(x, tape.param(p));
+  tape.backward(y);
+  tape.backward(y);
+  EXPECT_DOUBLE_EQ(x.grad()(0), 3.0);  // tape adjoints restart from zero each sweep
+  EXPECT_DOUBLE_EQ(p.grad()(0), 4.0);  // parameter adjoints accumulate
+}
+
+TEST(Tape, ClosuresAreDestroyedOnClearAndDestruction) {
+  auto token = std::make_shared<int>(7);
+  {
+    Tape<double> tape;
+    auto x = tape.variable(1.0);
+    auto op = tape.begin_op("holds", {x}, x.shape());
+    op.out_data()[0] = 1.0;
+    op.finish([token](const BackwardContext<double>&) {});
+    EXPECT_EQ(token.use_count(), 2);
+    tape.clear();
+    EXPECT_EQ(token.use_count(), 1);
+    auto x2 = tape.variable(1.0);
+    auto op2 = tape.begin_op("holds", {x2}, x2.shape());
+    op2.finish([token](const BackwardContext<double>&) {});
+    EXPECT_EQ(token.use_count(), 2);
+  }
+  EXPECT_EQ(token.use_count(), 1);
+}
+
+TEST(Tape, ThrowingForwardRollsTheTapeBack) {
+  Tape<double> tape;
+  auto x = tape.variable(1.0);
+  const std::size_t before = tape.size();
+  EXPECT_THROW(
+      {
+        auto op = tape.begin_op("fails", {x}, Shape{1000});
+        throw ValueError("fails: forward refused");
+      },
+      ValueError);
+  EXPECT_EQ(tape.size(), before);
+  auto y = ttanh(x);  // the tape is usable and the next node takes the freed slot
+  EXPECT_EQ(y.index(), before);
+  tape.backward(y);
+}
+
+TEST(Tape, NestedBeginOpIsRejected) {
+  Tape<double> tape;
+  auto x = tape.variable(1.0);
+  auto op = tape.begin_op("outer", {x}, x.shape());
+  EXPECT_THROW(tape.begin_op("inner", {x}, x.shape()), UsageError);
+  op.out_data()[0] = 0;
+  op.finish([](const BackwardContext<double>&) {});
+}
+
+TEST(Tape, AnotherThreadCannotRecordWhileOneOwnsTheTape) {
+  Tape<double> tape;
+  auto x = tape.variable(1.0);
+  bool threw = false;
+  std::thread t([&] {
+    try {
+      ttanh(x);
+    } catch (const UsageError&) {
+      threw = true;
+    }
+  });
+  t.join();
+  EXPECT_TRUE(threw);
+  // After clear() the tape may move to another thread.
+  tape.clear();
+  double got = 0;
+  std::thread t2([&] {
+    auto v = tape.variable(0.5);
+    auto y = ttanh(v);
+    tape.backward(y);
+    got = v.grad()(0);
+  });
+  t2.join();
+  EXPECT_DOUBLE_EQ(got, 1 - std::tanh(0.5) * std::tanh(0.5));
+}
+
+TEST(Tape, ThreadsRecordOnTheirOwnTapesConcurrently) {
+  std::vector<double> grads(4);
+  std::vector<std::thread> ts;
+  for (int k = 0; k < 4; ++k)
+    ts.emplace_back([k, &grads] {
+      Tape<double> tape;
+      double g = 0;
+      for (int rep = 0; rep < 200; ++rep) {
+        tape.clear();
+        auto x = tape.variable(0.1 * k);
+        Var<double> y = x;
+        for (int i = 0; i < 50; ++i) y = ttanh(y);
+        tape.backward(y);
+        g = x.grad()(0);
+      }
+      grads[k] = g;
+    });
+  for (auto& t : ts) t.join();
+  for (int k = 0; k < 4; ++k) {
+    double v = 0.1 * k, d = 1;
+    std::vector<double> factor(50);
+    for (int i = 0; i < 50; ++i) {
+      v = std::tanh(v);
+      factor[i] = 1 - v * v;
+    }
+    for (int i = 50; i-- > 0;) d *= factor[i];
+    EXPECT_DOUBLE_EQ(grads[k], d);
+  }
+}
+
+TEST(Tape, PrintsListingAndDot) {
+  Tape<double> tape;
+  Parameter<double> p(xt::xarray<double>{1.0, 2.0});
+  auto x = tape.constant(xt::xarray<double>{3.0, 4.0});
+  auto y = tsum(tmul(x, tape.param(p)));
+  (void)y;
+  std::string s = tape.str();
+  EXPECT_NE(s.find("#0 constant [2]"), std::string::npos) << s;
+  EXPECT_NE(s.find("#1 param [2]"), std::string::npos) << s;
+  EXPECT_NE(s.find("#2 tmul [2] <- #0 [2], #1 [2]"), std::string::npos) << s;
+  EXPECT_NE(s.find("#3 tsum []"), std::string::npos) << s;
+  std::ostringstream dot;
+  tape.to_dot(dot);
+  EXPECT_NE(dot.str().find("digraph"), std::string::npos);
+  EXPECT_NE(dot.str().find("n2 -> n3"), std::string::npos) << dot.str();
+}
+
+TEST(Tape, AnomalyModeNamesOpAndRecordSite) {
+  Tape<double> tape;
+  auto x = tape.variable(xt::xarray<double>{1.0, 0.0});
+  auto z = tape.constant(xt::xarray<double>{0.0, 0.0});
+  auto bad = [&] {  // 1/0 → inf in the forward output
+    auto op = tape.begin_op("recip", {x}, x.shape());
+    for (std::size_t i = 0; i < 2; ++i) op.out_data()[i] = 1.0 / op.input_data(0)[i];
+    return op.finish([](const BackwardContext<double>&) {});
+  };
+  EXPECT_NO_THROW(bad());  // off by default
+  AnomalyModeGuard on;
+  try {
+    bad();
+    FAIL();
+  } catch (const ValueError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("recip"), std::string::npos) << m;
+    EXPECT_NE(m.find("test_tape.cpp"), std::string::npos) << m;
+    EXPECT_NE(m.find("element 1"), std::string::npos) << m;
+  }
+  (void)z;
+}
+
+TEST(Tape, ShapeBroadcasting) {
+  EXPECT_EQ(broadcast_shapes("op", Shape{3, 1}, Shape{4}), (Shape{3, 4}));
+  EXPECT_EQ(broadcast_shapes("op", Shape{}, Shape{2, 2}), (Shape{2, 2}));
+  EXPECT_EQ(broadcast_shapes("op", Shape{5, 1, 2}, Shape{3, 1}), (Shape{5, 3, 2}));
+  try {
+    broadcast_shapes("add", Shape{3, 4}, Shape{5, 4});
+    FAIL();
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("add: a is [3,4] but b is [5,4]"), std::string::npos)
+        << e.what();
+  }
+}
