@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what wengert needs from Debian 12 packages, and nothing that is already there.
+# Idempotent; run as root. Usage: scripts/setup.sh [build] [test] [train] [bench] [reliability]
+#   build        compiler, CMake and the library's dependencies (always included)
+#   test         GoogleTest
+#   train        the Fashion-MNIST data set and gnuplot (for the main job's plot)
+#   bench        Google Benchmark (+ compare.py tools); libtorch-dev too if WENGERT_BENCH_TORCH=1
+#   reliability  clang + compiler-rt (libFuzzer, sanitizers) and valgrind
+set -euo pipefail
+
+pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libopenblas-dev
+      libxsimd-dev zlib1g-dev)
+for profile in "$@"; do
+  case "$profile" in
+    build) ;;
+    test) pkgs+=(libgtest-dev) ;;
+    train) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
+    bench) pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox)
+           if [ "${WENGERT_BENCH_TORCH:-0}" = 1 ]; then pkgs+=(libtorch-dev); fi ;;
+    reliability) pkgs+=(clang libclang-rt-14-dev valgrind) ;;
+    *) echo "setup.sh: unknown profile '$profile' (build, test, train, bench, reliability)" >&2
+       exit 2 ;;
+  esac
+done
+# Benchmarks are part of the default build, so their library is always needed.
+pkgs+=(libbenchmark-dev)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup.sh: all packages present"
+  exit 0
+fi
+echo "setup.sh: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: need root to install packages (run as root, or install: ${missing[*]})" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup.sh: done"
