@@ -9,3 +9,5 @@ set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)
 set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
+# zlib (zlib1g-dev): gzip-compressed IDX datasets and the parameter-file checksum.
+find_package(ZLIB REQUIRED)

@@ -1,0 +1,352 @@
+// Parameter files: writer and validating reader (the format is documented in
+// wengert/nn/serialize.hpp).
+#include <wengert/nn/serialize.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <zlib.h>
+
+#include <wengert/tape.hpp>
+
+namespace wengert::nn {
+
+namespace {
+
+constexpr bool kLittleEndianHost = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+constexpr std::size_t kHeaderBytes = 4 + 4 + 4 + 8;
+constexpr std::size_t kTrailerBytes = 4;
+
+template <class T>
+constexpr std::uint32_t dtype_code() {
+  return std::is_same_v<T, float> ? kDtypeFloat32 : kDtypeFloat64;
+}
+
+const char* dtype_name(std::uint32_t code) {
+  return code == kDtypeFloat32 ? "float32" : code == kDtypeFloat64 ? "float64" : "unknown";
+}
+
+std::uint32_t crc_update(std::uint32_t crc, const unsigned char* p, std::size_t n) {
+  while (n) {
+    uInt chunk = static_cast<uInt>(std::min<std::size_t>(n, std::size_t{1} << 30));
+    crc = static_cast<std::uint32_t>(::crc32(crc, p, chunk));
+    p += chunk;
+    n -= chunk;
+  }
+  return crc;
+}
+
+std::string prefix(const char* op, const std::string& path) {
+  return std::string(op) + ": '" + path + "': ";
+}
+
+// Buffered file writer that keeps a running CRC of everything written.
+class Writer {
+ public:
+  Writer(const std::string& path, const std::string& shown) : path_(path), shown_(shown) {
+    f_ = std::fopen(path.c_str(), "wb");
+    if (!f_)
+      throw ValueError(prefix("save", shown_) + "cannot open '" + path + "' for writing (" +
+                       std::strerror(errno) + ")");
+  }
+  ~Writer() {
+    if (f_) {
+      std::fclose(f_);
+      std::remove(path_.c_str());
+    }
+  }
+
+  void bytes(const void* p, std::size_t n) {
+    crc_ = crc_update(crc_, static_cast<const unsigned char*>(p), n);
+    raw(p, n);
+  }
+  template <class U>
+  void uint(U v) {  // little-endian, whatever the host
+    unsigned char b[sizeof(U)];
+    for (std::size_t i = 0; i < sizeof(U); ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+    bytes(b, sizeof(U));
+  }
+  template <class T>
+  void values(const T* p, std::size_t n) {
+    if constexpr (kLittleEndianHost) {
+      bytes(p, n * sizeof(T));
+    } else {
+      using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+      for (std::size_t i = 0; i < n; ++i) {
+        U u;
+        std::memcpy(&u, p + i, sizeof(T));
+        uint(u);
+      }
+    }
+  }
+  /// Writes the CRC trailer, flushes and closes; throws if anything failed.
+  void finish() {
+    std::uint32_t crc = crc_;
+    unsigned char b[4];
+    for (int i = 0; i < 4; ++i) b[i] = static_cast<unsigned char>(crc >> (8 * i));
+    raw(b, 4);
+    std::FILE* f = f_;
+    f_ = nullptr;
+    if (std::fclose(f) != 0) {
+      std::remove(path_.c_str());
+      throw ValueError(prefix("save", shown_) + "writing '" + path_ + "' failed (" +
+                       std::strerror(errno) + ")");
+    }
+  }
+
+ private:
+  void raw(const void* p, std::size_t n) {
+    if (std::fwrite(p, 1, n, f_) != n)
+      throw ValueError(prefix("save", shown_) + "writing '" + path_ + "' failed (" +
+                       std::strerror(errno) + ")");
+  }
+
+  std::string path_, shown_;
+  std::FILE* f_ = nullptr;
+  std::uint32_t crc_ = static_cast<std::uint32_t>(::crc32(0L, Z_NULL, 0));
+};
+
+template <class T>
+void save_impl(const std::string& path, const Parameter<T>* const* params, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!params[i])
+      throw UsageError(prefix("save", path) + "parameter " + std::to_string(i) + " is null");
+    if (params[i]->name().size() > std::numeric_limits<std::uint32_t>::max())
+      throw ValueError(prefix("save", path) + "parameter " + std::to_string(i) +
+                       "'s name is too long");
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    Writer w(tmp, path);
+    w.bytes(kParamFileMagic, 4);
+    w.uint(kParamFileVersion);
+    w.uint(dtype_code<T>());
+    w.uint(std::uint64_t{n});
+    for (std::size_t i = 0; i < n; ++i) {
+      const Parameter<T>& p = *params[i];
+      w.uint(static_cast<std::uint32_t>(p.name().size()));
+      w.bytes(p.name().data(), p.name().size());
+      w.uint(static_cast<std::uint32_t>(p.shape().rank()));
+      for (std::size_t d : p.shape()) w.uint(std::uint64_t{d});
+      w.values(p.data(), p.size());
+    }
+    w.finish();
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    throw ValueError(prefix("save", path) + "cannot rename '" + tmp + "' to it (" +
+                     std::strerror(err) + ")");
+  }
+}
+
+std::vector<unsigned char> read_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f)
+    throw ValueError(prefix("load", path) + "cannot open it (" + std::strerror(errno) + ")");
+  std::vector<unsigned char> buf;
+  unsigned char chunk[1 << 16];
+  std::size_t got;
+  while ((got = std::fread(chunk, 1, sizeof chunk, f)) > 0) buf.insert(buf.end(), chunk, chunk + got);
+  bool failed = std::ferror(f);
+  std::fclose(f);
+  if (failed) throw ValueError(prefix("load", path) + "read error");
+  return buf;
+}
+
+// Bounds-checked little-endian reader over the file's body (everything before the CRC).
+class Reader {
+ public:
+  Reader(const std::string& path, const unsigned char* data, std::size_t end)
+      : path_(path), data_(data), end_(end) {}
+
+  std::size_t pos() const { return pos_; }
+  std::size_t remaining() const { return end_ - pos_; }
+
+  const unsigned char* take(std::size_t n, const std::string& what) {
+    if (n > remaining())
+      throw ValueError(prefix("load", path_) + "the file is truncated or corrupt: " + what +
+                       " needs " + std::to_string(n) + " bytes at offset " +
+                       std::to_string(pos_) + " but the data end at offset " +
+                       std::to_string(end_));
+    const unsigned char* p = data_ + pos_;
+    pos_ += n;
+    return p;
+  }
+  template <class U>
+  U uint(const std::string& what) {
+    const unsigned char* p = take(sizeof(U), what);
+    U v = 0;
+    for (std::size_t i = 0; i < sizeof(U); ++i) v |= static_cast<U>(p[i]) << (8 * i);
+    return v;
+  }
+
+ private:
+  std::string path_;
+  const unsigned char* data_;
+  std::size_t end_;
+  std::size_t pos_ = 0;
+};
+
+struct Record {
+  std::string name;
+  Shape shape;
+  const unsigned char* data;
+};
+
+template <class T>
+void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params) {
+  const std::string pre = prefix("load", path);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (!params[i]) throw UsageError(pre + "parameter " + std::to_string(i) + " is null");
+
+  const std::vector<unsigned char> buf = read_file(path);
+  const std::size_t size = buf.size();
+
+  // Header: magic, version, dtype — each checked before anything that depends on it.
+  if (size == 0) throw ValueError(pre + "the file is truncated: it is empty");
+  if (std::memcmp(buf.data(), kParamFileMagic, std::min<std::size_t>(size, 4)) != 0) {
+    char hex[3 * 4 + 1] = {};
+    for (std::size_t i = 0; i < std::min<std::size_t>(size, 4); ++i)
+      std::snprintf(hex + 3 * i, 4, "%02x ", buf[i]);
+    throw ValueError(pre + "not a wengert parameter file: it starts with bytes " + hex +
+                     "instead of the magic 'WGRT'");
+  }
+  if (size < kHeaderBytes + kTrailerBytes)
+    throw ValueError(pre + "the file is truncated: " + std::to_string(size) +
+                     " bytes, less than the " + std::to_string(kHeaderBytes + kTrailerBytes) +
+                     "-byte header and checksum");
+  Reader r(path, buf.data(), size - kTrailerBytes);
+  r.take(4, "magic");
+  const auto version = r.uint<std::uint32_t>("version");
+  if (version != kParamFileVersion)
+    throw ValueError(pre + "unsupported format version " + std::to_string(version) +
+                     "; this build reads version " + std::to_string(kParamFileVersion));
+  const auto dtype = r.uint<std::uint32_t>("dtype");
+  if (dtype != kDtypeFloat32 && dtype != kDtypeFloat64)
+    throw ValueError(pre + "unknown dtype code " + std::to_string(dtype) +
+                     " (1 = float32, 2 = float64); the file is corrupt");
+  if (dtype != dtype_code<T>())
+    throw ValueError(pre + "the file holds " + dtype_name(dtype) + " tensors but the parameters are " +
+                     dtype_name(dtype_code<T>()));
+  const auto count = r.uint<std::uint64_t>("tensor count");
+  constexpr std::size_t kMinRecord = 4 + 4;  // empty name, rank 0 … plus at least one value
+  if (count > r.remaining() / kMinRecord)
+    throw ValueError(pre + "the file is truncated or corrupt: the header announces " +
+                     std::to_string(count) + " tensors but only " +
+                     std::to_string(r.remaining()) + " bytes follow");
+
+  // Structure: every record must fit, and the records must end exactly at the checksum.
+  std::vector<Record> records(static_cast<std::size_t>(count));
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const std::string which = "tensor " + std::to_string(i);
+    Record& rec = records[i];
+    const auto len = r.uint<std::uint32_t>(which + "'s name length");
+    const unsigned char* name = r.take(len, which + "'s name");
+    rec.name.assign(reinterpret_cast<const char*>(name), len);
+    const std::string named = which + " ('" + rec.name + "')";
+    const auto rank = r.uint<std::uint32_t>(named + "'s rank");
+    if (rank > Shape::kMaxRank)
+      throw ValueError(pre + "the file is corrupt: " + named + " has rank " +
+                       std::to_string(rank) + ", above the maximum " +
+                       std::to_string(Shape::kMaxRank));
+    std::uint64_t elems = 1;
+    bool overflow = false;
+    for (std::uint32_t d = 0; d < rank; ++d) {
+      const auto dim = r.uint<std::uint64_t>(named + "'s dimension " + std::to_string(d));
+      rec.shape.push_back(static_cast<std::size_t>(dim));
+      if (dim != 0 && elems > std::numeric_limits<std::uint64_t>::max() / sizeof(T) / dim)
+        overflow = true;
+      elems *= dim;
+    }
+    if (overflow || elems * sizeof(T) > r.remaining())
+      throw ValueError(pre + "the file is truncated or corrupt: " + named + " of shape " +
+                       rec.shape.str() + " needs " +
+                       (overflow ? std::string("more") : std::to_string(elems * sizeof(T))) +
+                       " bytes of data at offset " + std::to_string(r.pos()) + " but only " +
+                       std::to_string(r.remaining()) + " remain before the checksum");
+    rec.data = r.take(static_cast<std::size_t>(elems * sizeof(T)), named + "'s data");
+  }
+  if (r.remaining() != 0)
+    throw ValueError(pre + "the file is corrupt: " + std::to_string(r.remaining()) +
+                     " unexpected bytes between the last tensor and the checksum");
+
+  // Checksum over everything before the trailer.
+  const unsigned char* t = buf.data() + size - kTrailerBytes;
+  const std::uint32_t stored = std::uint32_t{t[0]} | std::uint32_t{t[1]} << 8 |
+                               std::uint32_t{t[2]} << 16 | std::uint32_t{t[3]} << 24;
+  const std::uint32_t computed = crc_update(static_cast<std::uint32_t>(::crc32(0L, Z_NULL, 0)),
+                                            buf.data(), size - kTrailerBytes);
+  if (stored != computed) {
+    char msg[96];
+    std::snprintf(msg, sizeof msg, "checksum mismatch (stored CRC-32 %08x, computed %08x)",
+                  stored, computed);
+    throw ValueError(pre + "the file is corrupt: " + msg);
+  }
+
+  // The file is sound; now it must match the parameters.
+  if (records.size() != params.size())
+    throw ValueError(pre + "the file holds " + std::to_string(records.size()) +
+                     " tensors but " + std::to_string(params.size()) +
+                     " parameters were given");
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const Parameter<T>& p = *params[i];
+    if (records[i].name != p.name())
+      throw ValueError(pre + "tensor " + std::to_string(i) + " is named '" + records[i].name +
+                       "' in the file but parameter " + std::to_string(i) + " is named '" +
+                       p.name() + "'");
+    if (records[i].shape != p.shape())
+      throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + records[i].name +
+                       "') has shape " + records[i].shape.str() +
+                       " in the file but the parameter has shape " + p.shape().str());
+  }
+
+  // All checks passed: copy.
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    Parameter<T>& p = *params[i];
+    const unsigned char* src = records[i].data;
+    if constexpr (kLittleEndianHost) {
+      std::memcpy(p.data(), src, p.size() * sizeof(T));
+    } else {
+      using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+      for (std::size_t k = 0; k < p.size(); ++k) {
+        U u = 0;
+        for (std::size_t b = 0; b < sizeof(T); ++b)
+          u |= static_cast<U>(src[k * sizeof(T) + b]) << (8 * b);
+        std::memcpy(p.data() + k, &u, sizeof(T));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void save(const std::string& path, const std::vector<const Parameter<T>*>& params) {
+  save_impl<T>(path, params.data(), params.size());
+}
+
+template <class T>
+void save(const std::string& path, const std::vector<Parameter<T>*>& params) {
+  std::vector<const Parameter<T>*> c(params.begin(), params.end());
+  save_impl<T>(path, c.data(), c.size());
+}
+
+template <class T>
+void load(const std::string& path, const std::vector<Parameter<T>*>& params) {
+  load_impl<T>(path, params);
+}
+
+template void save<float>(const std::string&, const std::vector<const Parameter<float>*>&);
+template void save<double>(const std::string&, const std::vector<const Parameter<double>*>&);
+template void save<float>(const std::string&, const std::vector<Parameter<float>*>&);
+template void save<double>(const std::string&, const std::vector<Parameter<double>*>&);
+template void load<float>(const std::string&, const std::vector<Parameter<float>*>&);
+template void load<double>(const std::string&, const std::vector<Parameter<double>*>&);
+
+}  // namespace wengert::nn
