@@ -311,7 +311,7 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
     Parameter<T>& p = *params[i];
     const unsigned char* src = records[i].data;
     if constexpr (kLittleEndianHost) {
-      std::memcpy(p.data(), src, p.size() * sizeof(T));
+      if (p.size()) std::memcpy(p.data(), src, p.size() * sizeof(T));
     } else {
       using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
       for (std::size_t k = 0; k < p.size(); ++k) {
