@@ -1,0 +1,312 @@
+// MLP training step and tape overhead: wengert side by side with a hand-written OpenBLAS step
+// (the floor) and libtorch, in one binary and one run. scripts/bench.sh runs it (1 and 2 threads)
+// and scripts/bench_report.py turns the JSON into the ratio tables of benchmarks/RESULTS.md.
+//
+// Benchmarks (real time per iteration):
+//   MLP/<S0..S3>/<floor|wengert|libtorch>  one training step (forward, loss, backward, SGD)
+//   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 tanh, recorded then backpropagated
+// Counters: allocs_per_step (heap allocation calls per step after warm-up, all threads),
+// heap_peak_MiB (high-water mark of net heap growth from the benchmark's start, setup included),
+// rss_peak_MiB (the process's peak resident set, reset at the benchmark's start).
+//
+// Before the benchmarks, a check runs one step of every contender from the same parameters and
+// prints PASS/FAIL per workload: same loss, gradients and updated weights as the floor within
+// float32 tolerance. The results also go into the JSON context ("check_S0", ...).
+//
+// Threads: WENGERT_BENCH_THREADS (default 1) sets libtorch's intra-op threads; OpenBLAS reads
+// OPENBLAS_NUM_THREADS itself (scripts/bench.sh sets both to the same value).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "alloc_count.hpp"
+#include "mlp_floor.hpp"
+#include "mlp_wengert.hpp"
+#ifdef WENGERT_BENCH_HAVE_TORCH
+#include "mlp_torch.hpp"
+#endif
+
+extern "C" char* openblas_get_config();
+extern "C" char* openblas_get_corename();
+extern "C" int openblas_get_num_threads();
+
+namespace wengert_bench {
+namespace {
+
+constexpr int kWarmup = 3;      // steps before counting: the tape and buffers reach steady state
+constexpr int kCountSteps = 5;  // steps over which allocations are counted
+constexpr int kChainOps = 1000;
+
+int bench_threads() {
+  const char* s = std::getenv("WENGERT_BENCH_THREADS");
+  const int n = s ? std::atoi(s) : 1;
+  return n > 0 ? n : 1;
+}
+
+// ---- memory probes ---------------------------------------------------------------------------
+
+// Linux ≥ 4.0: writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM) to the current RSS.
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+double peak_rss_mib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
+}
+
+// Runs `step` kWarmup times, counts allocations over kCountSteps more, then times it; setup
+// (making the contender) happens inside `make` with the heap probe already on.
+template <class Make>
+void run_steps(benchmark::State& state, Make make) {
+  reset_peak_rss();
+  alloc::start();
+  auto contender = make();
+  for (int i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(contender->step());
+  const std::uint64_t before = alloc::count();
+  for (int i = 0; i < kCountSteps; ++i) benchmark::DoNotOptimize(contender->step());
+  const double per_step = double(alloc::count() - before) / kCountSteps;
+  const double heap = double(alloc::peak_bytes()) / (1024.0 * 1024.0);
+  alloc::stop();
+  for (auto _ : state) benchmark::DoNotOptimize(contender->step());
+  state.counters["allocs_per_step"] = per_step;
+  state.counters["heap_peak_MiB"] = heap;
+  state.counters["rss_peak_MiB"] = peak_rss_mib();
+}
+
+// ---- contenders ------------------------------------------------------------------------------
+
+const Problem& problem(const std::string& name) {
+  static std::map<std::string, Problem> problems;
+  auto it = problems.find(name);
+  if (it == problems.end()) it = problems.emplace(name, make_problem(workload(name))).first;
+  return it->second;
+}
+
+struct PlainChain {
+  PlainChain(std::size_t side, int ops)
+      : n(side * side), ops(ops), x(n, 0.5f), buf((ops + 1) * n), g(n) {}
+  float step() { return plain_tanh_chain(x.data(), n, ops, buf.data(), g.data()); }
+  std::size_t n;
+  int ops;
+  std::vector<float> x, buf, g;
+};
+struct WengertChain {
+  WengertChain(std::size_t side, int ops) : c(side, ops) {}
+  float step() { return c.run(); }
+  WengertTanhChain c;
+};
+#ifdef WENGERT_BENCH_HAVE_TORCH
+struct TorchChain {
+  TorchChain(std::size_t side, int ops) : c(side, ops) {}
+  float step() { return c.run(); }
+  TorchTanhChain c;
+};
+#endif
+
+void register_all() {
+  for (const Workload& w : workloads()) {
+    const std::string name = w.name;
+    auto reg = [&](const char* who, std::function<void(benchmark::State&)> fn) {
+      benchmark::RegisterBenchmark(("MLP/" + name + "/" + who).c_str(),
+                                   [fn](benchmark::State& s) { fn(s); })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    };
+    reg("floor", [name](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<FloorMLP>(problem(name)); });
+    });
+    reg("wengert", [name](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<WengertMLP>(problem(name)); });
+    });
+#ifdef WENGERT_BENCH_HAVE_TORCH
+    reg("libtorch", [name](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<TorchMLP>(problem(name)); });
+    });
+#endif
+  }
+  for (std::size_t side : {1, 8}) {
+    const std::string sz = std::to_string(side) + "x" + std::to_string(side);
+    auto reg = [&](const char* who, std::function<void(benchmark::State&)> fn) {
+      benchmark::RegisterBenchmark(("OP/" + sz + "/" + who).c_str(),
+                                   [fn](benchmark::State& s) { fn(s); })
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    };
+    reg("plain", [side](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<PlainChain>(side, kChainOps); });
+    });
+    reg("wengert", [side](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<WengertChain>(side, kChainOps); });
+    });
+#ifdef WENGERT_BENCH_HAVE_TORCH
+    reg("libtorch", [side](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<TorchChain>(side, kChainOps); });
+    });
+#endif
+  }
+}
+
+// ---- correctness check -----------------------------------------------------------------------
+
+// max |a − b| / max |ref|: an error relative to the tensor's scale (float32 sums of up to
+// 1,024 products agree to a few 1e-7 of it).
+double rel_err(const float* a, const float* b, std::size_t n) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
+    den = std::max(den, std::fabs(double(b[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+constexpr double kTolerance = 1e-4;
+
+struct CheckResult {
+  double loss = 0, grads = 0, weights = 0, loss2 = 0;
+  bool pass() const {
+    return loss <= kTolerance && grads <= kTolerance && weights <= kTolerance &&
+           loss2 <= kTolerance;
+  }
+  std::string str(const char* who) const {
+    char b[256];
+    std::snprintf(b, sizeof b,
+                  "%s vs floor: loss %.1e, grads %.1e, updated W %.1e, step-2 loss %.1e (rel) %s",
+                  who, loss, grads, weights, loss2, pass() ? "PASS" : "FAIL");
+    return b;
+  }
+};
+
+double rel_scalar(float a, float b) { return std::fabs(double(a) - double(b)) / std::max(1e-30, std::fabs(double(b))); }
+
+bool check_all() {
+  bool ok = true;
+  for (const Workload& w : workloads()) {
+    const Problem& p = problem(w.name);
+    FloorMLP floor(p);
+    WengertMLP weng(p);
+    const float lf = floor.step(), lw = weng.step();
+    CheckResult cw;
+    cw.loss = rel_scalar(lw, lf);
+    for (std::size_t l = 0; l < w.layers(); ++l) {
+      const std::size_t nW = w.sizes[l] * w.sizes[l + 1], nb = w.sizes[l + 1];
+      cw.grads = std::max(cw.grads, rel_err(weng.weight(l).grad_data(), floor.grad_weight(l), nW));
+      cw.grads = std::max(cw.grads, rel_err(weng.bias(l).grad_data(), floor.grad_bias(l), nb));
+      cw.weights = std::max(cw.weights, rel_err(weng.weight(l).data(), floor.weight(l), nW));
+      cw.weights = std::max(cw.weights, rel_err(weng.bias(l).data(), floor.bias(l), nb));
+    }
+#ifdef WENGERT_BENCH_HAVE_TORCH
+    TorchMLP torch(p);
+    torch.keep_grads(true);
+    const float lt = torch.step();
+    CheckResult ct;
+    ct.loss = rel_scalar(lt, lf);
+    for (std::size_t l = 0; l < w.layers(); ++l) {
+      const std::size_t nW = w.sizes[l] * w.sizes[l + 1], nb = w.sizes[l + 1];
+      ct.grads = std::max(ct.grads, rel_err(torch.grad_weight(l).data(), floor.grad_weight(l), nW));
+      ct.grads = std::max(ct.grads, rel_err(torch.grad_bias(l).data(), floor.grad_bias(l), nb));
+      ct.weights = std::max(ct.weights, rel_err(torch.weight(l).data(), floor.weight(l), nW));
+    }
+#endif
+    const float lf2 = floor.step();
+    cw.loss2 = rel_scalar(weng.step(), lf2);
+    std::string line = std::string(w.name) + " (" + w.describe() + "): loss " +
+                       std::to_string(lf) + "; " + cw.str("wengert");
+    ok = ok && cw.pass();
+#ifdef WENGERT_BENCH_HAVE_TORCH
+    ct.loss2 = rel_scalar(torch.step(), lf2);
+    line += "; " + ct.str("libtorch");
+    ok = ok && ct.pass();
+#endif
+    std::printf("check %s\n", line.c_str());
+    benchmark::AddCustomContext(std::string("check_") + w.name, line);
+  }
+  // The OP chain: dx of wengert's chain against the plain loop.
+  for (std::size_t side : {1, 8}) {
+    PlainChain plain(side, kChainOps);
+    WengertChain weng(side, kChainOps);
+    const float gp = plain.step(), gw = weng.step();
+    const double e = rel_scalar(gw, gp);
+    char b[160];
+    std::snprintf(b, sizeof b, "OP %zux%zu: dx[0] plain %.6g, wengert %.6g (rel %.1e) %s", side,
+                  side, double(gp), double(gw), e, e <= kTolerance ? "PASS" : "FAIL");
+    ok = ok && e <= kTolerance;
+    std::printf("check %s\n", b);
+    benchmark::AddCustomContext("check_OP_" + std::to_string(side), b);
+  }
+  std::fflush(stdout);
+  return ok;
+}
+
+// ---- machine facts ---------------------------------------------------------------------------
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto pos = line.find(':');
+      return pos == std::string::npos ? line : line.substr(pos + 2);
+    }
+  return "unknown";
+}
+
+void add_context(int threads) {
+  const char* core = std::getenv("OPENBLAS_CORETYPE");
+  const char* obt = std::getenv("OPENBLAS_NUM_THREADS");
+  benchmark::AddCustomContext("cpu_model", cpu_model());
+  benchmark::AddCustomContext("blas_config", openblas_get_config());
+  benchmark::AddCustomContext("blas_core", openblas_get_corename());
+  benchmark::AddCustomContext("OPENBLAS_CORETYPE", core ? core : "(unset)");
+  benchmark::AddCustomContext("OPENBLAS_NUM_THREADS", obt ? obt : "(unset)");
+  benchmark::AddCustomContext("blas_threads", std::to_string(openblas_get_num_threads()));
+  benchmark::AddCustomContext("bench_threads", std::to_string(threads));
+  benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
+  benchmark::AddCustomContext("compiler", "g++ " __VERSION__);
+#ifdef WENGERT_BENCH_HAVE_TORCH
+  benchmark::AddCustomContext("torch", torch_info());
+#else
+  benchmark::AddCustomContext("torch", "(not built: find_package(Torch) failed)");
+#endif
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) == 3) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.2f %.2f %.2f", load[0], load[1], load[2]);
+    benchmark::AddCustomContext("loadavg_at_start", b);
+  }
+}
+
+}  // namespace
+}  // namespace wengert_bench
+
+int main(int argc, char** argv) {
+  using namespace wengert_bench;
+  const int threads = bench_threads();
+#ifdef WENGERT_BENCH_HAVE_TORCH
+  torch_set_threads(threads);
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  add_context(threads);
+  const bool ok = check_all();
+  benchmark::AddCustomContext("check", ok ? "PASS" : "FAIL");
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return ok ? 0 : 2;
+}

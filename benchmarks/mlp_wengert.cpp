@@ -1,0 +1,57 @@
+// The wengert contender (see mlp_wengert.hpp).
+#include "mlp_wengert.hpp"
+
+namespace wengert_bench {
+
+using wengert::Parameter;
+using wengert::Shape;
+using wengert::Var;
+
+WengertMLP::WengertMLP(const Problem& p) : p_(&p) {
+  const Workload& w = p.w;
+  std::vector<Parameter<float>*> params;
+  for (std::size_t l = 0; l < w.layers(); ++l) {
+    const std::size_t in = w.sizes[l], out = w.sizes[l + 1];
+    W_.push_back(std::make_unique<Parameter<float>>(Shape{in, out}));
+    std::copy(p.W0[l].begin(), p.W0[l].end(), W_.back()->data());
+    b_.push_back(std::make_unique<Parameter<float>>(Shape{out}));
+    std::copy(p.b0[l].begin(), p.b0[l].end(), b_.back()->data());
+    params.push_back(W_.back().get());
+    params.push_back(b_.back().get());
+  }
+  opt_ = std::make_unique<wengert::nn::SGD<float>>(params, p.lr);
+}
+
+float WengertMLP::step() {
+  const Workload& w = p_->w;
+  const std::size_t L = w.layers();
+  tape_.clear();
+  opt_->zero_grad();
+  Var<float> h = tape_.constant_view(p_->x.data(), Shape{w.batch, w.sizes.front()});
+  for (std::size_t l = 0; l < L; ++l) {
+    Var<float> z = wengert::linear(h, tape_.param(*W_[l]), tape_.param(*b_[l]));
+    h = l + 1 < L ? wengert::tanh(z) : z;
+  }
+  Var<float> loss =
+      w.loss == LossKind::kSoftmaxCrossEntropy
+          ? wengert::softmax_cross_entropy(h, p_->labels.data(), p_->labels.size())
+          : wengert::sigmoid_binary_cross_entropy(
+                h, tape_.constant_view(p_->targets.data(), Shape{w.batch, 1}));
+  tape_.backward(loss);
+  opt_->step();
+  return loss.item();
+}
+
+WengertTanhChain::WengertTanhChain(std::size_t side, int ops)
+    : side_(side), ops_(ops), x0_(side * side, 0.5f), seed_(side * side, 1.0f) {}
+
+float WengertTanhChain::run() {
+  tape_.clear();
+  Var<float> x = tape_.variable(x0_.data(), Shape{side_, side_});
+  Var<float> y = x;
+  for (int i = 0; i < ops_; ++i) y = wengert::tanh(y);
+  tape_.backward(y, seed_.data(), nullptr, 0);
+  return x.grad_data()[0];
+}
+
+}  // namespace wengert_bench

@@ -1,0 +1,56 @@
+// MLP training-step benchmark: the wengert contender.
+//
+// The step of mlp_floor.hpp written the way a wengert user writes it: Parameters for W and b,
+// one tape reused across steps (clear() keeps its capacity), linear (the fused x·W + b layer)
+// and tanh for each layer, the loss op, backward, then nn::SGD. After the first step the tape's
+// arena, node list and the optimizer are all warm, so a step allocates nothing.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include <wengert/wengert.hpp>
+#include <wengert/nn/optim.hpp>
+
+#include "mlp_floor.hpp"
+
+namespace wengert_bench {
+
+class WengertMLP {
+ public:
+  explicit WengertMLP(const Problem& p);
+  WengertMLP(const WengertMLP&) = delete;
+  WengertMLP& operator=(const WengertMLP&) = delete;
+
+  /// One step (zero_grad, forward, loss, backward, SGD); returns the loss before the update.
+  float step();
+
+  std::size_t layers() const { return W_.size(); }
+  const wengert::Parameter<float>& weight(std::size_t l) const { return *W_[l]; }
+  const wengert::Parameter<float>& bias(std::size_t l) const { return *b_[l]; }
+  const wengert::Tape<float>& tape() const { return tape_; }
+
+ private:
+  const Problem* p_;
+  std::vector<std::unique_ptr<wengert::Parameter<float>>> W_, b_;
+  std::unique_ptr<wengert::nn::SGD<float>> opt_;
+  wengert::Tape<float> tape_;
+};
+
+/// The OP workload on a wengert tape: x [side, side] a variable, `ops` times y = tanh(y),
+/// backward from a seed of ones; the tape is cleared and reused every run.
+class WengertTanhChain {
+ public:
+  WengertTanhChain(std::size_t side, int ops);
+  /// One record + backward; returns dx[0].
+  float run();
+
+ private:
+  std::size_t side_;
+  int ops_;
+  std::vector<float> x0_, seed_;
+  wengert::Tape<float> tape_;
+};
+
+}  // namespace wengert_bench
