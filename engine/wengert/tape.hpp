@@ -145,6 +145,7 @@ class Var {
   friend class OpBuilder<T>;
   Var(Tape<T>* t, std::uint32_t i, std::uint32_t g) : tape_(t), index_(i), gen_(g) {}
   const detail::Node<T>& node() const;
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_invalid() const;
 
   Tape<T>* tape_ = nullptr;
   std::uint32_t index_ = 0;
@@ -413,16 +414,18 @@ class Tape {
 
   std::uint32_t push_leaf(const char* name, const Shape& s, const T* external,
                           std::uint8_t flags) {
-    std::size_t n = s.size();
-    detail::Node<T> node{};
-    node.value = external ? external : arena_alloc<T>(n);
-    node.grad = (flags & detail::kRequiresGrad) ? arena_alloc<T>(n) : nullptr;
-    node.shape = s;
+    const Shape shape = s;  // may live in nodes_ (detach): copy before emplace_back
+    const std::size_t n = shape.size();
+    const T* value = external ? external : arena_alloc<T>(n);
+    T* grad = (flags & detail::kRequiresGrad) ? arena_alloc<T>(n) : nullptr;
+    detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
+    node.value = value;
+    node.grad = grad;
+    node.shape = shape;
     node.size = n;
     node.in_begin = static_cast<std::uint32_t>(inputs_.size());
     node.name = name;
     node.flags = flags | detail::kLeaf;
-    nodes_.push_back(node);
     return static_cast<std::uint32_t>(nodes_.size() - 1);
   }
 
@@ -524,11 +527,16 @@ class Parameter {
 
 template <class T>
 Tape<T>& Var<T>::tape() const {
-  if (!tape_) throw UsageError("Var: empty handle (default-constructed)");
-  if (gen_ != tape_->gen_ || index_ >= tape_->nodes_.size())
-    throw UsageError("Var: stale handle to node #" + std::to_string(index_) +
-                     ": its tape was cleared after it was recorded");
+  // Every op reads its inputs through here: the check stays inline, the message out of line.
+  if (!valid()) throw_invalid();
   return *tape_;
+}
+
+template <class T>
+void Var<T>::throw_invalid() const {
+  if (!tape_) throw UsageError("Var: empty handle (default-constructed)");
+  throw UsageError("Var: stale handle to node #" + std::to_string(index_) +
+                   ": its tape was cleared after it was recorded");
 }
 
 template <class T>
@@ -572,7 +580,7 @@ const T* Var<T>::grad_data() const {
 template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
   check_owner("param");
-  detail::Node<T> node{};
+  detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
   node.value = p.data();
   node.grad = grad_enabled() ? p.grad_data() : nullptr;
   node.shape = p.shape();
@@ -580,7 +588,6 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
   node.in_begin = static_cast<std::uint32_t>(inputs_.size());
   node.name = "param";
   node.flags = detail::kLeaf | (grad_enabled() ? (detail::kRequiresGrad | detail::kExternalGrad) : 0);
-  nodes_.push_back(node);
   return handle(static_cast<std::uint32_t>(nodes_.size() - 1));
 }
 
@@ -599,18 +606,24 @@ OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size
   needs = needs && grad_enabled();
 
   RollbackPoint rb{nodes_.size(), inputs_.size(), arena_.mark()};
-  detail::Node<T> node{};
-  node.shape = out;
-  node.size = out.size();
-  node.value = arena_alloc<T>(node.size);
-  node.grad = needs ? arena_alloc<T>(node.size) : nullptr;
-  node.in_begin = static_cast<std::uint32_t>(inputs_.size());
+  const Shape shape = out;  // `out` may be an input's shape, i.e. inside nodes_: copy it first
+  const std::size_t size = shape.size();
+  T* value = arena_alloc<T>(size);
+  T* grad = needs ? arena_alloc<T>(size) : nullptr;
+  const auto in_begin = static_cast<std::uint32_t>(inputs_.size());
+  for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
+  // Filled in place: a Node assembled on the stack and pushed is copied with wide vector loads
+  // right after its fields were stored narrowly, a store-forwarding stall on every op.
+  detail::Node<T>& node = nodes_.emplace_back();
+  node.shape = shape;
+  node.size = size;
+  node.value = value;
+  node.grad = grad;
+  node.in_begin = in_begin;
   node.in_count = static_cast<std::uint32_t>(n_inputs);
   node.name = name;
   node.loc = loc;
   node.flags = needs ? detail::kRequiresGrad : 0;
-  for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
-  nodes_.push_back(node);
   building_ = true;
   return OpBuilder<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), rb);
 }
@@ -675,10 +688,11 @@ void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size
   }
   if (!(marks_[yi] & detail::kActive)) return;  // y does not depend on any chosen variable
 
-  // Tape-owned adjoints start from zero on every sweep; parameter adjoints accumulate.
+  // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, which would
+  // otherwise hold uninitialised arena memory; parameter adjoints accumulate.
   for (std::size_t i = 0; i < n; ++i) {
     detail::Node<T>& nd = nodes_[i];
-    if ((marks_[i] & detail::kActive) && !(nd.flags & detail::kExternalGrad))
+    if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad))
       std::memset(nd.grad, 0, nd.size * sizeof(T));
   }
   if (seed)
