@@ -1,0 +1,6 @@
+// wengert — all built-in ops. One line per op header.
+#pragma once
+
+#include <wengert/ops/activations.hpp>
+#include <wengert/ops/elementwise.hpp>
+#include <wengert/ops/reduce.hpp>

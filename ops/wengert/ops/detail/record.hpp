@@ -1,0 +1,55 @@
+// wengert — helpers shared by the built-in ops' sources: argument checks and the recording
+// skeleton of a one-input elementwise op. Everything here goes through the public custom-op
+// API of tape.hpp (begin_op → out_data → finish).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <type_traits>
+
+#include <wengert/tape.hpp>
+
+namespace wengert::detail {
+
+template <class T>
+[[noreturn]] void throw_bad_arg(const char* op, const Var<T>& v, std::size_t k) {
+  std::string what = "invalid handle";
+  try {
+    v.tape();  // throws the reason (empty or stale)
+  } catch (const UsageError& e) {
+    what = e.what();
+  }
+  throw UsageError(std::string(op) + ": argument " + std::to_string(k) + ": " + what);
+}
+
+/// Throws UsageError naming `op` and argument `k` if `v` is empty or stale. Done before reading
+/// shapes, so that the message names the op rather than only the handle.
+template <class T>
+inline void check_arg(const char* op, const Var<T>& v, std::size_t k) {
+  if (!v.valid()) throw_bad_arg(op, v, k);
+}
+
+/// Records y = f(x) elementwise. `forward(in, out, n)` fills the output; `dydx(g, x, y)` gives
+/// one element's contribution g·f'(x) to x's adjoint, from the output adjoint g, the input x
+/// and the output y. dydx is stored in the closure, so it must be trivially destructible
+/// (a lambda capturing scalars by value).
+template <class T, class Forward, class Dydx>
+Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& forward,
+                    Dydx dydx) {
+  static_assert(std::is_trivially_destructible_v<Dydx>,
+                "the backward of a built-in op captures only trivially destructible values");
+  check_arg(name, x, 0);
+  auto op = x.tape().begin_op(name, {x}, x.shape(), loc);
+  forward(op.input_data(0), op.out_data(), op.out_size());
+  return op.finish([dydx](const BackwardContext<T>& c) {
+    if (!c.needs_grad(0)) return;
+    const std::size_t n = c.out_size();
+    T* __restrict gx = c.grad_data(0);
+    const T* __restrict g = c.out_grad_data();
+    const T* __restrict xv = c.input_data(0);
+    const T* __restrict yv = c.out_data();
+    for (std::size_t i = 0; i < n; ++i) gx[i] += dydx(g[i], xv[i], yv[i]);
+  });
+}
+
+}  // namespace wengert::detail
