@@ -61,6 +61,9 @@ class Optimizer {
   void allocate_state(std::size_t per_param);
   /// Slice `k` (0 ≤ k < per_param) of parameter i's state.
   T* state(std::size_t i, std::size_t k) { return state_.data() + offsets_[i] + k * strides_[i]; }
+  const T* state(std::size_t i, std::size_t k) const {
+    return state_.data() + offsets_[i] + k * strides_[i];
+  }
 
   std::vector<Parameter<T>*> params_;
   std::vector<std::size_t> sizes_;  // parameter sizes at construction
@@ -98,7 +101,7 @@ class SGD final : public Optimizer<T> {
   bool nesterov() const { return nesterov_; }
   T weight_decay() const { return weight_decay_; }
   /// Parameter i's momentum buffer v (null without momentum).
-  const T* momentum_buffer(std::size_t i) {
+  const T* momentum_buffer(std::size_t i) const {
     return momentum_ != T(0) ? this->state(i, 0) : nullptr;
   }
 
@@ -136,8 +139,8 @@ class Adam final : public Optimizer<T> {
   T beta2() const { return beta2_; }
   T eps() const { return eps_; }
   /// Parameter i's first and second moment estimates m and v.
-  const T* first_moment(std::size_t i) { return this->state(i, 0); }
-  const T* second_moment(std::size_t i) { return this->state(i, 1); }
+  const T* first_moment(std::size_t i) const { return this->state(i, 0); }
+  const T* second_moment(std::size_t i) const { return this->state(i, 1); }
 
  private:
   T beta1_, beta2_, eps_, weight_decay_;
