@@ -2,5 +2,9 @@
 #pragma once
 
 #include <wengert/ops/activations.hpp>
+#include <wengert/ops/bias_add.hpp>
 #include <wengert/ops/elementwise.hpp>
+#include <wengert/ops/losses.hpp>
+#include <wengert/ops/matmul.hpp>
 #include <wengert/ops/reduce.hpp>
+#include <wengert/ops/softmax.hpp>
