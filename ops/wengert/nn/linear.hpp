@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <wengert/ops/activations.hpp>
+#include <wengert/ops/bias_add.hpp>
 #include <wengert/tape.hpp>
 
 namespace wengert::nn {
@@ -81,6 +83,13 @@ class Linear {
   std::size_t in_features() const { return W_.shape()[0]; }
   std::size_t out_features() const { return W_.shape()[1]; }
 
+  /// x [batch, in] → x·W + b [batch, out], recorded on `tape` (x must be on it) as one
+  /// "linear" op whose backward accumulates into W's and b's gradients. `loc` is the caller's
+  /// line, reported by anomaly mode.
+  Var<T> forward(Tape<T>& tape, const Var<T>& x, SourceLoc loc = SourceLoc::current()) {
+    return wengert::linear(x, tape.param(W_), tape.param(b_), loc);
+  }
+
   Parameter<T>& weight() { return W_; }
   const Parameter<T>& weight() const { return W_; }
   Parameter<T>& bias() { return b_; }
@@ -114,7 +123,7 @@ inline Init default_init(Activation a) {
 }
 
 /// A multi-layer perceptron: Linear → activation → … → Linear. The last layer has no
-/// activation (it returns logits). sizes = {in, hidden…, out}; layer k is named "fc<k>".
+/// activation (it returns logits, e.g. for softmax_cross_entropy). sizes = {in, hidden…, out}; layer k is named "fc<k>".
 template <class T>
 class MLP {
  public:
@@ -133,6 +142,18 @@ class MLP {
   }
   MLP(const MLP&) = delete;
   MLP& operator=(const MLP&) = delete;
+
+  /// x [batch, in] → logits [batch, out]: each layer, then the activation after every layer
+  /// but the last.
+  Var<T> forward(Tape<T>& tape, const Var<T>& x, SourceLoc loc = SourceLoc::current()) {
+    Var<T> h = x;
+    for (std::size_t k = 0; k < layers_.size(); ++k) {
+      h = layers_[k].forward(tape, h, loc);
+      if (k + 1 < layers_.size())
+        h = activation_ == Activation::kRelu ? wengert::relu(h, loc) : wengert::tanh(h, loc);
+    }
+    return h;
+  }
 
   /// fc0.W, fc0.b, fc1.W, fc1.b, …
   std::vector<Parameter<T>*> parameters() {
