@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One command from a checkout to the benchmark report: wengert against a hand-written OpenBLAS
+# step (the floor) and libtorch, MLP training steps S0–S3 and the 1,000-tanh tape-overhead chain.
+#
+#   bash scripts/bench.sh            # setup, build, 1-thread and 2-thread passes, report
+#   bash scripts/bench.sh --quick    # fewer repetitions, shorter runs (a smoke test, noisy)
+#
+# Steps:
+#   1. scripts/setup.sh build bench with WENGERT_BENCH_TORCH=1 (Google Benchmark, gnuplot,
+#      libtorch-dev). Without root it only checks; if libtorch cannot be had the run goes on
+#      without the libtorch contender.
+#   2. Configure build/bench (Release) and build bench_mlp.
+#   3. Run bench_mlp twice — OPENBLAS_NUM_THREADS=1 with libtorch on 1 intra-op thread (the
+#      primary figures), then 2 threads — each writing Google Benchmark JSON to the results dir.
+#      Repetitions are randomly interleaved, so a load change hits every contender alike.
+#   4. scripts/bench_report.py prints the tables (median time, wengert/floor, wengert/libtorch,
+#      allocations per step, peak memory) with the machine facts, writes RESULTS.md and a PNG
+#      bar chart of the ratios in the results dir, and copies both to benchmarks/ (RESULTS.md,
+#      bench_ratios.png) unless WENGERT_BENCH_NO_UPDATE=1.
+#
+# Environment: WENGERT_BENCH_BUILD (build dir, default build/bench), WENGERT_BENCH_RESULTS
+# (default <build>/results), WENGERT_BENCH_REPS (default 9), WENGERT_BENCH_MIN_TIME (seconds per
+# repetition, default 0.3), WENGERT_BENCH_JOBS (default 2), WENGERT_BENCH_THREADS (the thread
+# counts of the passes, default "1 2"). OPENBLAS_CORETYPE is passed through as set (it changes
+# the GEMM kernels; the report prints it).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${WENGERT_BENCH_BUILD:-$root/build/bench}"
+results="${WENGERT_BENCH_RESULTS:-$build/results}"
+reps="${WENGERT_BENCH_REPS:-9}"
+min_time="${WENGERT_BENCH_MIN_TIME:-0.3}"
+jobs="${WENGERT_BENCH_JOBS:-2}"
+passes="${WENGERT_BENCH_THREADS:-1 2}"
+if [ "${1:-}" = "--quick" ]; then
+  reps=3
+  min_time=0.05
+fi
+
+echo "== bench.sh: setup"
+if ! WENGERT_BENCH_TORCH=1 bash "$root/scripts/setup.sh" build bench; then
+  echo "bench.sh: setup could not install everything; going on with what is installed" >&2
+fi
+
+echo "== bench.sh: build ($build)"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target bench_mlp -j"$jobs"
+
+mkdir -p "$results"
+bin="$build/benchmarks/bench_mlp"
+jsons=()
+status=0
+for t in $passes; do
+  json="$results/bench_mlp_${t}t.json"
+  echo "== bench.sh: ${t}-thread pass -> $json (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+  cut -d' ' -f1-3 /proc/loadavg >"$results/loadavg_${t}t_before.txt"
+  OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" WENGERT_BENCH_THREADS="$t" "$bin" \
+    --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true \
+    --benchmark_min_time="$min_time" --benchmark_report_aggregates_only=true \
+    --benchmark_out="$json" --benchmark_out_format=json || status=$?
+  cut -d' ' -f1-3 /proc/loadavg >"$results/loadavg_${t}t_after.txt"
+  jsons+=("$json")
+done
+
+echo "== bench.sh: report"
+python3 "$root/scripts/bench_report.py" --results "$results" \
+  --command "bash scripts/bench.sh${1:+ $1}" "${jsons[@]}"
+if [ "${WENGERT_BENCH_NO_UPDATE:-0}" != 1 ]; then
+  cp "$results/RESULTS.md" "$root/benchmarks/RESULTS.md"
+  [ -f "$results/bench_ratios.png" ] && cp "$results/bench_ratios.png" "$root/benchmarks/bench_ratios.png"
+  echo "bench.sh: updated benchmarks/RESULTS.md and benchmarks/bench_ratios.png"
+fi
+if [ "$status" -ne 0 ]; then
+  echo "bench.sh: bench_mlp exited with $status (2 = a correctness check FAILED; see above)" >&2
+fi
+exit "$status"

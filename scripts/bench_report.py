@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Turns bench_mlp's Google Benchmark JSON into the ratio report (python3 standard library only).
+
+Usage: bench_report.py [--results DIR] [--command CMD] PASS.json [PASS.json ...]
+
+Each JSON is one pass of bench_mlp (one thread count). For every pass it prints, and writes to
+DIR/RESULTS.md, the machine facts that move the figures (CPU, OpenBLAS build and core, thread
+counts, libtorch, load) and the tables: per workload the median step time of the floor, wengert
+and libtorch, wengert/floor and wengert/libtorch, allocations per step and peak memory; the OP
+chain in ns per op. The first pass is the primary one: its figures are checked against the
+targets. A gnuplot PNG of the ratios (DIR/bench_ratios.png, log scale) is drawn when gnuplot is
+installed.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+# wengert/floor targets (medians, 1 thread), and the OP chain target in ns per op at [1,1].
+RATIO_TARGETS = {"S0": 1.5, "S1": 1.3, "S2": 1.05, "S3": 1.03}
+OP_TARGET_NS = 60.0
+MLP_CONTENDERS = ["floor", "wengert", "libtorch"]
+OP_CONTENDERS = ["plain", "wengert", "libtorch"]
+
+
+def load_pass(path):
+    with open(path) as f:
+        data = json.load(f)
+    ctx = data.get("context", {})
+    runs = {}  # (kind, workload, contender) -> {"median": {...}, "cv": {...}}
+    for b in data.get("benchmarks", []):
+        name = b.get("run_name", b["name"])
+        name = re.sub(r"/real_time$", "", name)
+        parts = name.split("/")
+        if len(parts) != 3:
+            continue
+        key = tuple(parts)
+        agg = b.get("aggregate_name") if b.get("run_type") == "aggregate" else "iteration"
+        entry = runs.setdefault(key, {})
+        if agg == "iteration":
+            entry.setdefault("iterations", []).append(b)
+        else:
+            entry[agg] = b
+    for entry in runs.values():
+        if "median" not in entry and entry.get("iterations"):
+            its = sorted(entry["iterations"], key=lambda r: r["real_time"])
+            entry["median"] = its[len(its) // 2]
+    return {"path": path, "context": ctx, "runs": runs}
+
+
+def to_us(b):
+    scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+    return b["real_time"] * scale
+
+
+def fmt_time(us):
+    if us is None:
+        return "—"
+    if us >= 1000:
+        return f"{us / 1000:.3g} ms" if us < 1e5 else f"{us / 1000:.0f} ms"
+    return f"{us:.3g} µs"
+
+
+def fmt_mib(mib):
+    if mib is None:
+        return "—"
+    if mib < 1:
+        return f"{mib * 1024:.0f} KiB"
+    return f"{mib:.1f} MiB"
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.3f}" if r < 10 else f"{r:.0f}"
+
+
+def median(p, kind, wl, who):
+    e = p["runs"].get((kind, wl, who))
+    return to_us(e["median"]) if e and "median" in e else None
+
+
+def cv(p, kind, wl, who):
+    e = p["runs"].get((kind, wl, who))
+    if not e or "cv" not in e:
+        return None
+    return e["cv"]["real_time"] * 100.0  # a fraction in the JSON
+
+
+def counter(p, kind, wl, who, name):
+    e = p["runs"].get((kind, wl, who))
+    if not e or "median" not in e:
+        return None
+    return e["median"].get(name)
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def describe(ctx, wl):
+    m = re.match(r"\S+ \(([^)]*)\)", ctx.get(f"check_{wl}", ""))
+    return m.group(1) if m else ""
+
+
+def facts(p):
+    c = p["context"]
+    lines = [
+        f"- CPU: {c.get('cpu_model', '?')}, {c.get('num_cpus', '?')} logical CPUs, "
+        f"{c.get('mhz_per_cpu', '?')} MHz",
+        f"- OpenBLAS: {c.get('blas_config', '?')}; core in use {c.get('blas_core', '?')}; "
+        f"OPENBLAS_CORETYPE={c.get('OPENBLAS_CORETYPE', '?')}",
+        f"- Threads: OPENBLAS_NUM_THREADS={c.get('OPENBLAS_NUM_THREADS', '?')} "
+        f"(OpenBLAS reports {c.get('blas_threads', '?')}); {c.get('torch', 'libtorch ?')}",
+        f"- Build: {c.get('compiler', '?')}, -O3 -march=native, xsimd arch "
+        f"{c.get('xsimd_arch', '?')}; Google Benchmark {c.get('library_version', '?')}"
+        + (" (Debian's library reports a DEBUG build; it is the harness, not the code timed)"
+           if c.get("library_build_type") == "debug" else ""),
+        f"- Load average at the start of this pass: {c.get('loadavg_at_start', '?')}"
+        + (f"; after it: {p['load_after']}" if p.get("load_after") else ""),
+        f"- Run: {c.get('date', '?')}, {p['path']}",
+    ]
+    return lines
+
+
+def mlp_rows(p):
+    ctx = p["context"]
+    rows = []
+    for wl in ["S0", "S1", "S2", "S3"]:
+        t = {who: median(p, "MLP", wl, who) for who in MLP_CONTENDERS}
+        if all(v is None for v in t.values()):
+            continue
+        rows.append({
+            "wl": wl, "desc": describe(ctx, wl), "t": t,
+            "cv": {who: cv(p, "MLP", wl, who) for who in MLP_CONTENDERS},
+            "wf": ratio(t["wengert"], t["floor"]), "wt": ratio(t["wengert"], t["libtorch"]),
+            "allocs": {who: counter(p, "MLP", wl, who, "allocs_per_step") for who in MLP_CONTENDERS},
+            "heap": {who: counter(p, "MLP", wl, who, "heap_peak_MiB") for who in MLP_CONTENDERS},
+            "rss": {who: counter(p, "MLP", wl, who, "rss_peak_MiB") for who in MLP_CONTENDERS},
+        })
+    return rows
+
+
+def op_rows(p):
+    rows = []
+    for side in ["1x1", "8x8"]:
+        # 1,000 ops per iteration: µs per iteration = ns per op.
+        ns = {who: median(p, "OP", side, who) for who in OP_CONTENDERS}
+        if all(v is None for v in ns.values()):
+            continue
+        rows.append({
+            "wl": side, "ns": ns, "cv": {who: cv(p, "OP", side, who) for who in OP_CONTENDERS},
+            "wp": ratio(ns["wengert"], ns["plain"]), "wt": ratio(ns["wengert"], ns["libtorch"]),
+            "allocs": {who: counter(p, "OP", side, who, "allocs_per_step") for who in OP_CONTENDERS},
+            "heap": {who: counter(p, "OP", side, who, "heap_peak_MiB") for who in OP_CONTENDERS},
+        })
+    return rows
+
+
+def fmt_allocs(a):
+    if a is None:
+        return "—"
+    return f"{a:.0f}" if a == int(a) else f"{a:.1f}"
+
+
+def fmt_cv(c):
+    return "" if c is None else f" ±{c:.0f}%" if c >= 1 else f" ±{c:.1f}%"
+
+
+def md_tables(p, primary):
+    out = []
+    mrows, orows = mlp_rows(p), op_rows(p)
+    out.append("| workload | floor | wengert | libtorch | wengert/floor | target | "
+               "wengert/libtorch | allocs/step (wengert, libtorch) |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in mrows:
+        tgt = RATIO_TARGETS.get(r["wl"])
+        verdict = ""
+        if primary and tgt is not None and r["wf"] is not None:
+            verdict = " ✓" if r["wf"] <= tgt else " ✗"
+        out.append(
+            f"| {r['wl']}: {r['desc']} | {fmt_time(r['t']['floor'])}{fmt_cv(r['cv']['floor'])} | "
+            f"{fmt_time(r['t']['wengert'])}{fmt_cv(r['cv']['wengert'])} | "
+            f"{fmt_time(r['t']['libtorch'])}{fmt_cv(r['cv']['libtorch'])} | "
+            f"**{fmt_ratio(r['wf'])}**{verdict} | ≤ {tgt} | {fmt_ratio(r['wt'])} | "
+            f"{fmt_allocs(r['allocs']['wengert'])}, {fmt_allocs(r['allocs']['libtorch'])} |")
+    out.append("")
+    out.append("| OP: 1,000 × tanh, record + backward | plain loop | wengert | libtorch | "
+               "wengert/plain | target | wengert/libtorch | allocs/step (wengert, libtorch) |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in orows:
+        tgt = f"≤ {OP_TARGET_NS:.0f} ns/op" if r["wl"] == "1x1" else ""
+        verdict = ""
+        if primary and r["wl"] == "1x1" and r["ns"]["wengert"] is not None:
+            verdict = " ✓" if r["ns"]["wengert"] <= OP_TARGET_NS else " ✗"
+        ns = {k: ("—" if v is None else f"{v:.1f} ns/op") for k, v in r["ns"].items()}
+        out.append(
+            f"| [{r['wl'].replace('x', ',')}] | {ns['plain']}{fmt_cv(r['cv']['plain'])} | "
+            f"**{ns['wengert']}**{fmt_cv(r['cv']['wengert'])}{verdict} | "
+            f"{ns['libtorch']}{fmt_cv(r['cv']['libtorch'])} | {fmt_ratio(r['wp'])} | {tgt} | "
+            f"{fmt_ratio(r['wt'])} | {fmt_allocs(r['allocs']['wengert'])}, "
+            f"{fmt_allocs(r['allocs']['libtorch'])} |")
+    out.append("")
+    out.append("| memory | floor heap | wengert heap | libtorch heap | process peak RSS "
+               "(floor, wengert, libtorch) |")
+    out.append("| --- | ---: | ---: | ---: | ---: |")
+    for r in mrows:
+        rss = ", ".join(fmt_mib(r["rss"][w]) for w in MLP_CONTENDERS)
+        out.append(f"| {r['wl']} | {fmt_mib(r['heap']['floor'])} | {fmt_mib(r['heap']['wengert'])} "
+                   f"| {fmt_mib(r['heap']['libtorch'])} | {rss} |")
+    return out
+
+
+def target_summary(p):
+    """Lines saying which targets the primary pass met."""
+    lines = []
+    for r in mlp_rows(p):
+        tgt = RATIO_TARGETS.get(r["wl"])
+        if r["wf"] is not None and tgt is not None:
+            lines.append(f"- {r['wl']} wengert/floor {r['wf']:.3f} (target ≤ {tgt}): "
+                         + ("met" if r["wf"] <= tgt else "MISSED"))
+        if r["wt"] is not None:
+            lines.append(f"- {r['wl']} wengert/libtorch {r['wt']:.3f} (target < 1): "
+                         + ("met" if r["wt"] < 1 else "MISSED"))
+    for r in op_rows(p):
+        w = r["ns"]["wengert"]
+        if r["wl"] == "1x1" and w is not None:
+            lines.append(f"- OP [1,1] wengert {w:.1f} ns/op (target ≤ {OP_TARGET_NS:.0f}): "
+                         + ("met" if w <= OP_TARGET_NS else "MISSED"))
+        if r["wt"] is not None:
+            lines.append(f"- OP [{r['wl'].replace('x', ',')}] wengert/libtorch {r['wt']:.4f} "
+                         "(target < 1): " + ("met" if r["wt"] < 1 else "MISSED"))
+    allocs = [(r["wl"], r["allocs"]["wengert"]) for r in mlp_rows(p) + op_rows(p)]
+    bad = [f"{wl}: {a}" for wl, a in allocs if a not in (None, 0)]
+    lines.append("- wengert heap allocations per steady-state step: "
+                 + ("0 on every workload (met)" if not bad else "MISSED (" + ", ".join(bad) + ")"))
+    return lines
+
+
+def checks(p):
+    c = p["context"]
+    return [f"- {c[k]}" for k in sorted(c) if k.startswith("check_")]
+
+
+def thread_label(p):
+    c = p["context"]
+    return c.get("bench_threads", c.get("OPENBLAS_NUM_THREADS", "?"))
+
+
+def write_chart(passes, results):
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        print("bench_report: gnuplot not found; no chart", file=sys.stderr)
+        return None
+    groups = ["S0", "S1", "S2", "S3", "OP 1x1", "OP 8x8"]
+    cols = []
+    for p in passes:
+        t = thread_label(p)
+        vf, vt = {}, {}
+        for r in mlp_rows(p):
+            vf[r["wl"]], vt[r["wl"]] = r["wf"], r["wt"]
+        for r in op_rows(p):
+            vf["OP " + r["wl"]], vt["OP " + r["wl"]] = r["wp"], r["wt"]
+        thr = f"{t} thread" + ("" if t == "1" else "s")
+        cols.append((f"wengert/floor, {thr}", vf))
+        cols.append((f"wengert/libtorch, {thr}", vt))
+    dat = os.path.join(results, "bench_ratios.dat")
+    with open(dat, "w") as f:
+        f.write("group " + " ".join(f'"{name}"' for name, _ in cols) + "\n")
+        for g in groups:
+            vals = [v.get(g) for _, v in cols]
+            f.write(f'"{g}" ' + " ".join("NaN" if x is None else f"{x:.6g}" for x in vals) + "\n")
+    png = os.path.join(results, "bench_ratios.png")
+    # floor ratios blue, libtorch ratios orange; the first (primary) pass dark, the next light
+    colors = [["#1f6fb4", "#d9541e"], ["#8fbbe0", "#f0a47e"]]
+    plots = ", ".join(
+        f"'{dat}' using {i + 2}:xtic(1) title columnheader({i + 2}) "
+        f"lc rgb '{colors[min(i // 2, 1)][i % 2]}'"
+        for i in range(len(cols)))
+    script = f"""
+set terminal pngcairo size 1000,520 font ',10'
+set output '{png}'
+set title "wengert time relative to the hand-written OpenBLAS floor (plain loop for OP) and to libtorch\\n(medians; lower is better; log scale; 1 = as fast)"
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.9 border -1
+set logscale y
+set yrange [0.005:20]
+set ytics (0.01, 0.03, 0.1, 0.3, 1, 1.5, 3, 10)
+set grid ytics
+set key top left
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb 'black' lw 1.5
+plot {plots}
+"""
+    gp = os.path.join(results, "bench_ratios.gp")
+    with open(gp, "w") as f:
+        f.write(script)
+    try:
+        subprocess.run([gnuplot, gp], check=True)
+    except subprocess.CalledProcessError as e:
+        print(f"bench_report: gnuplot failed: {e}", file=sys.stderr)
+        return None
+    return png
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("jsons", nargs="+")
+    ap.add_argument("--results", default=".", help="directory for RESULTS.md and the chart")
+    ap.add_argument("--command", default="bash scripts/bench.sh")
+    a = ap.parse_args()
+    passes = [load_pass(j) for j in a.jsons]
+    for p in passes:
+        t = thread_label(p)
+        after = os.path.join(os.path.dirname(p["path"]), f"loadavg_{t}t_after.txt")
+        if os.path.exists(after):
+            p["load_after"] = open(after).read().strip()
+    os.makedirs(a.results, exist_ok=True)
+    png = write_chart(passes, a.results)
+
+    md = ["# wengert benchmark results", "",
+          "MLP training steps (forward, loss, backward, plain SGD; float32) and the tape-overhead "
+          "chain, wengert side by side with a hand-written OpenBLAS step (*floor*: preallocated "
+          "buffers, GEMMs with transpose flags, xsimd loops) and libtorch, all measured in the "
+          "same run by `benchmarks/bench_mlp`.", "",
+          f"Produced by `{a.command}` on {datetime.date.today().isoformat()}. "
+          "Median of randomly interleaved repetitions (real time; ± is the coefficient of "
+          "variation across repetitions). Ratios below 1 mean wengert is faster.", ""]
+    for i, p in enumerate(passes):
+        t = thread_label(p)
+        title = f"## {t} thread{'s' if t != '1' else ''}" + (" (primary)" if i == 0 else "")
+        md += [title, ""] + facts(p) + [""] + md_tables(p, primary=(i == 0)) + [""]
+    md += ["## Targets (primary pass)", ""] + target_summary(passes[0]) + [""]
+    md += ["## Correctness check (one step from identical parameters, max error relative to "
+           "the floor's scale)", ""] + checks(passes[0]) + [""]
+    if png:
+        md += ["## Chart", "", "![wengert/floor and wengert/libtorch](bench_ratios.png)", ""]
+    md += ["## What is measured", "",
+           "- Workloads: S0 batch 64, 3-4-3-1, tanh, sigmoid + binary cross-entropy (seed "
+           "004's net); S1 batch 32, 64-64-64-10; S2 batch 128, 784-256-256-10; S3 batch 256, "
+           "1024-1024-1024-10 (softmax cross-entropy); OP 1,000 tanh on [1,1] and [8,8] "
+           "recorded and backpropagated (µs per 1,000 ops = ns per op).",
+           "- wengert: one tape reused across steps, `linear` + `tanh` per layer, the fused "
+           "loss op, `backward`, `nn::SGD`. libtorch: `addmm`, `tanh`, the functional loss, "
+           "`loss.backward()`, SGD under `NoGradGuard`, gradients reset to undefined.",
+           "- allocs/step: calls to malloc/calloc/realloc/aligned_alloc/posix_memalign/memalign "
+           "in the whole process (operator new goes through malloc) per step, after 3 warm-up "
+           "steps, averaged over 5. Not counted: memory a library maps itself with mmap "
+           "(OpenBLAS's GEMM buffers).",
+           "- heap: high-water mark of net heap growth from the benchmark's start (setup "
+           "included). Process peak RSS: VmHWM, reset at each benchmark's start (it includes "
+           "the shared libraries, libtorch's among them, and the other contenders' data).",
+           ""]
+    text = "\n".join(md)
+    with open(os.path.join(a.results, "RESULTS.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
