@@ -91,7 +91,7 @@ TEST_F(IdxTest, ImagesPlainAndGzipReadBackExactly) {
   write_plain(path("img"), bytes);
   write_gz(path("img.gz"), bytes);
   ASSERT_NE(read_bytes(path("img.gz")), bytes);  // really compressed on disk
-  for (const std::string f : {path("img"), path("img.gz")}) {
+  for (const std::string& f : {path("img"), path("img.gz")}) {
     SCOPED_TRACE(f);
     io::Images<float> im = io::read_idx_images(f);
     EXPECT_EQ(im.count, 3u);
@@ -114,7 +114,7 @@ TEST_F(IdxTest, ImagesPlainAndGzipReadBackExactly) {
 TEST_F(IdxTest, LabelsAndGenericArraysReadBack) {
   write_plain(path("lab"), idx_bytes(0x08, {3}, kLabels));
   write_gz(path("lab.gz"), idx_bytes(0x08, {3}, kLabels));
-  for (const std::string f : {path("lab"), path("lab.gz")})
+  for (const std::string& f : {path("lab"), path("lab.gz")})
     EXPECT_EQ(io::read_idx_labels(f), (std::vector<std::int32_t>{7, 0, 9})) << f;
 
   write_gz(path("m.gz"), idx_bytes(0x08, {2, 3}, {1, 2, 3, 4, 5, 6}));
@@ -151,7 +151,7 @@ TEST_F(IdxTest, TruncatedData) {
   bytes.resize(bytes.size() - 5);
   write_plain(path("short"), bytes);
   write_gz(path("short.gz"), bytes);
-  for (const std::string f : {path("short"), path("short.gz")})
+  for (const std::string& f : {path("short"), path("short.gz")})
     expect_value_error([&] { io::read_idx_images(f); }, f, {"truncated", "24 bytes", "19"});
 
   // Cut inside the dimensions.
