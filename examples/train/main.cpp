@@ -1,0 +1,359 @@
+// wengert-train — the main job: trains an MLP on Fashion-MNIST with wengert, or reproduces the
+// seed networks (seed 004's 3-4-3-1 tanh/sigmoid net, XOR). Run with --help for the flags.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "trainer.hpp"
+
+using namespace wengert;
+
+namespace {
+
+const char* kUsage = R"(usage: wengert-train [options]
+
+Trains a multi-layer perceptron on Fashion-MNIST with wengert (Adam, softmax cross-entropy),
+or reproduces the seed networks.
+
+Modes:
+  --mode fashion        (default) train on Fashion-MNIST, write metrics, plot and weights
+  --mode seed004        seed 004's 3-4-3-1 network (tanh, tanh, sigmoid output, binary
+                        cross-entropy, gradient descent) on a generated two-class problem
+  --mode xor            a 2-4-1 tanh/sigmoid network learning XOR
+  --eval WEIGHTS        evaluate saved weights on the test set: accuracy and confusion matrix
+                        (give the same --hidden and --activation the weights were trained with)
+
+Options for fashion / --eval:
+  --data DIR            data set directory (default /usr/share/datasets/fashion-mnist)
+  --epochs N            epochs (default 10)
+  --batch N             mini-batch size (default 128)
+  --hidden A,B,...      hidden layer sizes (default 256,128)
+  --activation NAME     tanh or relu (default relu)
+  --lr X                Adam learning rate (default 0.001)
+  --schedule NAME       cosine (default: lr decays to 0 over the run) or constant
+  --seed N              seed for initialisation and shuffling (default 1)
+  --limit N             use only the first N training examples (default: all)
+  --out DIR             where metrics.csv, metrics.png and weights.wgrt go (default runs/fashion)
+
+Options for seed004 / xor:
+  --steps N             gradient-descent steps (default 3000 for seed004, 2000 for xor)
+  --lr X                learning rate (default 0.5 for seed004, 1.0 for xor)
+  --seed N              seed (default 1)
+
+  --help                this text
+Exit codes: 0 success, 1 runtime error (e.g. unreadable data), 2 bad command line.
+)";
+
+struct Args {
+  std::string mode = "fashion";
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::string eval;
+  std::string out = "runs/fashion";
+  std::size_t epochs = 10, batch = 128, limit = 0, steps = 0;
+  std::vector<std::size_t> hidden{256, 128};
+  nn::Activation activation = nn::Activation::kRelu;
+  double lr = -1;
+  bool cosine = true;
+  std::uint64_t seed = 1;
+};
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::cerr << "wengert-train: " << msg << "\n(see wengert-train --help)\n";
+  std::exit(2);
+}
+
+std::size_t parse_count(const std::string& flag, const std::string& v, bool allow_zero = false) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno || v[0] == '-' || (!allow_zero && n == 0))
+    usage_error(flag + " needs a " + (allow_zero ? "non-negative" : "positive") +
+                " integer, got '" + v + "'");
+  return static_cast<std::size_t>(n);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string f = argv[i];
+    if (f == "--help" || f == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "--mode") {
+      a.mode = value();
+      if (a.mode != "fashion" && a.mode != "seed004" && a.mode != "xor")
+        usage_error("--mode must be fashion, seed004 or xor, got '" + a.mode + "'");
+    } else if (f == "--data") {
+      a.data = value();
+    } else if (f == "--eval") {
+      a.eval = value();
+    } else if (f == "--out") {
+      a.out = value();
+    } else if (f == "--epochs") {
+      a.epochs = parse_count(f, value());
+    } else if (f == "--batch") {
+      a.batch = parse_count(f, value());
+    } else if (f == "--limit") {
+      a.limit = parse_count(f, value());
+    } else if (f == "--steps") {
+      a.steps = parse_count(f, value());
+    } else if (f == "--seed") {
+      a.seed = parse_count(f, value(), true);
+    } else if (f == "--lr") {
+      std::string v = value();
+      char* end = nullptr;
+      a.lr = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !(a.lr > 0) || !std::isfinite(a.lr))
+        usage_error("--lr needs a positive number, got '" + v + "'");
+    } else if (f == "--schedule") {
+      std::string v = value();
+      if (v != "cosine" && v != "constant")
+        usage_error("--schedule must be cosine or constant, got '" + v + "'");
+      a.cosine = v == "cosine";
+    } else if (f == "--activation") {
+      std::string v = value();
+      if (v == "tanh")
+        a.activation = nn::Activation::kTanh;
+      else if (v == "relu")
+        a.activation = nn::Activation::kRelu;
+      else
+        usage_error("--activation must be tanh or relu, got '" + v + "'");
+    } else if (f == "--hidden") {
+      std::string v = value();
+      a.hidden.clear();
+      std::stringstream ss(v);
+      std::string part;
+      while (std::getline(ss, part, ',')) a.hidden.push_back(parse_count("--hidden", part));
+      if (a.hidden.empty()) usage_error("--hidden needs sizes like 256,128");
+    } else {
+      usage_error("unknown option '" + f + "'");
+    }
+  }
+  return a;
+}
+
+const char* kFashionClasses[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+// Progress: a redrawn bar on a terminal, a few plain lines otherwise.
+class Progress {
+ public:
+  Progress(std::size_t epoch, std::size_t epochs, std::size_t total)
+      : epoch_(epoch), epochs_(epochs), total_(total), tty_(isatty(STDOUT_FILENO)),
+        start_(std::chrono::steady_clock::now()) {}
+  void update(std::size_t done, std::size_t examples, double running_loss) {
+    const double secs = seconds();
+    const double rate = secs > 0 ? examples / secs : 0;
+    if (tty_) {
+      if (done != total_ && secs - last_ < 0.1) return;
+      last_ = secs;
+      const int width = 30, fill = int(width * done / total_);
+      std::printf("\repoch %zu/%zu [%s%s] %zu/%zu  %.0f ex/s  loss %.4f", epoch_, epochs_,
+                  std::string(fill, '=').c_str(), std::string(width - fill, ' ').c_str(), done,
+                  total_, rate, running_loss);
+      std::fflush(stdout);
+      if (done == total_) std::printf("\r%*s\r", 100, "");
+    } else if (done * 4 / total_ != (done - 1) * 4 / total_ && done != total_) {
+      std::printf("epoch %zu/%zu: %zu/%zu batches, %.0f ex/s, running loss %.4f\n", epoch_,
+                  epochs_, done, total_, rate, running_loss);
+      std::fflush(stdout);
+    }
+  }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::size_t epoch_, epochs_, total_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_;
+  double last_ = -1;
+};
+
+std::vector<std::size_t> layer_sizes(const Args& a, std::size_t in, std::size_t out) {
+  std::vector<std::size_t> s{in};
+  s.insert(s.end(), a.hidden.begin(), a.hidden.end());
+  s.push_back(out);
+  return s;
+}
+
+std::string sizes_str(const std::vector<std::size_t>& s) {
+  std::string r;
+  for (std::size_t i = 0; i < s.size(); ++i) r += (i ? "-" : "") + std::to_string(s[i]);
+  return r;
+}
+
+void print_confusion(const std::vector<std::size_t>& cm, std::size_t c) {
+  std::printf("confusion matrix (rows: true class, columns: predicted)\n%14s", "");
+  for (std::size_t j = 0; j < c; ++j) std::printf("%6zu", j);
+  std::printf("\n");
+  for (std::size_t i = 0; i < c; ++i) {
+    std::printf("%2zu %-11s", i, c == 10 ? kFashionClasses[i] : "");
+    for (std::size_t j = 0; j < c; ++j) std::printf("%6zu", cm[i * c + j]);
+    std::printf("\n");
+  }
+}
+
+// gnuplot the CSV into a PNG, if gnuplot is installed.
+void plot(const std::string& csv, const std::string& png) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    std::printf("gnuplot not found: no plot written (install gnuplot-nox for %s)\n", png.c_str());
+    return;
+  }
+  std::string script = csv + ".gp";
+  std::ofstream gp(script);
+  gp << "set terminal pngcairo size 1000,420 noenhanced\n"
+     << "set output '" << png << "'\n"
+     << "set datafile separator ','\n"
+     << "set key autotitle columnhead\n"
+     << "set multiplot layout 1,2 title 'wengert-train: Fashion-MNIST MLP'\n"
+     << "set xlabel 'epoch'\nset ylabel 'loss'\nset grid\n"
+     << "plot '" << csv << "' using 1:2 with linespoints title 'train loss'\n"
+     << "set ylabel 'accuracy'\n"
+     << "plot '" << csv << "' using 1:3 with linespoints title 'train accuracy', '" << csv
+     << "' using 1:4 with linespoints title 'test accuracy'\n"
+     << "unset multiplot\n";
+  gp.close();
+  std::string cmd = "gnuplot '" + script + "' 2>&1";
+  if (std::system(cmd.c_str()) == 0)
+    std::printf("plot: %s\n", png.c_str());
+  else
+    std::printf("gnuplot failed: no plot written\n");
+}
+
+int run_fashion(const Args& a) {
+  std::printf("loading %s\n", a.data.c_str());
+  io::Dataset<float> test = io::load_mnist_like<float>(a.data, "t10k");
+  if (!a.eval.empty()) {
+    train::Classifier clf(layer_sizes(a, test.features(), 10), a.activation, a.seed, 1e-3);
+    nn::load(a.eval, clf.saved_parameters());
+    clf.normalize(test);
+    std::vector<std::size_t> cm;
+    double acc = clf.evaluate(test, &cm);
+    std::printf("weights %s: test accuracy %.4f on %zu examples\n", a.eval.c_str(), acc,
+                test.size());
+    print_confusion(cm, 10);
+    return 0;
+  }
+  io::Dataset<float> trainset = io::load_mnist_like<float>(a.data, "train");
+  const std::size_t n = a.limit ? std::min(a.limit, trainset.size()) : trainset.size();
+  const auto sizes = layer_sizes(a, trainset.features(), std::size_t(trainset.num_classes));
+  const double lr = a.lr > 0 ? a.lr : 1e-3;
+  std::printf("MLP %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
+              sizes_str(sizes).c_str(), a.activation == nn::Activation::kRelu ? "relu" : "tanh",
+              lr, a.cosine ? "cosine decay" : "constant", a.batch, a.epochs, n, test.size());
+
+  train::Classifier clf(sizes, a.activation, a.seed, lr);
+  clf.fit_input_norm(trainset);
+  clf.normalize(trainset);
+  clf.normalize(test);
+  io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,
+                             trainset.features(), a.batch, a.seed);
+  if (std::system(("mkdir -p '" + a.out + "'").c_str()) != 0)
+    throw std::runtime_error("cannot create output directory " + a.out);
+  const std::string csv = a.out + "/metrics.csv";
+  std::ofstream metrics(csv);
+  if (!metrics) throw std::runtime_error("cannot write " + csv);
+  metrics << "epoch,train_loss,train_accuracy,test_accuracy,seconds\n";
+
+  double total_secs = 0, test_acc = 0;
+  std::size_t step = 0;
+  const double total_steps = double(a.epochs * batches.batches_per_epoch());
+  for (std::size_t epoch = 1; epoch <= a.epochs; ++epoch) {
+    batches.start_epoch(epoch - 1);
+    Progress bar(epoch, a.epochs, batches.batches_per_epoch());
+    double loss_sum = 0;
+    std::size_t seen = 0, correct = 0, done = 0;
+    while (batches.next()) {
+      const std::size_t m = batches.size();
+      if (a.cosine)  // lr · ½(1 + cos(π·t/T)) over all steps of the run
+        clf.optimizer().set_lr(float(lr * 0.5 *
+                                     (1 + std::cos(3.141592653589793 * double(step++) / total_steps))));
+      loss_sum += double(clf.train_step(batches.features(), batches.labels(), m, &correct)) * m;
+      seen += m;
+      bar.update(++done, seen, loss_sum / seen);
+    }
+    const double train_secs = bar.seconds();
+    test_acc = clf.evaluate(test);
+    const double secs = bar.seconds();
+    total_secs += secs;
+    std::printf("epoch %2zu/%zu  train loss %.4f  train acc %.4f  test acc %.4f  %.1f s "
+                "(%.0f ex/s training)\n",
+                epoch, a.epochs, loss_sum / seen, double(correct) / seen, test_acc, secs,
+                seen / train_secs);
+    std::fflush(stdout);
+    metrics << epoch << ',' << loss_sum / seen << ',' << double(correct) / seen << ','
+            << test_acc << ',' << secs << '\n';
+    metrics.flush();
+  }
+  metrics.close();
+  const std::string weights = a.out + "/weights.wgrt";
+  nn::save(weights, clf.saved_parameters());
+  std::printf("final test accuracy %.4f after %zu epochs, %.1f s (%.1f s per epoch)\n", test_acc,
+              a.epochs, total_secs, total_secs / a.epochs);
+  std::printf("metrics: %s\nweights: %s  (evaluate: wengert-train --eval %s", csv.c_str(),
+              weights.c_str(), weights.c_str());
+  if (a.hidden != std::vector<std::size_t>{256, 128}) {
+    std::string h;
+    for (std::size_t i = 0; i < a.hidden.size(); ++i) h += (i ? "," : "") + std::to_string(a.hidden[i]);
+    std::printf(" --hidden %s", h.c_str());
+  }
+  if (a.activation != nn::Activation::kRelu) std::printf(" --activation tanh");
+  std::printf(")\n");
+  plot(csv, a.out + "/metrics.png");
+  return 0;
+}
+
+int run_binary(const Args& a) {
+  std::vector<float> x, y;
+  std::vector<std::size_t> sizes;
+  std::size_t steps;
+  double lr;
+  if (a.mode == "seed004") {
+    train::make_seed004_data(400, a.seed, x, y);
+    sizes = {3, 4, 3, 1};
+    steps = a.steps ? a.steps : 3000;
+    lr = a.lr > 0 ? a.lr : 0.5;
+    std::printf("seed 004: 3-4-3-1 network (tanh, tanh, sigmoid), binary cross-entropy, gradient "
+                "descent lr %g, 400 points in 3-D (class 1 outside radius 1.54)\n", lr);
+  } else {
+    x = {0, 0, 0, 1, 1, 0, 1, 1};
+    y = {0, 1, 1, 0};
+    sizes = {2, 4, 1};
+    steps = a.steps ? a.steps : 2000;
+    lr = a.lr > 0 ? a.lr : 1.0;
+    std::printf("XOR: 2-4-1 network (tanh, sigmoid), binary cross-entropy, gradient descent "
+                "lr %g\n", lr);
+  }
+  auto run = train::train_binary(sizes, x, y, steps, lr, a.seed, steps / 10,
+                                 [](std::size_t step, double loss) {
+                                   std::printf("step %5zu  loss %.6f\n", step, loss);
+                                 });
+  std::printf("final loss %.6f, training accuracy %.4f\n", run.final_loss, run.accuracy);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse(argc, argv);
+  try {
+    return a.mode == "fashion" ? run_fashion(a) : run_binary(a);
+  } catch (const std::exception& e) {
+    std::cerr << "wengert-train: " << e.what() << "\n";
+    return 1;
+  }
+}

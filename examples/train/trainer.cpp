@@ -1,0 +1,104 @@
+#include "trainer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace wengert::train {
+
+Classifier::Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
+                       std::uint64_t seed, double lr)
+    : model_(std::make_unique<nn::MLP<float>>(sizes, activation, seed)),
+      opt_(std::make_unique<nn::Adam<float>>(model_->parameters(), float(lr))) {}
+
+Var<float> Classifier::logits(const float* x, std::size_t m) {
+  tape_.clear();
+  return model_->forward(tape_, tape_.constant_view(x, Shape{m, model_->in_features()}));
+}
+
+std::size_t argmax(const float* v, std::size_t n) {
+  std::size_t best = 0;
+  for (std::size_t j = 1; j < n; ++j)
+    if (v[j] > v[best]) best = j;
+  return best;
+}
+
+float Classifier::train_step(const float* x, const std::int32_t* labels, std::size_t m,
+                             std::size_t* correct) {
+  Var<float> z = logits(x, m);
+  Var<float> loss = softmax_cross_entropy(z, labels, m);
+  tape_.backward(loss);
+  opt_->step();
+  opt_->zero_grad();
+  if (correct) {
+    const std::size_t c = model_->out_features();
+    const float* zv = z.data();
+    for (std::size_t i = 0; i < m; ++i)
+      *correct += argmax(zv + i * c, c) == static_cast<std::size_t>(labels[i]);
+  }
+  return loss.item();
+}
+
+void Classifier::predict(const float* x, std::size_t m, std::int32_t* out) {
+  NoGradGuard no_grad;
+  Var<float> z = logits(x, m);
+  const std::size_t c = model_->out_features();
+  for (std::size_t i = 0; i < m; ++i) out[i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
+}
+
+double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::size_t>* confusion) {
+  const std::size_t c = model_->out_features(), n = data.size(), d = data.features();
+  if (d != model_->in_features())
+    throw ShapeError("evaluate: the data has " + std::to_string(d) + " features but the model takes " +
+                     std::to_string(model_->in_features()));
+  if (confusion) confusion->assign(c * c, 0);
+  std::vector<std::int32_t> pred(1000);
+  std::size_t right = 0;
+  for (std::size_t start = 0; start < n; start += 1000) {
+    const std::size_t m = std::min<std::size_t>(1000, n - start);
+    predict(data.images.image(start), m, pred.data());
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::int32_t truth = data.labels[start + i];
+      right += pred[i] == truth;
+      if (confusion && truth >= 0 && static_cast<std::size_t>(truth) < c)
+        (*confusion)[static_cast<std::size_t>(truth) * c + static_cast<std::size_t>(pred[i])]++;
+    }
+  }
+  return n ? double(right) / double(n) : 0.0;
+}
+
+void Classifier::fit_input_norm(const io::Dataset<float>& data) {
+  double sum = 0, sq = 0;
+  const auto& px = data.images.pixels;
+  for (float v : px) sum += v;
+  const double mean = px.empty() ? 0.0 : sum / double(px.size());
+  for (float v : px) sq += (v - mean) * (v - mean);
+  const double sd = px.empty() ? 1.0 : std::sqrt(sq / double(px.size()));
+  input_norm_.data()[0] = float(mean);
+  input_norm_.data()[1] = float(sd > 0 ? sd : 1.0);
+}
+
+void Classifier::normalize(io::Dataset<float>& data) const {
+  const float mean = input_norm_.data()[0], inv = 1.0f / input_norm_.data()[1];
+  for (float& v : data.images.pixels) v = (v - mean) * inv;
+}
+
+void make_seed004_data(std::size_t m, std::uint64_t seed, std::vector<float>& x,
+                       std::vector<float>& y) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> N(0.0, 1.0);
+  x.resize(m * 3);
+  y.resize(m);
+  // Radius threshold √(χ²₃ median) ≈ 1.5382: the two classes are balanced.
+  for (std::size_t i = 0; i < m; ++i) {
+    double r2 = 0;
+    for (std::size_t k = 0; k < 3; ++k) {
+      double v = N(rng);
+      x[i * 3 + k] = float(v);
+      r2 += v * v;
+    }
+    y[i] = std::sqrt(r2) > 1.5382 ? 1.0f : 0.0f;
+  }
+}
+
+}  // namespace wengert::train

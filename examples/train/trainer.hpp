@@ -1,0 +1,119 @@
+// wengert-train's core: an MLP classifier trained with Adam on softmax cross-entropy, and the
+// two small seed problems. Split from main.cpp so tests can run real training steps.
+//
+// One training step records the whole forward pass on a tape that is cleared and reused, runs
+// one backward sweep into the Parameters' gradients, and takes one optimizer step: after the
+// first step of a given batch shape it allocates nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <wengert/wengert.hpp>
+
+namespace wengert::train {
+
+/// An MLP classifier (logits from an nn::MLP, softmax cross-entropy, Adam).
+class Classifier {
+ public:
+  Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
+             std::uint64_t seed, double lr);
+
+  /// One step on a batch of m rows (x [m, in], labels m class indices). Returns the batch's
+  /// mean loss and adds the number of correctly classified rows to *correct if not null.
+  float train_step(const float* x, const std::int32_t* labels, std::size_t m,
+                   std::size_t* correct = nullptr);
+
+  /// Class predictions for m rows, computed under no-grad.
+  void predict(const float* x, std::size_t m, std::int32_t* out);
+
+  /// Accuracy over a dataset (batches of 1000 under no-grad). If `confusion` is given it is
+  /// resized to classes×classes and filled: confusion[true·classes + predicted] counts.
+  double evaluate(const io::Dataset<float>& data, std::vector<std::size_t>* confusion = nullptr);
+
+  nn::MLP<float>& model() { return *model_; }
+  /// The trained parameters (what the optimizer updates).
+  std::vector<Parameter<float>*> parameters() { return model_->parameters(); }
+  /// What a weights file holds: the trained parameters and the input standardisation
+  /// ("input.norm" = {mean, std}), so --eval sees inputs exactly as training did.
+  std::vector<Parameter<float>*> saved_parameters() {
+    auto ps = model_->parameters();
+    ps.push_back(&input_norm_);
+    return ps;
+  }
+  /// Sets input.norm from the mean and standard deviation of `data`'s pixels.
+  void fit_input_norm(const io::Dataset<float>& data);
+  /// Standardises `data` in place with input.norm: x ← (x − mean) / std.
+  void normalize(io::Dataset<float>& data) const;
+  nn::Adam<float>& optimizer() { return *opt_; }
+  const Tape<float>& tape() const { return tape_; }
+
+ private:
+  Var<float> logits(const float* x, std::size_t m);
+
+  std::unique_ptr<nn::MLP<float>> model_;  // Parameters must not move: keep it on the heap
+  std::unique_ptr<nn::Adam<float>> opt_;
+  Parameter<float> input_norm_{xt::xarray<float>{0.0f, 1.0f}, "input.norm"};
+  Tape<float> tape_;
+};
+
+/// Index of the largest of n values (the first on ties).
+std::size_t argmax(const float* v, std::size_t n);
+
+/// A full-batch binary classification run (seed 004's network, XOR): hidden tanh layers, a
+/// sigmoid output and binary cross-entropy on probabilities, trained with plain gradient
+/// descent. `progress(step, loss)` is called every `report_every` steps.
+struct BinaryRun {
+  std::vector<float> losses;  // one per report
+  double final_loss = 0;
+  double accuracy = 0;        // on the training points, threshold 0.5
+};
+template <class Report>
+BinaryRun train_binary(const std::vector<std::size_t>& sizes, const std::vector<float>& x,
+                       const std::vector<float>& y, std::size_t steps, double lr,
+                       std::uint64_t seed, std::size_t report_every, Report&& progress);
+
+/// Seed 004's problem: m points in 3-D, class 1 when they lie outside a sphere of radius ~1
+/// (a boundary no single linear unit can draw). x is [m, 3], y is [m, 1].
+void make_seed004_data(std::size_t m, std::uint64_t seed, std::vector<float>& x,
+                       std::vector<float>& y);
+
+// ---- template definition -------------------------------------------------------------------
+
+template <class Report>
+BinaryRun train_binary(const std::vector<std::size_t>& sizes, const std::vector<float>& x,
+                       const std::vector<float>& y, std::size_t steps, double lr,
+                       std::uint64_t seed, std::size_t report_every, Report&& progress) {
+  const std::size_t in = sizes.front(), m = x.size() / in;
+  nn::MLP<float> net(sizes, nn::Activation::kTanh, seed);
+  nn::SGD<float> sgd(net.parameters(), float(lr));
+  Tape<float> tape;
+  BinaryRun run;
+  // Hidden tanh layers from the MLP, then the sigmoid output seed 004 puts on its last layer.
+  auto forward = [&] {
+    tape.clear();
+    return sigmoid(net.forward(tape, tape.constant_view(x.data(), Shape{m, in})));
+  };
+  for (std::size_t step = 1; step <= steps; ++step) {
+    Var<float> p = forward();
+    Var<float> loss = binary_cross_entropy(p, tape.constant_view(y.data(), Shape{m, 1}));
+    tape.backward(loss);
+    sgd.step();
+    sgd.zero_grad();
+    run.final_loss = loss.item();
+    if (step % report_every == 0 || step == 1 || step == steps) {
+      run.losses.push_back(loss.item());
+      progress(step, double(loss.item()));
+    }
+  }
+  NoGradGuard no_grad;
+  Var<float> p = forward();
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < m; ++i) right += (p.data()[i] >= 0.5f) == (y[i] >= 0.5f);
+  run.accuracy = double(right) / double(m);
+  return run;
+}
+
+}  // namespace wengert::train
