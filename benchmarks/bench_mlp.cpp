@@ -13,6 +13,9 @@
 // prints PASS/FAIL per workload: same loss, gradients and updated weights as the floor within
 // float32 tolerance. The results also go into the JSON context ("check_S0", ...).
 //
+// `bench_mlp --profile=S1/wengert --steps=N` runs N steps of one contender and nothing else
+// (contenders: floor, wengert, libtorch; OP1x1/OP8x8 with plain, wengert, libtorch), for perf.
+//
 // Threads: WENGERT_BENCH_THREADS (default 1) sets libtorch's intra-op threads; OpenBLAS reads
 // OPENBLAS_NUM_THREADS itself (scripts/bench.sh sets both to the same value).
 #include <benchmark/benchmark.h>
@@ -291,6 +294,36 @@ void add_context(int threads) {
   }
 }
 
+// `bench_mlp --profile=S1/wengert [--steps=N]` runs N steps (default 10,000) of one contender
+// and exits, without the check or the benchmark harness: a clean target for perf and callgrind.
+int profile(const std::string& what, long steps) {
+  const auto slash = what.find('/');
+  const std::string wl = what.substr(0, slash), who = slash == std::string::npos ? "" : what.substr(slash + 1);
+  double sink = 0;
+  auto loop = [&](auto&& c) {
+    for (long i = 0; i < steps; ++i) sink += c.step();
+  };
+  if (wl == "OP1x1" || wl == "OP8x8") {
+    const std::size_t side = wl == "OP1x1" ? 1 : 8;
+    if (who == "plain") loop(PlainChain(side, kChainOps));
+    else if (who == "wengert") loop(WengertChain(side, kChainOps));
+#ifdef WENGERT_BENCH_HAVE_TORCH
+    else if (who == "libtorch") loop(TorchChain(side, kChainOps));
+#endif
+    else return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;
+  } else {
+    const Problem& p = problem(wl);
+    if (who == "floor") loop(FloorMLP(p));
+    else if (who == "wengert") loop(WengertMLP(p));
+#ifdef WENGERT_BENCH_HAVE_TORCH
+    else if (who == "libtorch") loop(TorchMLP(p));
+#endif
+    else return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;
+  }
+  std::printf("%s: %ld steps, checksum %g\n", what.c_str(), steps, sink);
+  return 0;
+}
+
 }  // namespace
 }  // namespace wengert_bench
 
@@ -300,6 +333,16 @@ int main(int argc, char** argv) {
 #ifdef WENGERT_BENCH_HAVE_TORCH
   torch_set_threads(threads);
 #endif
+  {
+    std::string what;
+    long steps = 10000;
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a.rfind("--profile=", 0) == 0) what = a.substr(10);
+      if (a.rfind("--steps=", 0) == 0) steps = std::atol(a.c_str() + 8);
+    }
+    if (!what.empty()) return profile(what, steps);
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   add_context(threads);

@@ -9,7 +9,7 @@
 #   1. scripts/setup.sh build bench with WENGERT_BENCH_TORCH=1 (Google Benchmark, gnuplot,
 #      libtorch-dev). Without root it only checks; if libtorch cannot be had the run goes on
 #      without the libtorch contender.
-#   2. Configure build/bench (Release) and build bench_mlp.
+#   2. Configure build/bench (Release, WENGERT_BENCH_TORCH=ON) and build bench_mlp.
 #   3. Run bench_mlp twice — OPENBLAS_NUM_THREADS=1 with libtorch on 1 intra-op thread (the
 #      primary figures), then 2 threads — each writing Google Benchmark JSON to the results dir.
 #      Repetitions are randomly interleaved, so a load change hits every contender alike.
@@ -43,7 +43,7 @@ if ! WENGERT_BENCH_TORCH=1 bash "$root/scripts/setup.sh" build bench; then
 fi
 
 echo "== bench.sh: build ($build)"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DWENGERT_BENCH_TORCH=ON >/dev/null
 cmake --build "$build" --target bench_mlp -j"$jobs"
 
 mkdir -p "$results"
