@@ -40,7 +40,7 @@ Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
   if (Mean && x.size() == 0)
     throw ValueError(std::string(name) + ": x is " + x.shape().str() +
                      ", which has no elements; its mean is undefined");
-  auto op = x.tape().begin_op(name, {x}, Shape{}, loc);
+  auto op = x.tape().begin_op(name, &x, 1, Shape{}, loc);  // in place, as record_unary
   const std::size_t n = op.input_size(0);
   const T s = detail::simd_sum(op.input_data(0), n);
   op.out_data()[0] = Mean ? s / T(n) : s;
@@ -72,7 +72,7 @@ Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, S
     else if (keepdims)
       out.push_back(1);
 
-  auto op = x.tape().begin_op(name, {x}, out, loc);
+  auto op = x.tape().begin_op(name, &x, 1, out, loc);
   const T* __restrict xv = op.input_data(0);
   T* __restrict y = op.out_data();
   if (inner == 1) {

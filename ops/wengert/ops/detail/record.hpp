@@ -39,7 +39,9 @@ Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& 
   static_assert(std::is_trivially_destructible_v<Dydx>,
                 "the backward of a built-in op captures only trivially destructible values");
   check_arg(name, x, 0);
-  auto op = x.tape().begin_op(name, {x}, x.shape(), loc);
+  // The pointer form of begin_op reads the handle in place; {x} would copy it with one 16-byte
+  // load right after the caller stored it as two 8-byte halves (a store-forwarding stall).
+  auto op = x.tape().begin_op(name, &x, 1, x.shape(), loc);
   forward(op.input_data(0), op.out_data(), op.out_size());
   return op.finish([dydx](const BackwardContext<T>& c) {
     if (!c.needs_grad(0)) return;
