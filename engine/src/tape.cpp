@@ -90,6 +90,7 @@ void Tape<T>::to_dot(std::ostream& os) const {
 
 template <class T>
 xt::xarray<T> Tape<T>::jacobian(const Var<T>& y, const Var<T>& x) {
+  check_owner("jacobian");
   check_input(y, "jacobian", 0);
   check_input(x, "jacobian", 1);
   const detail::Node<T>& xn = nodes_[x.index_];

@@ -42,7 +42,12 @@ class Shape {
   void push_back(std::size_t d) {
     if (rank_ == kMaxRank) throw ShapeError("Shape: rank above " + std::to_string(kMaxRank));
     dims_[rank_++] = d;
+    check_size();
   }
+
+  /// Most elements a shape may have: their bytes (for double, twice over) fit in a size_t, so
+  /// size() and every allocation size computed from it are exact.
+  static constexpr std::size_t kMaxSize = ~std::size_t{0} >> 4;
 
   friend bool operator==(const Shape& a, const Shape& b) {
     if (a.rank_ != b.rank_) return false;
@@ -70,6 +75,20 @@ class Shape {
                        std::to_string(kMaxRank));
     rank_ = static_cast<unsigned char>(n);
     for (std::size_t i = 0; i < n; ++i, ++first) dims_[i] = static_cast<std::size_t>(*first);
+    check_size();
+  }
+  // A shape like [2^32, 2^32] would wrap size() to 0: an op would allocate nothing and then
+  // walk the dimensions out of bounds. Such a shape is refused where it is built.
+  void check_size() const {
+    std::size_t n = 1;
+    bool overflow = false;
+    for (std::size_t i = 0; i < rank_; ++i) {
+      if (dims_[i] == 0) return;  // no elements, whatever the other dimensions
+      overflow |= __builtin_mul_overflow(n, dims_[i], &n);
+    }
+    if (overflow || n > kMaxSize)
+      throw ShapeError("Shape: " + str() + " has more elements than can be addressed (at most " +
+                       std::to_string(kMaxSize) + ")");
   }
   void assign(const std::size_t* d, std::size_t n) { assign_range(d, n); }
 

@@ -140,6 +140,11 @@ class Var {
 
   std::uint32_t index() const { return index_; }
 
+  /// For ops, before they read anything through this handle: throws UsageError naming `op` if
+  /// another thread owns the handle's tape (the check begin_op makes, done before the op reads
+  /// shapes or values that the owner may be changing). Does nothing for an empty handle.
+  void check_thread(const char* op) const;
+
  private:
   friend class Tape<T>;
   friend class OpBuilder<T>;
@@ -438,6 +443,7 @@ class Tape {
 
   template <class E>
   const T* seed_buffer(const Var<T>& y, const xt::xexpression<E>& seed) {
+    check_owner("backward");  // first: another thread must not read nodes_ while it changes
     check_input(y, "backward", 0);
     const auto& s = seed.derived_cast();
     Shape ss(s.shape());
@@ -445,7 +451,6 @@ class Tape {
       throw ShapeError("backward: seed is " + ss.str() + " but the output is " +
                        nodes_[y.index_].shape.str());
     // The seed is copied into the arena (rewound by clear); not part of any node.
-    check_owner("backward");
     T* buf = arena_alloc<T>(ss.size());
     xt::noalias(make_view(buf, ss)) = s;
     return buf;
@@ -537,6 +542,11 @@ void Var<T>::throw_invalid() const {
   if (!tape_) throw UsageError("Var: empty handle (default-constructed)");
   throw UsageError("Var: stale handle to node #" + std::to_string(index_) +
                    ": its tape was cleared after it was recorded");
+}
+
+template <class T>
+void Var<T>::check_thread(const char* op) const {
+  if (tape_) tape_->check_owner(op);
 }
 
 template <class T>
@@ -652,8 +662,8 @@ Var<T> OpBuilder<T>::finish(F&& backward) {
 template <class T>
 void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt,
                     const char* what) {
+  check_owner(what);  // first: another thread must not read nodes_ while it changes
   check_input(y, what, 0);
-  check_owner(what);
   if (building_) throw UsageError("backward: called while an op is being recorded");
   const std::size_t yi = y.index_;
   detail::Node<T>& out = nodes_[yi];

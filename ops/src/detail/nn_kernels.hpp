@@ -30,6 +30,7 @@ namespace wengert::detail::nn {
 /// so that the message names the op and not only the handle).
 template <class T>
 inline void check_handle(const char* op, const char* arg, const Var<T>& v) {
+  v.check_thread(op);  // before any read of the tape, which another thread may own
   if (v.valid()) return;
   std::string why = "invalid handle";
   try {

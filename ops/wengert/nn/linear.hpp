@@ -87,6 +87,7 @@ class Linear {
   /// "linear" op whose backward accumulates into W's and b's gradients. `loc` is the caller's
   /// line, reported by anomaly mode.
   Var<T> forward(Tape<T>& tape, const Var<T>& x, SourceLoc loc = SourceLoc::current()) {
+    check_input(tape, x);  // before W and b are recorded: a bad x leaves the tape as it was
     return wengert::linear(x, tape.param(W_), tape.param(b_), loc);
   }
 
@@ -102,6 +103,26 @@ class Linear {
   struct Uninit {};
   Linear(Uninit, std::size_t in, std::size_t out, const std::string& name)
       : W_(check_dims(in, out, name), name + ".W"), b_(Shape{out}, name + ".b") {}
+
+  // x must be a live handle on `tape` (this thread's) of shape [m, in]; messages as linear's.
+  void check_input(Tape<T>& tape, const Var<T>& x) const {
+    x.check_thread("linear");
+    if (!x.valid()) {
+      try {
+        x.tape();  // throws the reason: empty or stale
+      } catch (const UsageError& e) {
+        throw UsageError(std::string("linear: argument x: ") + e.what());
+      }
+    }
+    if (&x.tape() != &tape)
+      throw UsageError("linear: argument x (node #" + std::to_string(x.index()) +
+                       ") belongs to another tape than the one passed to forward()");
+    const Shape& sx = x.shape();
+    if (sx.rank() != 2 || sx[1] != in_features())
+      throw ShapeError("linear: x is " + sx.str() + " but W ('" + W_.name() + "') is " +
+                       W_.shape().str() + ": x must be [m," + std::to_string(in_features()) +
+                       "], one row of " + std::to_string(in_features()) + " features per example");
+  }
 
   static Shape check_dims(std::size_t in, std::size_t out, const std::string& name) {
     if (in == 0 || out == 0)

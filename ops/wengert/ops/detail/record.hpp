@@ -26,6 +26,7 @@ template <class T>
 /// shapes, so that the message names the op rather than only the handle.
 template <class T>
 inline void check_arg(const char* op, const Var<T>& v, std::size_t k) {
+  v.check_thread(op);  // before any read of the tape, which another thread may own
   if (!v.valid()) throw_bad_arg(op, v, k);
 }
 
