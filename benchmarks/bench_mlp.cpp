@@ -4,6 +4,8 @@
 //
 // Benchmarks (real time per iteration):
 //   MLP/<S0..S3>/<floor|wengert|libtorch>  one training step (forward, loss, backward, SGD)
+//   MLP/<S0..S3>/paired  the same steps taken in turns (see run_paired): medians and ratios as
+//                        counters; the iteration time itself is not a figure of interest
 //   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 tanh, recorded then backpropagated
 // Counters: allocs_per_step (heap allocation calls per step after warm-up, all threads),
 // heap_peak_MiB (high-water mark of net heap growth from the benchmark's start, setup included),
@@ -21,6 +23,8 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -122,6 +126,69 @@ struct TorchChain {
 };
 #endif
 
+// Step-interleaved comparison: the contenders live side by side and take turns, a batch of
+// steps each (≥ 50 µs, so the clock's cost is negligible), the order rotating every round. Each
+// batch's time per step is one sample; the counters are the per-contender medians and their
+// ratios. A load change on the machine then hits every contender within the same round, which
+// makes these ratios steadier than those of separate benchmarks on a shared machine.
+double thread_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+void run_paired(benchmark::State& state, const std::string& name) {
+  const Problem& p = problem(name);
+  FloorMLP floor(p);
+  WengertMLP weng(p);
+  struct C {
+    const char* name;
+    std::function<float()> step;
+  };
+  std::vector<C> cs = {{"floor", [&] { return floor.step(); }},
+                       {"wengert", [&] { return weng.step(); }}};
+#ifdef WENGERT_BENCH_HAVE_TORCH
+  TorchMLP torch(p);
+  cs.push_back({"libtorch", [&] { return torch.step(); }});
+#endif
+  for (C& c : cs)
+    for (int i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(c.step());
+  const auto t0 = std::chrono::steady_clock::now();
+  benchmark::DoNotOptimize(floor.step());
+  const double est = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int k = std::max(1, int(50e-6 / std::max(est, 1e-9)));
+  std::vector<std::vector<double>> wall(cs.size()), cpu(cs.size());
+  std::size_t round = 0;
+  for (auto _ : state) {
+    for (std::size_t j = 0; j < cs.size(); ++j) {
+      const std::size_t c = (j + round) % cs.size();
+      const double c0 = thread_cpu_seconds();
+      const auto w0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < k; ++i) benchmark::DoNotOptimize(cs[c].step());
+      const auto w1 = std::chrono::steady_clock::now();
+      cpu[c].push_back((thread_cpu_seconds() - c0) / k);
+      wall[c].push_back(std::chrono::duration<double>(w1 - w0).count() / k);
+    }
+    ++round;
+  }
+  std::vector<double> mw(cs.size()), mc(cs.size());
+  for (std::size_t c = 0; c < cs.size(); ++c) {
+    mw[c] = median_of(wall[c]);
+    mc[c] = median_of(cpu[c]);
+    state.counters[std::string(cs[c].name) + "_us"] = mw[c] * 1e6;
+  }
+  state.counters["wengert/floor"] = mw[1] / mw[0];
+  state.counters["wengert/floor_cpu"] = mc[1] / mc[0];
+  if (cs.size() > 2) state.counters["wengert/libtorch"] = mw[1] / mw[2];
+  state.counters["steps_per_batch"] = k;
+}
+
 void register_all() {
   for (const Workload& w : workloads()) {
     const std::string name = w.name;
@@ -142,6 +209,7 @@ void register_all() {
       run_steps(s, [&] { return std::make_unique<TorchMLP>(problem(name)); });
     });
 #endif
+    reg("paired", [name](benchmark::State& s) { run_paired(s, name); });
   }
   for (std::size_t side : {1, 8}) {
     const std::string sz = std::to_string(side) + "x" + std::to_string(side);
@@ -278,6 +346,8 @@ void add_context(int threads) {
   benchmark::AddCustomContext("OPENBLAS_CORETYPE", core ? core : "(unset)");
   benchmark::AddCustomContext("OPENBLAS_NUM_THREADS", obt ? obt : "(unset)");
   benchmark::AddCustomContext("blas_threads", std::to_string(openblas_get_num_threads()));
+  const char* omp_wait = std::getenv("OMP_WAIT_POLICY");
+  benchmark::AddCustomContext("OMP_WAIT_POLICY", omp_wait ? omp_wait : "(unset)");
   benchmark::AddCustomContext("bench_threads", std::to_string(threads));
   benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
   benchmark::AddCustomContext("compiler", "g++ " __VERSION__);

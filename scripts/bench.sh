@@ -13,6 +13,9 @@
 #   3. Run bench_mlp twice — OPENBLAS_NUM_THREADS=1 with libtorch on 1 intra-op thread (the
 #      primary figures), then 2 threads — each writing Google Benchmark JSON to the results dir.
 #      Repetitions are randomly interleaved, so a load change hits every contender alike.
+#      OMP_WAIT_POLICY=PASSIVE (unless set): libtorch's OpenMP workers otherwise spin after each
+#      parallel region and fight OpenBLAS's threads for the 2 cores — measured here, its 2-thread
+#      S1 step took 8 ms instead of 0.1 ms. With 1 thread it changes nothing.
 #   4. scripts/bench_report.py prints the tables (median time, wengert/floor, wengert/libtorch,
 #      allocations per step, peak memory) with the machine facts, writes RESULTS.md and a PNG
 #      bar chart of the ratios in the results dir, and copies both to benchmarks/ (RESULTS.md,
@@ -54,7 +57,8 @@ for t in $passes; do
   json="$results/bench_mlp_${t}t.json"
   echo "== bench.sh: ${t}-thread pass -> $json (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
   cut -d' ' -f1-3 /proc/loadavg >"$results/loadavg_${t}t_before.txt"
-  OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" WENGERT_BENCH_THREADS="$t" "$bin" \
+  OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" WENGERT_BENCH_THREADS="$t" \
+    OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" "$bin" \
     --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true \
     --benchmark_min_time="$min_time" --benchmark_report_aggregates_only=true \
     --benchmark_out="$json" --benchmark_out_format=json || status=$?
