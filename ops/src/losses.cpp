@@ -2,7 +2,9 @@
 #include <wengert/ops/losses.hpp>
 
 #include <cmath>
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "detail/nn_kernels.hpp"
 
@@ -26,6 +28,25 @@ std::size_t check_same_shape(const char* name, const char* an, const Var<T>& a, 
     throw ValueError(std::string(name) + ": " + an + " is " + a.shape().str() +
                      ", which has no elements: the mean of an empty loss is undefined");
   return a.size();
+}
+
+// Every element of `v` must lie in [0, 1] (NaN passes: anomaly mode reports it). Values outside
+// would be clamped or extrapolated into a plausible-looking loss — e.g. logits passed where
+// probabilities are expected.
+template <class T>
+void check_unit_interval(const char* name, const char* arg, const Var<T>& v) {
+  const T* p = v.data();
+  const std::size_t n = v.size();
+  bool bad = false;
+  for (std::size_t i = 0; i < n; ++i) bad |= p[i] < T(0) || p[i] > T(1);  // vectorises
+  if (!bad) return;
+  std::size_t i = 0;
+  while (!(p[i] < T(0) || p[i] > T(1))) ++i;
+  std::ostringstream os;
+  os.precision(std::is_same_v<T, float> ? 9 : 17);
+  os << name << ": " << arg << "[" << i << "] = " << p[i] << " is outside [0, 1] (" << arg
+     << " is " << v.shape().str() << ")";
+  throw ValueError(os.str());
 }
 
 // logits must be [m,c] with m, c ≥ 1.
@@ -171,6 +192,7 @@ template <class T>
 Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets, SourceLoc loc) {
   const char* name = "sigmoid_binary_cross_entropy";
   const std::size_t n = check_same_shape(name, "logits", logits, "targets", targets);
+  check_unit_interval(name, "targets", targets);
   auto op = logits.tape().begin_op(name, {logits, targets}, Shape{}, loc);
   const T* z = op.input_data(0);
   const T* y = op.input_data(1);
@@ -222,6 +244,8 @@ template <class T>
 Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, SourceLoc loc) {
   const char* name = "binary_cross_entropy";
   const std::size_t n = check_same_shape(name, "probabilities", probabilities, "targets", targets);
+  check_unit_interval(name, "probabilities", probabilities);
+  check_unit_interval(name, "targets", targets);
   auto op = probabilities.tape().begin_op(name, {probabilities, targets}, Shape{}, loc);
   const T* p = op.input_data(0);
   const T* y = op.input_data(1);

@@ -79,7 +79,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets,
 ///
 /// @param logits  any shape, n ≥ 1 elements
 /// @param targets the same shape; values in [0, 1]
-/// @throws ShapeError if the shapes differ; ValueError if empty
+/// @throws ShapeError if the shapes differ; ValueError if empty or a target is outside [0, 1]
 template <class T>
 Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
                                     SourceLoc loc = SourceLoc::current());
@@ -101,7 +101,8 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
 ///
 /// @param probabilities any shape, n ≥ 1 elements, values in [0, 1]
 /// @param targets       the same shape; values in [0, 1]
-/// @throws ShapeError if the shapes differ; ValueError if empty
+/// @throws ShapeError if the shapes differ; ValueError if empty or a probability or target is
+///         outside [0, 1] (NaN passes, for anomaly mode to report)
 template <class T>
 Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets,
                             SourceLoc loc = SourceLoc::current());
