@@ -36,10 +36,7 @@ std::size_t check_same_shape(const char* name, const char* an, const Var<T>& a, 
 template <class T>
 void check_unit_interval(const char* name, const char* arg, const Var<T>& v) {
   const T* p = v.data();
-  const std::size_t n = v.size();
-  bool bad = false;
-  for (std::size_t i = 0; i < n; ++i) bad |= p[i] < T(0) || p[i] > T(1);  // vectorises
-  if (!bad) return;
+  if (!k::any_outside(p, v.size(), T(0), T(1))) return;
   std::size_t i = 0;
   while (!(p[i] < T(0) || p[i] > T(1))) ++i;
   std::ostringstream os;

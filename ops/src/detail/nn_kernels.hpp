@@ -106,6 +106,24 @@ inline T reduce_batches(std::size_t n, F&& f) {
   return xsimd::hadd(a0 + a1);
 }
 
+/// Whether some x[i] < lo or x[i] > hi (a NaN is neither). One vectorised pass, no early exit:
+/// the common case is that every element is in range.
+template <class T>
+inline bool any_outside(const T* x, std::size_t n, T lo, T hi) {
+  constexpr std::size_t W = Batch<T>::size;
+  const Batch<T> blo(lo), bhi(hi);
+  xsimd::batch_bool<T> bad0(false), bad1(false);
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const Batch<T> a = Batch<T>::load_unaligned(x + i), b = Batch<T>::load_unaligned(x + i + W);
+    bad0 = bad0 | (a < blo) | (a > bhi);
+    bad1 = bad1 | (b < blo) | (b > bhi);
+  }
+  bool bad = xsimd::any(bad0 | bad1);
+  for (; i < n; ++i) bad |= (x[i] < lo) | (x[i] > hi);
+  return bad;
+}
+
 // ---- row kernels -----------------------------------------------------------------------------
 
 /// max(x[0..n)), n ≥ 1. A NaN in the row may or may not be returned; callers that go on to
