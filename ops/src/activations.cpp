@@ -46,7 +46,7 @@ Var<T> relu(const Var<T>& x, SourceLoc loc) {
       [](T g, T x, T) { return x > T(0) ? g : T(0); });  // ∂/∂x = [x > 0]
 }
 
-#define WENGERT_ACTIVATIONS(T)                           \
+#define WENGERT_ACTIVATIONS(T)                          \
   template Var<T> sigmoid<T>(const Var<T>&, SourceLoc); \
   template Var<T> tanh<T>(const Var<T>&, SourceLoc);    \
   template Var<T> relu<T>(const Var<T>&, SourceLoc);

@@ -40,14 +40,15 @@ inline void map1(const T* __restrict in, T* __restrict out, std::size_t n, F f) 
 // Records z = f(x, y) with broadcasting. da(g, x, y, z) and db(g, x, y, z) give one output
 // element's contribution to the adjoints of a and b, from the output adjoint g.
 template <class T, class F, class DA, class DB>
-Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceLoc loc, F f,
-                     DA da, DB db) {
+Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceLoc loc, F f, DA da,
+                     DB db) {
   check_arg(name, a, 0);
   check_arg(name, b, 1);
-  const Shape& sa = a.shape();
-  const Shape& sb = b.shape();
-  const Shape out = sa == sb ? sa : broadcast_shapes(name, sa, sb);
+  const Shape out =
+      a.shape() == b.shape() ? a.shape() : broadcast_shapes(name, a.shape(), b.shape());
   auto op = a.tape().begin_op(name, {a, b}, out, loc);
+  // From here on, input shapes are read through `op`: begin_op may have grown the node list,
+  // which moves the nodes that a.shape() and b.shape() referred to.
   const T* __restrict x = op.input_data(0);
   const T* __restrict y = op.input_data(1);
   T* __restrict z = op.out_data();
@@ -55,10 +56,9 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
   if (op.input_size(0) == n && op.input_size(1) == n) {
     for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
   } else {
-    detail::for_each_broadcast(detail::make_broadcast_map(out, sa, sb),
-                               [&](std::size_t o, std::size_t i, std::size_t j) {
-                                 z[o] = f(x[i], y[j]);
-                               });
+    detail::for_each_broadcast(
+        detail::make_broadcast_map(out, op.input_shape(0), op.input_shape(1)),
+        [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = f(x[i], y[j]); });
   }
   return op.finish([da, db](const BackwardContext<T>& c) {
     const std::size_t n = c.out_size();
@@ -123,33 +123,33 @@ std::string num(T v) {
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b, SourceLoc loc) {
   return record_binary<T>(
-      "add", a, b, loc, [](T x, T y) { return x + y; },
-      [](T g, T, T, T) { return g; },   // ∂/∂a = 1
-      [](T g, T, T, T) { return g; });  // ∂/∂b = 1
+      "add", a, b, loc, [](T x, T y) { return x + y; },  // forward
+      [](T g, T, T, T) { return g; },                    // ∂/∂a = 1
+      [](T g, T, T, T) { return g; });                   // ∂/∂b = 1
 }
 
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b, SourceLoc loc) {
   return record_binary<T>(
-      "sub", a, b, loc, [](T x, T y) { return x - y; },
-      [](T g, T, T, T) { return g; },    // ∂/∂a = 1
-      [](T g, T, T, T) { return -g; });  // ∂/∂b = −1
+      "sub", a, b, loc, [](T x, T y) { return x - y; },  // forward
+      [](T g, T, T, T) { return g; },                    // ∂/∂a = 1
+      [](T g, T, T, T) { return -g; });                  // ∂/∂b = −1
 }
 
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b, SourceLoc loc) {
   return record_binary<T>(
-      "mul", a, b, loc, [](T x, T y) { return x * y; },
-      [](T g, T, T y, T) { return g * y; },   // ∂/∂a = b
-      [](T g, T x, T, T) { return g * x; });  // ∂/∂b = a
+      "mul", a, b, loc, [](T x, T y) { return x * y; },  // forward
+      [](T g, T, T y, T) { return g * y; },              // ∂/∂a = b
+      [](T g, T x, T, T) { return g * x; });             // ∂/∂b = a
 }
 
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b, SourceLoc loc) {
   return record_binary<T>(
-      "div", a, b, loc, [](T x, T y) { return x / y; },
-      [](T g, T, T y, T) { return g / y; },          // ∂/∂a = 1/b
-      [](T g, T, T y, T z) { return -(g * z) / y; });  // ∂/∂b = −a/b² = −z/b
+      "div", a, b, loc, [](T x, T y) { return x / y; },  // forward
+      [](T g, T, T y, T) { return g / y; },              // ∂/∂a = 1/b
+      [](T g, T, T y, T z) { return -(g * z) / y; });    // ∂/∂b = −a/b² = −z/b
 }
 
 // ---- one tensor and a scalar -----------------------------------------------------------------
@@ -248,8 +248,7 @@ Var<T> pow(const Var<T>& x, scalar_t<T> p, SourceLoc loc) {
   // Exact fast paths for the common exponents; each keeps what its derivative needs.
   if (p == T(0))
     return record_unary<T>(
-        "pow", x, loc,
-        [](const T*, T* out, std::size_t n) { std::fill(out, out + n, T(1)); },
+        "pow", x, loc, [](const T*, T* out, std::size_t n) { std::fill(out, out + n, T(1)); },
         [](T, T, T) { return T(0); });  // ∂/∂x = 0
   if (p == T(1))
     return record_unary<T>(
@@ -308,23 +307,23 @@ Var<T> log(const Var<T>& x, SourceLoc loc) {
 
 // ---- explicit instantiations -----------------------------------------------------------------
 
-#define WENGERT_ELEMENTWISE(T)                                           \
-  template Var<T> add<T>(const Var<T>&, const Var<T>&, SourceLoc);       \
-  template Var<T> sub<T>(const Var<T>&, const Var<T>&, SourceLoc);       \
-  template Var<T> mul<T>(const Var<T>&, const Var<T>&, SourceLoc);       \
-  template Var<T> div<T>(const Var<T>&, const Var<T>&, SourceLoc);       \
-  template Var<T> add<T>(const Var<T>&, scalar_t<T>, SourceLoc);         \
-  template Var<T> add<T>(scalar_t<T>, const Var<T>&, SourceLoc);         \
-  template Var<T> sub<T>(const Var<T>&, scalar_t<T>, SourceLoc);         \
-  template Var<T> sub<T>(scalar_t<T>, const Var<T>&, SourceLoc);         \
-  template Var<T> mul<T>(const Var<T>&, scalar_t<T>, SourceLoc);         \
-  template Var<T> mul<T>(scalar_t<T>, const Var<T>&, SourceLoc);         \
-  template Var<T> div<T>(const Var<T>&, scalar_t<T>, SourceLoc);         \
-  template Var<T> div<T>(scalar_t<T>, const Var<T>&, SourceLoc);         \
-  template Var<T> neg<T>(const Var<T>&, SourceLoc);                      \
-  template Var<T> square<T>(const Var<T>&, SourceLoc);                   \
-  template Var<T> pow<T>(const Var<T>&, scalar_t<T>, SourceLoc);         \
-  template Var<T> exp<T>(const Var<T>&, SourceLoc);                      \
+#define WENGERT_ELEMENTWISE(T)                                     \
+  template Var<T> add<T>(const Var<T>&, const Var<T>&, SourceLoc); \
+  template Var<T> sub<T>(const Var<T>&, const Var<T>&, SourceLoc); \
+  template Var<T> mul<T>(const Var<T>&, const Var<T>&, SourceLoc); \
+  template Var<T> div<T>(const Var<T>&, const Var<T>&, SourceLoc); \
+  template Var<T> add<T>(const Var<T>&, scalar_t<T>, SourceLoc);   \
+  template Var<T> add<T>(scalar_t<T>, const Var<T>&, SourceLoc);   \
+  template Var<T> sub<T>(const Var<T>&, scalar_t<T>, SourceLoc);   \
+  template Var<T> sub<T>(scalar_t<T>, const Var<T>&, SourceLoc);   \
+  template Var<T> mul<T>(const Var<T>&, scalar_t<T>, SourceLoc);   \
+  template Var<T> mul<T>(scalar_t<T>, const Var<T>&, SourceLoc);   \
+  template Var<T> div<T>(const Var<T>&, scalar_t<T>, SourceLoc);   \
+  template Var<T> div<T>(scalar_t<T>, const Var<T>&, SourceLoc);   \
+  template Var<T> neg<T>(const Var<T>&, SourceLoc);                \
+  template Var<T> square<T>(const Var<T>&, SourceLoc);             \
+  template Var<T> pow<T>(const Var<T>&, scalar_t<T>, SourceLoc);   \
+  template Var<T> exp<T>(const Var<T>&, SourceLoc);                \
   template Var<T> log<T>(const Var<T>&, SourceLoc);
 
 WENGERT_ELEMENTWISE(float)

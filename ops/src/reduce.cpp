@@ -26,10 +26,9 @@ std::size_t normalize_axis(const char* op, const Shape& s, int axis) {
   const int r = static_cast<int>(s.rank());
   if (axis < -r || axis >= r)
     throw ShapeError(std::string(op) + ": axis " + std::to_string(axis) +
-                     " is out of range for x of shape " + s.str() + " (rank " +
-                     std::to_string(r) + (r ? "; valid axes are " + std::to_string(-r) + " to " +
-                                                  std::to_string(r - 1)
-                                            : "; a scalar has no axes") +
+                     " is out of range for x of shape " + s.str() + " (rank " + std::to_string(r) +
+                     (r ? "; valid axes are " + std::to_string(-r) + " to " + std::to_string(r - 1)
+                        : "; a scalar has no axes") +
                      ")");
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
@@ -136,10 +135,10 @@ Var<T> mean(const Var<T>& x, int axis, bool keepdims, SourceLoc loc) {
   return reduce_axis<T, true>("mean", x, axis, keepdims, loc);
 }
 
-#define WENGERT_REDUCE(T)                                              \
-  template Var<T> sum<T>(const Var<T>&, SourceLoc);                    \
-  template Var<T> sum<T>(const Var<T>&, int, bool, SourceLoc);         \
-  template Var<T> mean<T>(const Var<T>&, SourceLoc);                   \
+#define WENGERT_REDUCE(T)                                      \
+  template Var<T> sum<T>(const Var<T>&, SourceLoc);            \
+  template Var<T> sum<T>(const Var<T>&, int, bool, SourceLoc); \
+  template Var<T> mean<T>(const Var<T>&, SourceLoc);           \
   template Var<T> mean<T>(const Var<T>&, int, bool, SourceLoc);
 
 WENGERT_REDUCE(float)

@@ -39,7 +39,8 @@ xt::xarray<double> randn(const Dims& shape, std::mt19937_64& rng, double scale =
 }
 
 const std::vector<Dims>& shapes() {
-  static const std::vector<Dims> s = {{}, {1}, {1, 1}, {7}, {1, 5}, {5, 1}, {3, 4}, {2, 3, 4}, {40}};
+  static const std::vector<Dims> s = {{},     {1},    {1, 1},    {7}, {1, 5},
+                                      {5, 1}, {3, 4}, {2, 3, 4}, {40}};
   return s;
 }
 
@@ -166,9 +167,9 @@ TEST(Activations, ConstantInputsStayGradientFree) {
 TEST(Activations, FanOut) {
   // y = tanh(x)·sigmoid(x) + relu(x): x feeds three activations.
   std::mt19937_64 rng(12);
-  GradcheckResult r = gradcheck(
-      [](const auto& in) { return tanh(in[0]) * sigmoid(in[0]) + relu(in[0]); },
-      {randn({3, 2}, rng, 1.5, 0.05)});
+  GradcheckResult r =
+      gradcheck([](const auto& in) { return tanh(in[0]) * sigmoid(in[0]) + relu(in[0]); },
+                {randn({3, 2}, rng, 1.5, 0.05)});
   EXPECT_TRUE(r.ok) << r.message;
   // An activation output used twice: h = tanh(x), y = h·h → dy/dx = 2h(1 − h²).
   Tape<double> tape;

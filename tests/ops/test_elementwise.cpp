@@ -4,8 +4,8 @@
 // Forward values are checked against xtensor's own broadcasting arithmetic or std:: functions;
 // gradients against closed forms and through the public gradcheck (float64 central differences
 // plus the dot-product test) on broadcasting edge cases and seeded random shape pairs.
-#include <wengert/wengert.hpp>
 #include <wengert/ops/detail/broadcast.hpp>
+#include <wengert/wengert.hpp>
 
 #include <gtest/gtest.h>
 
@@ -60,10 +60,20 @@ std::string dims_str(const Dims& d) { return Shape(d).str(); }
 // Broadcasting edge cases: column with row vector, scalar with matrix, rank 3 with rank 2,
 // [1] with [1,1], 1×n with n×1, plus equal shapes and shapes that differ only by 1s.
 std::vector<std::pair<Dims, Dims>> edge_cases() {
-  return {{{3, 1}, {4}},       {{}, {2, 3}},     {{2, 3}, {}},     {{2, 1, 3}, {4, 1}},
-          {{4, 1}, {2, 1, 3}}, {{1}, {1, 1}},    {{1, 4}, {4, 1}}, {{4, 1}, {1, 4}},
-          {{1, 5}, {5}},       {{5, 1}, {5, 1}}, {{2, 3}, {2, 3}}, {{1, 3}, {3}},
-          {{}, {}},            {{3}, {2, 1}}};
+  return {{{3, 1}, {4}},
+          {{}, {2, 3}},
+          {{2, 3}, {}},
+          {{2, 1, 3}, {4, 1}},
+          {{4, 1}, {2, 1, 3}},
+          {{1}, {1, 1}},
+          {{1, 4}, {4, 1}},
+          {{4, 1}, {1, 4}},
+          {{1, 5}, {5}},
+          {{5, 1}, {5, 1}},
+          {{2, 3}, {2, 3}},
+          {{1, 3}, {3}},
+          {{}, {}},
+          {{3}, {2, 1}}};
 }
 
 // Seeded random pairs that broadcast: a common output shape of rank ≤ 3, each input taking
@@ -117,7 +127,8 @@ std::string error_of(F&& f) {
 }
 
 void expect_contains(const std::string& msg, std::initializer_list<const char*> parts) {
-  for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  for (const char* p : parts)
+    EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
 }
 
 using BinaryFn = Var<double> (*)(const Var<double>&, const Var<double>&, SourceLoc);
@@ -130,10 +141,14 @@ struct BinaryCase {
 
 std::vector<BinaryCase> binary_ops() {
   return {
-      {"add", &add<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a + b); }, false},
-      {"sub", &sub<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a - b); }, false},
-      {"mul", &mul<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a * b); }, false},
-      {"div", &div<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a / b); }, true},
+      {"add", &add<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a + b); },
+       false},
+      {"sub", &sub<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a - b); },
+       false},
+      {"mul", &mul<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a * b); },
+       false},
+      {"div", &div<double>, [](const auto& a, const auto& b) { return xt::xarray<double>(a / b); },
+       true},
   };
 }
 
@@ -186,7 +201,8 @@ TEST(Elementwise, BinaryForwardMatchesXtensorBroadcasting) {
       auto y = op.op(tape.constant(av), tape.constant(bv), SourceLoc{});
       xt::xarray<double> expect = op.ref(av, bv);
       ASSERT_EQ(y.shape(), Shape(expect.shape())) << op.name << " " << dims_str(sa) << dims_str(sb);
-      EXPECT_EQ(xt::xarray<double>(y.value()), expect) << op.name << " " << dims_str(sa) << dims_str(sb);
+      EXPECT_EQ(xt::xarray<double>(y.value()), expect)
+          << op.name << " " << dims_str(sa) << dims_str(sb);
       EXPECT_STREQ(y.op_name(), op.name);
     }
 }
@@ -196,10 +212,28 @@ TEST(Elementwise, BinaryGradcheckOnBroadcastingShapes) {
   for (const auto& op : binary_ops())
     for (const auto& [sa, sb] : all_cases()) {
       BinaryFn f = op.op;
-      expect_gradcheck([f](const std::vector<Var<double>>& in) { return f(in[0], in[1], SourceLoc{}); },
-                       {randn(sa, rng), randn(sb, rng, op.b_nonzero ? 0.5 : 0.0)},
-                       std::string(op.name) + " " + dims_str(sa) + " with " + dims_str(sb));
+      expect_gradcheck(
+          [f](const std::vector<Var<double>>& in) { return f(in[0], in[1], SourceLoc{}); },
+          {randn(sa, rng), randn(sb, rng, op.b_nonzero ? 0.5 : 0.0)},
+          std::string(op.name) + " " + dims_str(sa) + " with " + dims_str(sb));
     }
+}
+
+TEST(Elementwise, BroadcastingWhileTheNodeListGrows) {
+  // Recording an op can grow (move) the tape's node list; the broadcast walk must not read the
+  // inputs' shapes through references taken before that. Every power-of-two node count is
+  // crossed here, with the list never reserved ahead. (Run under valgrind or ASan to see reads
+  // of moved memory; without them this checks the values.)
+  Tape<double> tape;
+  xt::xarray<double> cv = column<double>({1.0, 2.0, 3.0}), rv{10.0, 20.0, 30.0, 40.0};
+  auto col = tape.variable(cv);
+  auto row = tape.variable(rv);
+  xt::xarray<double> expect = cv + rv;
+  for (int k = 0; k < 300; ++k) {
+    auto y = k % 2 ? add(col, row) : add(row, col);
+    ASSERT_EQ(y.shape(), (Shape{3, 4})) << k;
+    ASSERT_EQ(xt::xarray<double>(y.value()), expect) << k;
+  }
 }
 
 TEST(Elementwise, BroadcastAdjointsAreSummedOverRepeatedAxes) {
@@ -376,7 +410,8 @@ TEST(Elementwise, PowForwardIsExactOnFastPathsAndIntegerPowers) {
   EXPECT_EQ(xt::xarray<double>(pow(x, 1.0).value()), xv);
   EXPECT_EQ(xt::xarray<double>(pow(x, 2.0).value()), (xt::xarray<double>{0, 1, 4, 9, 81}));
   EXPECT_EQ(xt::xarray<double>(pow(x, 3.0).value()), (xt::xarray<double>{0, 1, 8, 27, 729}));
-  EXPECT_EQ(xt::xarray<double>(pow(x, 0.5).value()), (xt::xarray<double>{0, 1, std::sqrt(2.0), std::sqrt(3.0), 3}));
+  EXPECT_EQ(xt::xarray<double>(pow(x, 0.5).value()),
+            (xt::xarray<double>{0, 1, std::sqrt(2.0), std::sqrt(3.0), 3}));
   EXPECT_EQ(pow(x, -1.0).value()(0), std::numeric_limits<double>::infinity());  // 1/0
   EXPECT_EQ(pow(x, -2.0).value()(0), std::numeric_limits<double>::infinity());  // 0^-2
   EXPECT_EQ(pow(x, -1.0).value()(2), 0.5);
@@ -517,7 +552,7 @@ TEST(Elementwise, RewoundReplayAllocatesNothing) {
     tape.clear();
     auto x = tape.constant_view(input.data(), Shape{2, 3});
     auto wv = tape.param(w), bv = tape.param(b);
-    auto h = x * wv + bv;                        // [2,3] * [1,3] + [2,1]
+    auto h = x * wv + bv;  // [2,3] * [1,3] + [2,1]
     auto y = exp(neg(square(h / 4.0f))) - log(square(h) + 1.0f) + pow(h * h + 1.0f, 1.5f);
     auto z = (y - 2.0f) / (wv * wv + 1.0f) + 3.0f / (bv * bv + 1.0f);
     tape.backward(z, input);

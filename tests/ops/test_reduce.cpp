@@ -44,7 +44,8 @@ std::string error_of(F&& f) {
 
 // Shapes with 1×n, n×1, rank 3 and long rows (several SIMD batches plus a tail).
 const std::vector<Dims>& shapes() {
-  static const std::vector<Dims> s = {{1}, {5}, {1, 6}, {6, 1}, {3, 4}, {2, 3, 4}, {2, 1, 3}, {3, 37}};
+  static const std::vector<Dims> s = {{1},    {5},       {1, 6},    {6, 1},
+                                      {3, 4}, {2, 3, 4}, {2, 1, 3}, {3, 37}};
   return s;
 }
 
@@ -101,7 +102,8 @@ TEST(Reduce, AxisForwardMatchesXtensorForEveryAxisAndKeepdims) {
         em.reshape(reduced(d, ax, keep));
         auto s = sum(x, axis, keep);
         auto m = mean(x, axis, keep);
-        const std::string what = Shape(d).str() + " axis " + std::to_string(axis) + (keep ? " keepdims" : "");
+        const std::string what =
+            Shape(d).str() + " axis " + std::to_string(axis) + (keep ? " keepdims" : "");
         ASSERT_EQ(s.shape(), Shape(reduced(d, ax, keep))) << what;
         ASSERT_EQ(m.shape(), Shape(reduced(d, ax, keep))) << what;
         EXPECT_TRUE(xt::allclose(s.value(), es, 1e-14, 1e-14)) << what << s.value() << es;
@@ -130,9 +132,11 @@ TEST(Reduce, GradcheckEveryAxis) {
     for (int axis = -r; axis < r; ++axis)
       for (bool keep : {false, true}) {
         const std::string what = Shape(d).str() + " axis " + std::to_string(axis);
-        auto rs = gradcheck([=](const auto& in) { return sum(in[0], axis, keep); }, {randn(d, rng)});
+        auto rs =
+            gradcheck([=](const auto& in) { return sum(in[0], axis, keep); }, {randn(d, rng)});
         EXPECT_TRUE(rs.ok) << "sum " << what << ": " << rs.message;
-        auto rm = gradcheck([=](const auto& in) { return mean(in[0], axis, keep); }, {randn(d, rng)});
+        auto rm =
+            gradcheck([=](const auto& in) { return mean(in[0], axis, keep); }, {randn(d, rng)});
         EXPECT_TRUE(rm.ok) << "mean " << what << ": " << rm.message;
       }
     for (auto f : {+[](const std::vector<Var<double>>& in) { return sum(in[0]); },
@@ -201,8 +205,7 @@ TEST(Reduce, Float32MatchesFloat64) {
     Tape<T> tape;
     auto x = tape.variable(xt::xarray<T>(xt::cast<T>(v)));
     // [5,1]·[1,33] → [5,33], every reduction form once.
-    auto z = sum(sum(x, 1, true) * mean(x, 0, true)) + mean(x) * sum(sum(x, -2)) +
-             sum(mean(x, -1));
+    auto z = sum(sum(x, 1, true) * mean(x, 0, true)) + mean(x) * sum(sum(x, -2)) + sum(mean(x, -1));
     tape.backward(z);
     return std::vector<xt::xarray<double>>{xt::cast<double>(z.value()), xt::cast<double>(x.grad())};
   };

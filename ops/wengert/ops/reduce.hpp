@@ -17,8 +17,7 @@ Var<T> sum(const Var<T>& x, SourceLoc loc = SourceLoc::current());
 
 /// Sum along `axis`. ∂y[.., ..]/∂x[.., k, ..] = 1 for every k along the axis.
 template <class T>
-Var<T> sum(const Var<T>& x, int axis, bool keepdims = false,
-           SourceLoc loc = SourceLoc::current());
+Var<T> sum(const Var<T>& x, int axis, bool keepdims = false, SourceLoc loc = SourceLoc::current());
 
 /// (Σᵢ xᵢ) / n → shape []. ∂/∂xᵢ = 1/n. Throws ValueError if x has no elements.
 template <class T>
@@ -27,7 +26,6 @@ Var<T> mean(const Var<T>& x, SourceLoc loc = SourceLoc::current());
 /// Mean along `axis` (of length n). ∂/∂x = 1/n along the axis. Throws ValueError if that axis
 /// has length 0.
 template <class T>
-Var<T> mean(const Var<T>& x, int axis, bool keepdims = false,
-            SourceLoc loc = SourceLoc::current());
+Var<T> mean(const Var<T>& x, int axis, bool keepdims = false, SourceLoc loc = SourceLoc::current());
 
 }  // namespace wengert
