@@ -34,6 +34,16 @@ void Tape<T>::throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg)
 }
 
 template <class T>
+void Tape<T>::throw_busy(const char* what) const {
+  if (sweeping_)
+    throw UsageError(std::string("tape: ") + what +
+                     " during backward (from inside a backward closure); a closure may only "
+                     "read its context and accumulate into its inputs' adjoints");
+  throw UsageError(std::string("tape: ") + what + " while op '" + nodes_.back().name +
+                   "' is being recorded (between begin_op and finish); finish() it first");
+}
+
+template <class T>
 void Tape<T>::throw_anomaly(const detail::Node<T>& n, const char* where, std::size_t elem,
                             T value) const {
   std::ostringstream os;

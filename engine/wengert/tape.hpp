@@ -122,7 +122,9 @@ class Var {
   Tape<T>& tape() const;
   bool valid() const;
 
-  const Shape& shape() const;
+  /// The shape, by value: a reference into the tape would dangle as soon as the next op is
+  /// recorded (the node list grows), so `const Shape& s = x.shape();` before begin_op is safe.
+  Shape shape() const;
   std::size_t size() const { return node().size; }
   std::size_t rank() const { return shape().rank(); }
   bool requires_grad() const { return node().flags & detail::kRequiresGrad; }
@@ -360,6 +362,7 @@ class Tape {
   /// Forgets every node, destroys every closure, keeps all capacity. Handles recorded before
   /// become stale. Releases thread ownership.
   void clear() {
+    if (sweeping_) throw_busy("clear");
     destroy_closures();
     nodes_.clear();
     inputs_.clear();
@@ -411,6 +414,14 @@ class Tape {
   }
 
   [[noreturn]] void throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg) const;
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_busy(const char* what) const;
+
+  // Nothing may be recorded while an op is being built (its node must stay the last one, and
+  // the builder's shape references must stay valid) or while backward runs (a closure that
+  // recorded would move the nodes the sweep is walking).
+  void check_can_record(const char* what) const {
+    if (building_ | sweeping_) throw_busy(what);
+  }
 
   void check_input(const Var<T>& v, const char* op, std::size_t arg) const {
     if (v.tape_ != this || v.gen_ != gen_ || v.index_ >= nodes_.size())
@@ -419,6 +430,7 @@ class Tape {
 
   std::uint32_t push_leaf(const char* name, const Shape& s, const T* external,
                           std::uint8_t flags) {
+    check_can_record(name);
     const Shape shape = s;  // may live in nodes_ (detach): copy before emplace_back
     const std::size_t n = shape.size();
     const T* value = external ? external : arena_alloc<T>(n);
@@ -482,7 +494,8 @@ class Tape {
   std::vector<std::uint8_t> marks_;
   detail::Arena arena_;
   std::uint32_t gen_;
-  bool building_ = false;
+  bool building_ = false;   // between begin_op and finish (or the builder's rollback)
+  bool sweeping_ = false;   // inside backward, while closures run
   std::atomic<std::thread::id> owner_{};
 };
 
@@ -560,7 +573,7 @@ const detail::Node<T>& Var<T>::node() const {
 }
 
 template <class T>
-const Shape& Var<T>::shape() const {
+Shape Var<T>::shape() const {
   return node().shape;
 }
 
@@ -590,6 +603,7 @@ const T* Var<T>::grad_data() const {
 template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
   check_owner("param");
+  check_can_record("param");
   detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
   node.value = p.data();
   node.grad = grad_enabled() ? p.grad_data() : nullptr;
@@ -605,9 +619,7 @@ template <class T>
 OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size_t n_inputs,
                                const Shape& out, SourceLoc loc) {
   check_owner(name);
-  if (building_)
-    throw UsageError(std::string("tape: begin_op('") + name +
-                     "') while another op is being recorded; finish() it first");
+  check_can_record(name);
   bool needs = false;
   for (std::size_t k = 0; k < n_inputs; ++k) {
     check_input(inputs[k], name, k);
@@ -664,7 +676,7 @@ void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size
                     const char* what) {
   check_owner(what);  // first: another thread must not read nodes_ while it changes
   check_input(y, what, 0);
-  if (building_) throw UsageError("backward: called while an op is being recorded");
+  if (building_ | sweeping_) throw_busy(what);
   const std::size_t yi = y.index_;
   detail::Node<T>& out = nodes_[yi];
   if (!seed && out.size != 1)
@@ -712,6 +724,11 @@ void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size
   marks_[yi] |= detail::kReached;
 
   const bool anomaly = anomaly_mode();
+  struct Sweeping {  // reset on every exit, including a closure's or anomaly mode's throw
+    bool& flag;
+    explicit Sweeping(bool& f) : flag(f) { flag = true; }
+    ~Sweeping() { flag = false; }
+  } sweeping(sweeping_);
   detail::Node<T>* nodes = nodes_.data();
   const std::uint32_t* ins = inputs_.data();
   std::uint8_t* marks = marks_.data();

@@ -9,9 +9,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "alloc_counter.hpp"
 
@@ -362,6 +365,64 @@ TEST(Tape, NestedBeginOpIsRejected) {
   EXPECT_THROW(tape.begin_op("inner", {x}, x.shape()), UsageError);
   op.out_data()[0] = 0;
   op.finish([](const BackwardContext<double>&) {});
+}
+
+TEST(Tape, LeavesCannotBeRecordedInsideAnOp) {
+  // The op's node must stay the last one while it is built: a leaf recorded between begin_op
+  // and finish is refused, naming the op, and the tape is left as it was.
+  Tape<double> tape;
+  Parameter<double> p(xt::xarray<double>{1.0});
+  auto x = tape.variable(1.0);
+  auto op = tape.begin_op("outer", {x}, x.shape());
+  const std::size_t size = tape.size();
+  for (auto record : std::vector<std::function<void()>>{
+           [&] { tape.constant(2.0); }, [&] { tape.variable(2.0); },
+           [&] { tape.param(p); }, [&] { tape.detach(x); },
+           [&] { tape.constant_view(x.data(), Shape{}); }}) {
+    try {
+      record();
+      ADD_FAILURE() << "a leaf was recorded inside op 'outer'";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("while op 'outer' is being recorded"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(tape.size(), size);
+  }
+  op.out_data()[0] = 3.0;
+  auto y = op.finish([](const BackwardContext<double>&) {});
+  EXPECT_EQ(y.index(), size - 1);
+  EXPECT_EQ(y.item(), 3.0);
+}
+
+TEST(Tape, BackwardClosuresCannotRecordSweepOrClear) {
+  // A closure that recorded would move the nodes the sweep walks; one that cleared would free
+  // them. Each is a UsageError, the sweep ends cleanly, and the tape works afterwards.
+  for (int what = 0; what < 4; ++what) {
+    Tape<double> tape;
+    auto x = tape.variable(2.0);
+    auto op = tape.begin_op("meddles", {x}, x.shape());
+    op.out_data()[0] = 2.0;
+    Tape<double>* t = &tape;
+    Var<double> xx = x;
+    auto y = op.finish([t, xx, what](const BackwardContext<double>& c) {
+      if (what == 0) t->constant(1.0);
+      if (what == 1) ttanh(xx);
+      if (what == 2) t->backward(xx);
+      if (what == 3) t->clear();
+      c.grad_data(0)[0] += 1.0;
+    });
+    try {
+      tape.backward(y);
+      ADD_FAILURE() << "closure " << what << " was allowed";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("during backward"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(tape.size(), 2u) << what;
+    auto z = ttanh(x);  // recording works again
+    tape.backward(z);
+    EXPECT_NEAR(x.grad()(0), 1.0 - std::tanh(2.0) * std::tanh(2.0), 1e-15);
+  }
 }
 
 TEST(Tape, AnotherThreadCannotRecordWhileOneOwnsTheTape) {
