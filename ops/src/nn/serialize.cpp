@@ -101,6 +101,7 @@ class Writer {
 
  private:
   void raw(const void* p, std::size_t n) {
+    if (n == 0) return;  // p may be null then (an empty parameter), which fwrite must not see
     if (std::fwrite(p, 1, n, f_) != n)
       throw ValueError(prefix("save", shown_) + "writing '" + path_ + "' failed (" +
                        std::strerror(errno) + ")");
