@@ -4,18 +4,72 @@
 // Sanitizer and valgrind builds define WENGERT_NO_MALLOC_COUNT: those tools own malloc.
 #include "alloc_counter.hpp"
 
+#include <link.h>
+
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 namespace {
 std::atomic<std::size_t> g_allocs{0};
-inline void bump() { g_allocs.fetch_add(1, std::memory_order_relaxed); }
+std::atomic<std::size_t> g_blas_allocs{0};
+
+// Executable segments of the OpenBLAS shared object, found once at start-up (it is a direct
+// dependency of every test binary, so it is mapped before any constructor runs).
+struct Range {
+  std::uintptr_t lo, hi;
+};
+Range g_blas_text[16];
+std::atomic<int> g_blas_ranges{-1};  // -1: not looked up yet
+
+int find_blas(dl_phdr_info* info, std::size_t, void*) {
+  const char* name = info->dlpi_name;
+  if (!name || !(std::strstr(name, "openblas") || std::strstr(name, "libblas"))) return 0;
+  int n = g_blas_ranges.load(std::memory_order_relaxed);
+  for (int i = 0; i < info->dlpi_phnum && n < 16; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    g_blas_text[n++] = {lo, lo + ph.p_memsz};
+  }
+  g_blas_ranges.store(n, std::memory_order_relaxed);
+  return 0;
+}
+
+void find_blas_ranges() {
+  if (g_blas_ranges.load(std::memory_order_acquire) >= 0) return;
+  g_blas_ranges.store(0, std::memory_order_relaxed);
+  dl_iterate_phdr(find_blas, nullptr);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+__attribute__((constructor)) void find_blas_at_startup() { find_blas_ranges(); }
+
+bool from_blas(const void* caller) {
+  const auto a = reinterpret_cast<std::uintptr_t>(caller);
+  const int n = g_blas_ranges.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (a >= g_blas_text[i].lo && a < g_blas_text[i].hi) return true;
+  return false;
+}
+
+inline void bump(const void* caller = nullptr) {
+  (caller && from_blas(caller) ? g_blas_allocs : g_allocs)
+      .fetch_add(1, std::memory_order_relaxed);
+}
 }  // namespace
 
 namespace wengert::testing {
-std::size_t allocations() { return g_allocs.load(std::memory_order_relaxed); }
+std::size_t allocations() {
+  find_blas_ranges();
+  return g_allocs.load(std::memory_order_relaxed);
+}
+std::size_t blas_allocations() {
+  find_blas_ranges();
+  return g_blas_allocs.load(std::memory_order_relaxed);
+}
 }  // namespace wengert::testing
 
 #ifndef WENGERT_NO_MALLOC_COUNT
@@ -26,29 +80,30 @@ void* __libc_realloc(void*, std::size_t);
 void* __libc_memalign(std::size_t, std::size_t);
 void __libc_free(void*);
 
-void* malloc(std::size_t n) {
-  bump();
+// The caller is the return address of these functions themselves: noinline keeps it so.
+__attribute__((noinline)) void* malloc(std::size_t n) {
+  bump(__builtin_return_address(0));
   return __libc_malloc(n);
 }
-void* calloc(std::size_t a, std::size_t b) {
-  bump();
+__attribute__((noinline)) void* calloc(std::size_t a, std::size_t b) {
+  bump(__builtin_return_address(0));
   return __libc_calloc(a, b);
 }
-void* realloc(void* p, std::size_t n) {
-  bump();
+__attribute__((noinline)) void* realloc(void* p, std::size_t n) {
+  bump(__builtin_return_address(0));
   return __libc_realloc(p, n);
 }
 void free(void* p) { __libc_free(p); }
-void* aligned_alloc(std::size_t a, std::size_t n) {
-  bump();
+__attribute__((noinline)) void* aligned_alloc(std::size_t a, std::size_t n) {
+  bump(__builtin_return_address(0));
   return __libc_memalign(a, n);
 }
-void* memalign(std::size_t a, std::size_t n) {
-  bump();
+__attribute__((noinline)) void* memalign(std::size_t a, std::size_t n) {
+  bump(__builtin_return_address(0));
   return __libc_memalign(a, n);
 }
-int posix_memalign(void** out, std::size_t a, std::size_t n) {
-  bump();
+__attribute__((noinline)) int posix_memalign(void** out, std::size_t a, std::size_t n) {
+  bump(__builtin_return_address(0));
   void* p = __libc_memalign(a, n);
   if (!p) return ENOMEM;
   *out = p;
