@@ -6,7 +6,9 @@
 //   MLP/<S0..S3>/<floor|wengert|libtorch>  one training step (forward, loss, backward, SGD)
 //   MLP/<S0..S3>/paired  the same steps taken in turns (see run_paired): medians and ratios as
 //                        counters; the iteration time itself is not a figure of interest
-//   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 tanh, recorded then backpropagated
+//   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 elementwise ops (tanh and mul by a
+//                        parameter, alternating), recorded then backpropagated
+//   OP/<1x1|8x8>/paired  the same in turns, ns per op as counters
 // Counters: allocs_per_step (heap allocation calls per step after warm-up, all threads),
 // heap_peak_MiB (high-water mark of net heap growth from the benchmark's start, setup included),
 // rss_peak_MiB (the process's peak resident set, reset at the benchmark's start).
@@ -107,22 +109,24 @@ const Problem& problem(const std::string& name) {
 
 struct PlainChain {
   PlainChain(std::size_t side, int ops)
-      : n(side * side), ops(ops), x(n, 0.5f), buf((ops + 1) * n), g(n) {}
-  float step() { return plain_tanh_chain(x.data(), n, ops, buf.data(), g.data()); }
+      : n(side * side), ops(ops), x(n, 0.5f), w(n, kOpChainW), buf((ops + 1) * n), g(n), gw(n) {}
+  float step() {
+    return plain_op_chain(x.data(), w.data(), n, ops, buf.data(), g.data(), gw.data());
+  }
   std::size_t n;
   int ops;
-  std::vector<float> x, buf, g;
+  std::vector<float> x, w, buf, g, gw;
 };
 struct WengertChain {
   WengertChain(std::size_t side, int ops) : c(side, ops) {}
   float step() { return c.run(); }
-  WengertTanhChain c;
+  WengertOpChain c;
 };
 #ifdef WENGERT_BENCH_HAVE_TORCH
 struct TorchChain {
   TorchChain(std::size_t side, int ops) : c(side, ops) {}
   float step() { return c.run(); }
-  TorchTanhChain c;
+  TorchOpChain c;
 };
 #endif
 
@@ -143,24 +147,19 @@ double median_of(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-void run_paired(benchmark::State& state, const std::string& name) {
-  const Problem& p = problem(name);
-  FloorMLP floor(p);
-  WengertMLP weng(p);
-  struct C {
-    const char* name;
-    std::function<float()> step;
-  };
-  std::vector<C> cs = {{"floor", [&] { return floor.step(); }},
-                       {"wengert", [&] { return weng.step(); }}};
-#ifdef WENGERT_BENCH_HAVE_TORCH
-  TorchMLP torch(p);
-  cs.push_back({"libtorch", [&] { return torch.step(); }});
-#endif
-  for (C& c : cs)
+struct Turn {
+  const char* name;
+  std::function<float()> step;
+};
+
+// Runs the contenders `cs` in turns (see above) and sets, per contender, the median time per
+// step as counter "<name><unit>" (scaled by `scale`, e.g. 1e6 for µs), and the ratios of the
+// second contender (wengert) to the first and, if present, to the third. `base` names the first.
+void take_turns(benchmark::State& state, std::vector<Turn>& cs, double scale, const char* unit) {
+  for (Turn& c : cs)
     for (int i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(c.step());
   const auto t0 = std::chrono::steady_clock::now();
-  benchmark::DoNotOptimize(floor.step());
+  benchmark::DoNotOptimize(cs[0].step());
   const double est = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int k = std::max(1, int(50e-6 / std::max(est, 1e-9)));
   std::vector<std::vector<double>> wall(cs.size()), cpu(cs.size());
@@ -181,12 +180,40 @@ void run_paired(benchmark::State& state, const std::string& name) {
   for (std::size_t c = 0; c < cs.size(); ++c) {
     mw[c] = median_of(wall[c]);
     mc[c] = median_of(cpu[c]);
-    state.counters[std::string(cs[c].name) + "_us"] = mw[c] * 1e6;
+    state.counters[std::string(cs[c].name) + unit] = mw[c] * scale;
+    state.counters[std::string(cs[c].name) + unit + "_cpu"] = mc[c] * scale;
   }
-  state.counters["wengert/floor"] = mw[1] / mw[0];
-  state.counters["wengert/floor_cpu"] = mc[1] / mc[0];
+  const std::string base = cs[0].name;
+  state.counters["wengert/" + base] = mw[1] / mw[0];
+  state.counters["wengert/" + base + "_cpu"] = mc[1] / mc[0];
   if (cs.size() > 2) state.counters["wengert/libtorch"] = mw[1] / mw[2];
   state.counters["steps_per_batch"] = k;
+}
+
+void run_paired(benchmark::State& state, const std::string& name) {
+  const Problem& p = problem(name);
+  FloorMLP floor(p);
+  WengertMLP weng(p);
+  std::vector<Turn> cs = {{"floor", [&] { return floor.step(); }},
+                          {"wengert", [&] { return weng.step(); }}};
+#ifdef WENGERT_BENCH_HAVE_TORCH
+  TorchMLP torch(p);
+  cs.push_back({"libtorch", [&] { return torch.step(); }});
+#endif
+  take_turns(state, cs, 1e6, "_us");
+}
+
+// The OP chain in turns; times per op in ns.
+void run_paired_chain(benchmark::State& state, std::size_t side) {
+  PlainChain plain(side, kChainOps);
+  WengertChain weng(side, kChainOps);
+  std::vector<Turn> cs = {{"plain", [&] { return plain.step(); }},
+                          {"wengert", [&] { return weng.step(); }}};
+#ifdef WENGERT_BENCH_HAVE_TORCH
+  TorchChain torch(side, kChainOps);
+  cs.push_back({"libtorch", [&] { return torch.step(); }});
+#endif
+  take_turns(state, cs, 1e9 / kChainOps, "_ns_per_op");
 }
 
 void register_all() {
@@ -230,6 +257,7 @@ void register_all() {
       run_steps(s, [&] { return std::make_unique<TorchChain>(side, kChainOps); });
     });
 #endif
+    reg("paired", [side](benchmark::State& s) { run_paired_chain(s, side); });
   }
 }
 

@@ -270,14 +270,30 @@ float FloorMLP::step() {
   return loss;
 }
 
-float plain_tanh_chain(const float* x, std::size_t n, int ops, float* buf, float* g) {
+float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, float* buf,
+                     float* g, float* gw) {
   std::copy(x, x + n, buf);
-  for (int i = 0; i < ops; ++i)
-    map1(buf + std::size_t(i) * n, buf + std::size_t(i + 1) * n, n,
-         [](B v) { return xsimd::tanh(v); });
+  for (int i = 0; i < ops; ++i) {
+    const float* in = buf + std::size_t(i) * n;
+    float* out = buf + std::size_t(i + 1) * n;
+    if (i % 2 == 0)
+      map1(in, out, n, [](B v) { return xsimd::tanh(v); });
+    else
+      map2(in, w, out, n, [](B v, B ww) { return v * ww; });
+  }
   std::fill(g, g + n, 1.0f);
-  for (int i = ops; i-- > 0;)
-    map2(g, buf + std::size_t(i + 1) * n, g, n, [](B d, B y) { return d * (B(1.0f) - y * y); });
+  std::fill(gw, gw + n, 0.0f);
+  for (int i = ops; i-- > 0;) {
+    const float* in = buf + std::size_t(i) * n;
+    if (i % 2 == 0) {
+      map2(g, in + n, g, n, [](B d, B y) { return d * (B(1.0f) - y * y); });  // y = out
+    } else {
+      for (std::size_t k = 0; k < n; ++k) {
+        gw[k] += g[k] * in[k];
+        g[k] *= w[k];
+      }
+    }
+  }
   return g[0];
 }
 

@@ -84,9 +84,19 @@ class FloorMLP {
   float* rowtmp_ = nullptr;              // scratch for the loss
 };
 
-/// The tanh chain of the OP workload written as plain loops: `ops` tanh forward, values kept,
-/// then the reverse pass from a seed of ones. `buf` holds (ops + 1)·n values, `g` n values.
-/// Returns g[0] (the gradient of the chain's sum w.r.t. x[0]).
-float plain_tanh_chain(const float* x, std::size_t n, int ops, float* buf, float* g);
+/// The OP workload written as plain loops: `ops` elementwise ops alternating y = tanh(y) and
+/// y = y·w (w a parameter of n values), every value kept; then the reverse pass from a seed of
+/// ones, accumulating w's gradient into gw (zeroed first). tanh goes through the same xsimd
+/// kernel as wengert's. `buf` holds (ops + 1)·n values, `g` and `gw` n values each.
+/// Returns g[0], the gradient with respect to x[0].
+float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, float* buf,
+                     float* g, float* gw);
+
+/// The OP workload's multiplier: 1, so that the chain's values (≈ 0.05 after 500 tanh) and its
+/// gradient (≈ 1e-3) stay normal floats. With w < 1 the values decay geometrically into the
+/// range where tanh's polynomial squares to subnormals, and every op then pays the CPU's
+/// microcode assists (measured: xsimd's float tanh 10 ns at 0.5, 44 ns at 1e-23) — a figure of
+/// the FPU, not of the tape.
+constexpr float kOpChainW = 1.0f;
 
 }  // namespace wengert_bench

@@ -92,27 +92,29 @@ std::vector<float> TorchMLP::grad_bias(std::size_t l) const {
 }
 std::vector<float> TorchMLP::weight(std::size_t l) const { return to_vector(impl_->W[l].detach()); }
 
-struct TorchTanhChain::Impl {
-  torch::Tensor x, seed;
+struct TorchOpChain::Impl {
+  torch::Tensor x, w, seed;
   int ops;
 };
 
-TorchTanhChain::TorchTanhChain(std::size_t side, int ops) : impl_(std::make_unique<Impl>()) {
+TorchOpChain::TorchOpChain(std::size_t side, int ops) : impl_(std::make_unique<Impl>()) {
   const auto s = std::int64_t(side);
   impl_->x = torch::full({s, s}, 0.5f, torch::kFloat32).set_requires_grad(true);
+  impl_->w = torch::full({s, s}, kOpChainW, torch::kFloat32).set_requires_grad(true);
   impl_->seed = torch::ones({s, s}, torch::kFloat32);
   impl_->ops = ops;
 }
 
-TorchTanhChain::~TorchTanhChain() = default;
+TorchOpChain::~TorchOpChain() = default;
 
-float TorchTanhChain::run() {
+float TorchOpChain::run() {
   Impl& m = *impl_;
   torch::Tensor y = m.x;
-  for (int i = 0; i < m.ops; ++i) y = torch::tanh(y);
+  for (int i = 0; i < m.ops; ++i) y = i % 2 == 0 ? torch::tanh(y) : y * m.w;
   y.backward(m.seed);
   const float g = m.x.grad().data_ptr<float>()[0];
   m.x.mutable_grad().reset();
+  m.w.mutable_grad().reset();
   return g;
 }
 

@@ -48,12 +48,12 @@ class TorchMLP {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The OP workload in libtorch: x [side, side] with requires_grad, `ops` times y = tanh(y),
-/// y.backward(ones).
-class TorchTanhChain {
+/// The OP workload in libtorch: x and w [side, side] with requires_grad, `ops` ops alternating
+/// y = tanh(y) and y = y·w, y.backward(ones); both gradients reset to undefined after each run.
+class TorchOpChain {
  public:
-  TorchTanhChain(std::size_t side, int ops);
-  ~TorchTanhChain();
+  TorchOpChain(std::size_t side, int ops);
+  ~TorchOpChain();
   /// One record + backward; returns x.grad[0].
   float run();
 

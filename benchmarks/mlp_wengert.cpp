@@ -1,6 +1,8 @@
 // The wengert contender (see mlp_wengert.hpp).
 #include "mlp_wengert.hpp"
 
+#include <algorithm>
+
 namespace wengert_bench {
 
 using wengert::Parameter;
@@ -42,14 +44,19 @@ float WengertMLP::step() {
   return loss.item();
 }
 
-WengertTanhChain::WengertTanhChain(std::size_t side, int ops)
-    : side_(side), ops_(ops), x0_(side * side, 0.5f), seed_(side * side, 1.0f) {}
+WengertOpChain::WengertOpChain(std::size_t side, int ops)
+    : side_(side), ops_(ops), x0_(side * side, 0.5f), seed_(side * side, 1.0f),
+      w_(Shape{side, side}) {
+  std::fill(w_.data(), w_.data() + w_.size(), kOpChainW);
+}
 
-float WengertTanhChain::run() {
+float WengertOpChain::run() {
   tape_.clear();
+  w_.zero_grad();
   Var<float> x = tape_.variable(x0_.data(), Shape{side_, side_});
+  Var<float> w = tape_.param(w_);
   Var<float> y = x;
-  for (int i = 0; i < ops_; ++i) y = wengert::tanh(y);
+  for (int i = 0; i < ops_; ++i) y = i % 2 == 0 ? wengert::tanh(y) : y * w;
   tape_.backward(y, seed_.data(), nullptr, 0);
   return x.grad_data()[0];
 }

@@ -38,11 +38,12 @@ class WengertMLP {
   wengert::Tape<float> tape_;
 };
 
-/// The OP workload on a wengert tape: x [side, side] a variable, `ops` times y = tanh(y),
-/// backward from a seed of ones; the tape is cleared and reused every run.
-class WengertTanhChain {
+/// The OP workload on a wengert tape: x [side, side] a variable, `ops` ops alternating
+/// y = tanh(y) and y = y·w (w a Parameter, see kOpChainW), backward from a seed of ones; the
+/// tape is cleared and reused every run, w's gradient zeroed.
+class WengertOpChain {
  public:
-  WengertTanhChain(std::size_t side, int ops);
+  WengertOpChain(std::size_t side, int ops);
   /// One record + backward; returns dx[0].
   float run();
 
@@ -50,6 +51,7 @@ class WengertTanhChain {
   std::size_t side_;
   int ops_;
   std::vector<float> x0_, seed_;
+  wengert::Parameter<float> w_;
   wengert::Tape<float> tape_;
 };
 

@@ -150,20 +150,44 @@ INSTANTIATE_TEST_SUITE_P(Workloads, MlpFloor, ::testing::Values("S0", "S1", "S2"
 INSTANTIATE_TEST_SUITE_P(Workloads, MlpFloorReference, ::testing::Values("S0", "S1", "S2"),
                          [](const auto& info) { return std::string(info.param); });
 
-TEST(MlpTanhChain, PlainLoopMatchesWengertAndChainRule) {
+TEST(MlpOpChain, PlainLoopMatchesWengertAndChainRule) {
   for (std::size_t side : {1, 8}) {
     const std::size_t n = side * side;
-    std::vector<float> x(n, 0.5f), buf(1001 * n), g(n);
-    const float gp = plain_tanh_chain(x.data(), n, 1000, buf.data(), g.data());
-    WengertTanhChain chain(side, 1000);
+    std::vector<float> x(n, 0.5f), w(n, kOpChainW), buf(1001 * n), g(n), gw(n);
+    const float gp = plain_op_chain(x.data(), w.data(), n, 1000, buf.data(), g.data(), gw.data());
+    WengertOpChain chain(side, 1000);
     EXPECT_NEAR(chain.run(), gp, 1e-6 * std::fabs(gp)) << side;
-    // d/dx tanh∘…∘tanh(0.5) by the chain rule in double.
+    EXPECT_NEAR(chain.run(), gp, 1e-6 * std::fabs(gp)) << side << " (reused tape)";
+    // d/dx of (tanh, ·w) alternating 500 times at 0.5, by the chain rule in double; and d/dw,
+    // the sum over the 500 uses of w of (gradient above the use)·(value below it).
     double y = 0.5, d = 1;
+    std::vector<double> vals;
     for (int i = 0; i < 1000; ++i) {
-      y = std::tanh(y);
-      d *= 1 - y * y;
+      if (i % 2 == 0) {
+        y = std::tanh(y);
+        d *= 1 - y * y;
+      } else {
+        vals.push_back(y);
+        y *= kOpChainW;
+        d *= kOpChainW;
+      }
     }
     EXPECT_NEAR(gp, d, 1e-4 * d) << side;
+    double above = 1, dw = 0;  // walk back down: above = d(out)/d(value after op i)
+    y = 0.5;
+    std::vector<double> fwd(1001);
+    fwd[0] = y;
+    for (int i = 0; i < 1000; ++i) fwd[i + 1] = i % 2 == 0 ? std::tanh(fwd[i]) : fwd[i] * kOpChainW;
+    for (int i = 1000; i-- > 0;) {
+      if (i % 2 == 0) {
+        above *= 1 - fwd[i + 1] * fwd[i + 1];
+      } else {
+        dw += above * fwd[i];
+        above *= kOpChainW;
+      }
+    }
+    EXPECT_NEAR(gw[0], dw, 1e-4 * dw) << side;
+    EXPECT_GT(fwd[1000], 0.04);  // normal floats all the way (see kOpChainW)
   }
 }
 
