@@ -4,6 +4,8 @@
 #include <cmath>
 #include <random>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace wengert {
 namespace {
@@ -17,6 +19,19 @@ xt::xarray<double> eval(Tape<double>& tape, const GradcheckFn& f,
   for (const auto& x : xs) vars.push_back(tape.variable(x));
   Var<double> y = f(vars);
   return xt::xarray<double>(y.value());
+}
+
+// "[i,j,k]": the flat row-major index `flat` into an array of shape `shape`.
+template <class S>
+std::string unravel(std::size_t flat, const S& shape) {
+  std::vector<std::size_t> idx(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    idx[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  std::string out = "[";
+  for (std::size_t d = 0; d < idx.size(); ++d) out += (d ? "," : "") + std::to_string(idx[d]);
+  return out + "]";
 }
 
 }  // namespace
@@ -65,8 +80,11 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<xt::xarray<dou
   }
   if (r.worst_ratio > 1) {
     r.ok = false;
-    msg << "gradcheck: input " << r.input << " element " << r.input_index << ", output element "
-        << r.output_index << ": analytic " << r.analytic << " vs numeric " << r.numeric
+    msg << "gradcheck: input " << r.input << " element " << r.input_index << " (index "
+        << unravel(r.input_index, inputs[r.input].shape()) << " of "
+        << Shape(inputs[r.input].shape()).str() << "), output element " << r.output_index
+        << " (index " << unravel(r.output_index, y0.shape()) << " of " << Shape(y0.shape()).str()
+        << "): analytic " << r.analytic << " vs numeric " << r.numeric
         << " (|diff| " << std::abs(r.analytic - r.numeric) << " > atol " << o.atol << " + rtol "
         << o.rtol << "·|numeric|)\n";
   }

@@ -34,6 +34,13 @@ void Tape<T>::throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg)
 }
 
 template <class T>
+void Tape<T>::throw_foreign(const char* what) {
+  throw UsageError(std::string("tape: ") + what +
+                   " from a thread that does not own this tape; a tape is used by one thread "
+                   "at a time (clear() releases it)");
+}
+
+template <class T>
 void Tape<T>::throw_busy(const char* what) const {
   if (sweeping_)
     throw UsageError(std::string("tape: ") + what +
@@ -117,7 +124,7 @@ xt::xarray<T> Tape<T>::jacobian(const Var<T>& y, const Var<T>& x) {
   for (std::size_t r = 0; r < m; ++r) {
     seed[r] = T(1);
     if (external) std::fill(xn.grad, xn.grad + k, T(0));
-    sweep(y, seed.data(), &x, 1, "jacobian");
+    sweep(y, Seed{seed.data()}, &x, 1, "jacobian");
     seed[r] = T(0);
     // A sweep that never reaches x leaves its adjoint untouched: the row is zero.
     if (x.index_ < marks_.size() && (marks_[y.index_] & detail::kActive))

@@ -64,14 +64,16 @@ template <class T>
 class OpBuilder;
 
 /// A non-owning xtensor view of tape- or parameter-owned memory (no copy).
+/// Its shape is held inline for every rank a Shape allows, so making one never allocates.
 template <class T>
-using TensorView = decltype(xt::adapt(std::declval<T*>(), std::size_t{}, xt::no_ownership(),
-                                      std::declval<const xt::svector<std::size_t, 4>&>()));
+using TensorView =
+    decltype(xt::adapt(std::declval<T*>(), std::size_t{}, xt::no_ownership(),
+                       std::declval<const xt::svector<std::size_t, Shape::kMaxRank>&>()));
 
 /// Builds a TensorView over `n = shape.size()` elements at `p`.
 template <class T>
 TensorView<T> make_view(T* p, const Shape& shape) {
-  xt::svector<std::size_t, 4> sh(shape.begin(), shape.end());
+  xt::svector<std::size_t, Shape::kMaxRank> sh(shape.begin(), shape.end());
   return xt::adapt(std::move(p), shape.size(), xt::no_ownership(), sh);
 }
 
@@ -118,9 +120,14 @@ class Var {
   using value_type = T;
   Var() = default;
 
-  /// The tape this handle belongs to; throws UsageError if the handle is empty or stale.
+  /// The tape this handle belongs to, to record on; throws UsageError if the handle is empty
+  /// or stale, or if another thread owns the tape (checked first: that thread may be changing
+  /// what the other checks read).
   Tape<T>& tape() const;
   bool valid() const;
+  /// Why the handle cannot be used ("an empty handle (default-constructed Var)", "a stale
+  /// handle to node #4: its tape was cleared after it was recorded"), or "" if it can.
+  std::string invalid_reason() const;
 
   /// The shape, by value: a reference into the tape would dangle as soon as the next op is
   /// recorded (the node list grows), so `const Shape& s = x.shape();` before begin_op is safe.
@@ -331,26 +338,26 @@ class Tape {
   // ---- backward --------------------------------------------------------------------------
 
   /// Backpropagates from a scalar (size-1) output y with seed 1.
-  void backward(const Var<T>& y) { sweep(y, nullptr, nullptr, 0, "backward"); }
-  /// Vector–Jacobian product: backpropagates seed (same shape as y) from y.
+  void backward(const Var<T>& y) { sweep(y, Seed{}, nullptr, 0, "backward"); }
+  /// Vector–Jacobian product: backpropagates seed (any xtensor expression of y's shape) from
+  /// y. The seed is added straight into y's adjoint: nothing is copied or allocated.
   template <class E>
   void backward(const Var<T>& y, const xt::xexpression<E>& seed) {
-    const T* s = seed_buffer(y, seed);
-    sweep(y, s, nullptr, 0, "backward");
+    sweep(y, expression_seed(seed), nullptr, 0, "backward");
   }
-  /// As backward(y), but computes gradients only of the chosen variables `wrt` (and of nothing
-  /// else: other leaves and parameters are left untouched).
+  /// As backward(y), but computes gradients only of the chosen variables `wrt`: parameters
+  /// not chosen are left untouched; the tape's other adjoints are zeroed, not computed.
   void backward(const Var<T>& y, std::initializer_list<Var<T>> wrt) {
-    sweep(y, nullptr, wrt.begin(), wrt.size(), "backward");
+    sweep(y, Seed{}, wrt.begin(), wrt.size(), "backward");
   }
   template <class E>
   void backward(const Var<T>& y, const xt::xexpression<E>& seed, std::initializer_list<Var<T>> wrt) {
-    const T* s = seed_buffer(y, seed);
-    sweep(y, s, wrt.begin(), wrt.size(), "backward");
+    sweep(y, expression_seed(seed), wrt.begin(), wrt.size(), "backward");
   }
-  /// General form: seed may be null (y must then be scalar); wrt may be empty (all).
+  /// General form: seed (y.size() contiguous values) may be null (y must then be scalar); wrt
+  /// may be empty (all).
   void backward(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt) {
-    sweep(y, seed, wrt, n_wrt, "backward");
+    sweep(y, Seed{seed}, wrt, n_wrt, "backward");
   }
 
   /// The Jacobian dy/dx as a [y.size(), x.size()] array, by one VJP per element of y.
@@ -361,8 +368,9 @@ class Tape {
 
   /// Forgets every node, destroys every closure, keeps all capacity. Handles recorded before
   /// become stale. Releases thread ownership.
+  /// Throws UsageError between begin_op and finish, and from inside a backward closure.
   void clear() {
-    if (sweeping_) throw_busy("clear");
+    if (building_ | sweeping_) throw_busy("clear");
     destroy_closures();
     nodes_.clear();
     inputs_.clear();
@@ -397,7 +405,7 @@ class Tape {
 
   template <class U>
   U* arena_alloc(std::size_t n) {
-    return static_cast<U*>(arena_.allocate(n * sizeof(U), alignof(U) > 64 ? 64 : 64));
+    return static_cast<U*>(arena_.allocate(n * sizeof(U), 64));  // cache line, SIMD-friendly
   }
 
   void check_owner(const char* what) {
@@ -408,12 +416,17 @@ class Tape {
       std::thread::id none;
       if (owner_.compare_exchange_strong(none, me, std::memory_order_acq_rel)) return;
     }
-    throw UsageError(std::string("tape: ") + what +
-                     " from a thread that does not own this tape; a tape is used by one thread "
-                     "at a time (clear() releases it)");
+    throw_foreign(what);
   }
 
   [[noreturn]] void throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg) const;
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_foreign(const char* what);
+
+  // Throws if another thread owns the tape; unlike check_owner, does not claim it.
+  void check_not_foreign(const char* what) const {
+    const std::thread::id cur = owner_.load(std::memory_order_relaxed);
+    if (cur != std::thread::id() && cur != std::this_thread::get_id()) throw_foreign(what);
+  }
   [[noreturn, gnu::cold, gnu::noinline]] void throw_busy(const char* what) const;
 
   // Nothing may be recorded while an op is being built (its node must stay the last one, and
@@ -453,19 +466,24 @@ class Tape {
     return handle(i);
   }
 
+  // A backward sweep's seed: none (y is a scalar, seed 1), y.size() contiguous values, or an
+  // xtensor expression that `add` accumulates into y's adjoint once the sweep has zeroed it.
+  struct Seed {
+    const T* data = nullptr;
+    const void* expr = nullptr;
+    void (*add)(const void* expr, T* grad, const Shape& shape) = nullptr;
+    Shape shape;  // the expression's shape, checked against y's before anything is touched
+    bool present() const { return data || add; }
+  };
   template <class E>
-  const T* seed_buffer(const Var<T>& y, const xt::xexpression<E>& seed) {
-    check_owner("backward");  // first: another thread must not read nodes_ while it changes
-    check_input(y, "backward", 0);
-    const auto& s = seed.derived_cast();
-    Shape ss(s.shape());
-    if (ss != nodes_[y.index_].shape)
-      throw ShapeError("backward: seed is " + ss.str() + " but the output is " +
-                       nodes_[y.index_].shape.str());
-    // The seed is copied into the arena (rewound by clear); not part of any node.
-    T* buf = arena_alloc<T>(ss.size());
-    xt::noalias(make_view(buf, ss)) = s;
-    return buf;
+  static Seed expression_seed(const xt::xexpression<E>& seed) {
+    Seed s;
+    s.expr = &seed.derived_cast();
+    s.add = [](const void* e, T* grad, const Shape& shape) {
+      xt::noalias(make_view(grad, shape)) += *static_cast<const E*>(e);
+    };
+    s.shape = Shape(seed.derived_cast().shape());
+    return s;
   }
 
   void rollback(const RollbackPoint& rb) {
@@ -480,7 +498,7 @@ class Tape {
       if (n.destroy) n.destroy(n.closure);
   }
 
-  void sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt,
+  void sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::size_t n_wrt,
              const char* what);
   [[noreturn]] void throw_anomaly(const detail::Node<T>& n, const char* where,
                                   std::size_t elem, T value) const;
@@ -503,11 +521,13 @@ class Tape {
 
 /// A persistent tensor with a gradient: its value and gradient live here, outlive any tape, and
 /// backward accumulates into the gradient until zero_grad(). Storage is 64-byte aligned and
-/// never reallocated, so optimizers update it in place.
+/// is not reallocated except by assigning another Parameter to this one, so optimizers hold
+/// pointers to it and update it in place.
 template <class T>
 class Parameter {
  public:
-  Parameter() = default;
+  /// An empty parameter, shape [0].
+  Parameter() : shape_{0} {}
   explicit Parameter(const Shape& shape, std::string name = {})
       : shape_(shape), value_(shape.size(), T(0)), grad_(shape.size(), T(0)),
         name_(std::move(name)) {}
@@ -545,16 +565,23 @@ class Parameter {
 
 template <class T>
 Tape<T>& Var<T>::tape() const {
-  // Every op reads its inputs through here: the check stays inline, the message out of line.
+  // Custom ops reach their tape through here: the checks stay inline, the messages out of line.
+  if (tape_) tape_->check_not_foreign("tape");
   if (!valid()) throw_invalid();
   return *tape_;
 }
 
 template <class T>
 void Var<T>::throw_invalid() const {
-  if (!tape_) throw UsageError("Var: empty handle (default-constructed)");
-  throw UsageError("Var: stale handle to node #" + std::to_string(index_) +
-                   ": its tape was cleared after it was recorded");
+  throw UsageError("Var: " + invalid_reason());
+}
+
+template <class T>
+std::string Var<T>::invalid_reason() const {
+  if (!tape_) return "an empty handle (default-constructed Var)";
+  if (valid()) return "";
+  return "a stale handle to node #" + std::to_string(index_) +
+         ": its tape was cleared after it was recorded";
 }
 
 template <class T>
@@ -569,7 +596,9 @@ bool Var<T>::valid() const {
 
 template <class T>
 const detail::Node<T>& Var<T>::node() const {
-  return tape().nodes_[index_];
+  // Reads (shape, value, grad) are allowed from any thread once the owner is done with them.
+  if (!valid()) throw_invalid();
+  return tape_->nodes_[index_];
 }
 
 template <class T>
@@ -659,7 +688,9 @@ Var<T> OpBuilder<T>::finish(F&& backward) {
   detail::Node<T>& n = tape_->nodes_[index_];
   if (anomaly_mode()) tape_->check_finite_output(n);
   if (n.flags & detail::kRequiresGrad) {
-    void* mem = tape_->arena_.allocate(sizeof(Fn), alignof(Fn) > 64 ? 64 : alignof(Fn));
+    static_assert(alignof(Fn) <= detail::Arena::kBlockAlign,
+                  "a backward closure may not need more than 64-byte alignment");
+    void* mem = tape_->arena_.allocate(sizeof(Fn), alignof(Fn));
     Fn* f = new (mem) Fn(std::forward<F>(backward));
     n.closure = f;
     n.backward = [](void* c, const BackwardContext<T>& ctx) { (*static_cast<Fn*>(c))(ctx); };
@@ -672,14 +703,17 @@ Var<T> OpBuilder<T>::finish(F&& backward) {
 }
 
 template <class T>
-void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt,
+void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::size_t n_wrt,
                     const char* what) {
   check_owner(what);  // first: another thread must not read nodes_ while it changes
   check_input(y, what, 0);
   if (building_ | sweeping_) throw_busy(what);
   const std::size_t yi = y.index_;
   detail::Node<T>& out = nodes_[yi];
-  if (!seed && out.size != 1)
+  if (seed.add && seed.shape != out.shape)
+    throw ShapeError(std::string(what) + ": seed is " + seed.shape.str() + " but the output is " +
+                     out.shape.str() + " ('" + out.name + "')");
+  if (!seed.present() && out.size != 1)
     throw UsageError(std::string("backward: output '") + out.name + "' is " + out.shape.str() +
                      ", not a scalar; pass a seed gradient of that shape (vector-Jacobian "
                      "product)");
@@ -717,8 +751,10 @@ void Tape<T>::sweep(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size
     if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad))
       std::memset(nd.grad, 0, nd.size * sizeof(T));
   }
-  if (seed)
-    for (std::size_t k = 0; k < out.size; ++k) out.grad[k] += seed[k];
+  if (seed.add)
+    seed.add(seed.expr, out.grad, out.shape);
+  else if (seed.data)
+    for (std::size_t k = 0; k < out.size; ++k) out.grad[k] += seed.data[k];
   else
     out.grad[0] += T(1);
   marks_[yi] |= detail::kReached;

@@ -49,7 +49,6 @@ Var<T> bias_add(const Var<T>& x, const Var<T>& b, SourceLoc loc) {
     throw ShapeError("bias_add: x is " + sx.str() + " but b is " + sb.str() + ": b must be [" +
                      std::to_string(n) + "] (one bias per column of x)");
 
-  // Computed now: sx refers into the node list, which begin_op may grow (moving the nodes).
   const std::size_t rows = n ? sx.size() / n : 0;
   auto op = x.tape().begin_op("bias_add", {x, b}, sx, loc);
   add_rows(op.input_data(0), op.input_data(1), op.out_data(), rows, n);

@@ -47,8 +47,7 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
   const Shape out =
       a.shape() == b.shape() ? a.shape() : broadcast_shapes(name, a.shape(), b.shape());
   auto op = a.tape().begin_op(name, {a, b}, out, loc);
-  // From here on, input shapes are read through `op`: begin_op may have grown the node list,
-  // which moves the nodes that a.shape() and b.shape() referred to.
+  // Input shapes are read through `op` from here on (its references stay valid until finish).
   const T* __restrict x = op.input_data(0);
   const T* __restrict y = op.input_data(1);
   T* __restrict z = op.out_data();

@@ -47,8 +47,6 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc)
       throw ShapeError(std::string(name) + ": a is " + sa.str() + " and b is " + sb.str() +
                        ": a dimension exceeds the BLAS integer range");
 
-  // Leading dimensions are copied now: sa and sb refer into the node list, which begin_op may
-  // grow (moving the nodes).
   const std::size_t lda = sa[1], ldb = sb[1];
   auto op = a.tape().begin_op(name, {a, b}, Shape{m, n}, loc);
   // C [m,n] = op(A)·op(B): one GEMM into tape memory.

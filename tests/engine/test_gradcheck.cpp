@@ -55,3 +55,26 @@ TEST(Gradcheck, CatchesAGradientThatIsWrongForOneInputOnly) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.input, 1u);
 }
+
+TEST(Gradcheck, NamesTheWorstElementByItsIndex) {
+  // y = 3x on a [2,3] input, with a wrong derivative at element [1,1] only (flat index 4).
+  auto f = [](const std::vector<Var<double>>& x) {
+    auto op = x[0].tape().begin_op("triple", {x[0]}, x[0].shape());
+    for (std::size_t i = 0; i < op.out_size(); ++i) op.out_data()[i] = 3 * op.input_data(0)[i];
+    return op.finish([](const BackwardContext<double>& c) {
+      for (std::size_t i = 0; i < c.out_size(); ++i)
+        c.grad_data(0)[i] += c.out_grad_data()[i] * (i == 4 ? 2.5 : 3.0);
+    });
+  };
+  auto r = gradcheck(f, {xt::xarray<double>{{1, 2, 3}, {4, 5, 6}}});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.input, 0u);
+  EXPECT_EQ(r.input_index, 4u);
+  EXPECT_EQ(r.output_index, 4u);
+  EXPECT_DOUBLE_EQ(r.analytic, 2.5);
+  EXPECT_NEAR(r.numeric, 3.0, 1e-8);
+  EXPECT_NE(r.message.find("element 4 (index [1,1] of [2,3]), output element 4 (index [1,1] of "
+                           "[2,3])"),
+            std::string::npos)
+      << r.message;
+}

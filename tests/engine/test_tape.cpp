@@ -266,6 +266,70 @@ TEST(Tape, SeededVectorJacobianProduct) {
   }
 }
 
+TEST(Tape, SeededBackwardAddsTheSeedInPlaceAndAllocatesNothing) {
+  // The seed expression is accumulated straight into the output's adjoint: repeated seeded
+  // sweeps on one recording neither allocate nor grow the arena, and a lazy expression works.
+  Tape<double> tape;
+  xt::xarray<double> xv{{0.1, -0.7, 1.3}, {0.4, 0.0, -2.0}};
+  auto x = tape.variable(xv);
+  auto y = ttanh(x);
+  xt::xarray<double> u{{2.0, -1.0, 0.5}, {1.0, 3.0, -0.25}};
+  tape.backward(y, u);  // warm-up (the sweep's marks grow once)
+  const std::size_t cap = tape.arena_capacity();
+  wengert::testing::AllocCounter counter;
+  for (int i = 0; i < 1000; ++i) tape.backward(y, u);
+  EXPECT_EQ(counter.count(), 0u);
+  EXPECT_EQ(tape.arena_capacity(), cap);
+  tape.backward(y, 2.0 * u);  // an unevaluated expression
+  for (std::size_t i = 0; i < 2; ++i)
+    for (std::size_t j = 0; j < 3; ++j) {
+      const double t = std::tanh(xv(i, j));
+      EXPECT_DOUBLE_EQ(x.grad()(i, j), 2.0 * u(i, j) * (1 - t * t));
+    }
+  // A seed of the wrong shape is refused before anything is touched.
+  const xt::xarray<double> before = x.grad();
+  try {
+    tape.backward(y, xt::xarray<double>{1.0, 2.0, 3.0});
+    ADD_FAILURE() << "a [3] seed was accepted for a [2,3] output";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("backward: seed is [3] but the output is [2,3]"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(xt::xarray<double>(x.grad()), before);
+  EXPECT_EQ(tape.arena_capacity(), cap);
+}
+
+TEST(Tape, ViewsOfEveryRankAllocateNothing) {
+  // value() and grad() hold their shape inline up to Shape::kMaxRank.
+  Tape<double> tape;
+  auto x = tape.variable(xt::xarray<double>(xt::ones<double>({2, 1, 2, 1, 2, 1})));
+  auto y = tsum(ttanh(x));
+  tape.backward(y);
+  wengert::testing::AllocCounter counter;
+  double s = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto v = x.value();
+    auto g = x.grad();
+    s += v(1, 0, 1, 0, 1, 0) + g(0, 0, 1, 0, 0, 0);
+  }
+  EXPECT_EQ(counter.count(), 0u);
+  EXPECT_EQ(x.value().dimension(), 6u);
+  EXPECT_DOUBLE_EQ(s, 10 * (1.0 + (1 - std::tanh(1.0) * std::tanh(1.0))));
+}
+
+TEST(Tape, DefaultParameterIsAnEmptyTensor) {
+  Parameter<double> p;
+  EXPECT_EQ(p.shape(), (Shape{0}));
+  EXPECT_EQ(p.size(), 0u);
+  Tape<double> tape;
+  auto y = ttanh(tape.param(p));  // an op on zero elements, not a read of missing storage
+  EXPECT_EQ(y.shape(), (Shape{0}));
+  auto z = tsum(y);
+  tape.backward(z);
+  EXPECT_EQ(z.item(), 0.0);
+}
+
 TEST(Tape, BackwardWithRespectToChosenInputsOnly) {
   Tape<double> tape;
   Parameter<double> p(xt::xarray<double>{5.0});
@@ -449,6 +513,53 @@ TEST(Tape, AnotherThreadCannotRecordWhileOneOwnsTheTape) {
   });
   t2.join();
   EXPECT_DOUBLE_EQ(got, 1 - std::tanh(0.5) * std::tanh(0.5));
+}
+
+TEST(Tape, ClearBetweenBeginOpAndFinishIsRefused) {
+  Tape<double> tape;
+  auto x = tape.variable(1.0);
+  auto op = tape.begin_op("pending", {x}, x.shape());
+  try {
+    tape.clear();
+    ADD_FAILURE() << "clear() freed the nodes of an op being recorded";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("while op 'pending' is being recorded"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(tape.size(), 2u);
+  op.out_data()[0] = 5.0;
+  auto y = op.finish([](const BackwardContext<double>& c) { c.grad_data(0)[0] += 1.0; });
+  EXPECT_EQ(y.item(), 5.0);
+  tape.backward(y);
+  EXPECT_EQ(x.grad()(0), 1.0);
+  tape.clear();  // fine once the op is finished
+  EXPECT_EQ(tape.size(), 0u);
+}
+
+TEST(Tape, ReachingAnotherThreadsTapeThroughAHandleIsRefused) {
+  // x.tape() — how a custom op starts — checks the owner before reading anything that the
+  // owner may be changing. Reading values and gradients is allowed once the owner is done.
+  Tape<double> tape;
+  auto x = tape.variable(0.5);
+  auto y = ttanh(x);
+  tape.backward(y);
+  bool threw = false;
+  double read = 0, grad = 0;
+  std::thread t([&] {
+    try {
+      x.tape();
+    } catch (const UsageError& e) {
+      threw = std::string(e.what()).find("does not own this tape") != std::string::npos;
+    }
+    read = y.item();
+    grad = x.grad()(0);
+  });
+  t.join();
+  EXPECT_TRUE(threw);
+  EXPECT_DOUBLE_EQ(read, std::tanh(0.5));
+  EXPECT_DOUBLE_EQ(grad, 1 - std::tanh(0.5) * std::tanh(0.5));
+  EXPECT_EQ(&x.tape(), &tape);  // the owner itself may
 }
 
 TEST(Tape, ThreadsRecordOnTheirOwnTapesConcurrently) {

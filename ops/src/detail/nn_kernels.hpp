@@ -23,7 +23,7 @@ namespace wengert::detail::nn {
 // ---- argument checks -------------------------------------------------------------------------
 
 [[noreturn]] inline void throw_bad_handle(const char* op, const char* arg, const std::string& why) {
-  throw UsageError(std::string(op) + ": argument " + arg + ": " + why);
+  throw UsageError(std::string(op) + ": argument " + arg + " is " + why);
 }
 
 /// Throws UsageError naming `op` and `arg` if `v` is empty or stale (before any shape is read,
@@ -32,13 +32,7 @@ template <class T>
 inline void check_handle(const char* op, const char* arg, const Var<T>& v) {
   v.check_thread(op);  // before any read of the tape, which another thread may own
   if (v.valid()) return;
-  std::string why = "invalid handle";
-  try {
-    v.tape();  // throws the reason: empty or stale
-  } catch (const UsageError& e) {
-    why = e.what();
-  }
-  throw_bad_handle(op, arg, why);
+  throw_bad_handle(op, arg, v.invalid_reason());
 }
 
 // ---- batch walks -----------------------------------------------------------------------------

@@ -107,13 +107,7 @@ class Linear {
   // x must be a live handle on `tape` (this thread's) of shape [m, in]; messages as linear's.
   void check_input(Tape<T>& tape, const Var<T>& x) const {
     x.check_thread("linear");
-    if (!x.valid()) {
-      try {
-        x.tape();  // throws the reason: empty or stale
-      } catch (const UsageError& e) {
-        throw UsageError(std::string("linear: argument x: ") + e.what());
-      }
-    }
+    if (!x.valid()) throw UsageError("linear: argument x is " + x.invalid_reason());
     if (&x.tape() != &tape)
       throw UsageError("linear: argument x (node #" + std::to_string(x.index()) +
                        ") belongs to another tape than the one passed to forward()");

@@ -13,13 +13,8 @@ namespace wengert::detail {
 
 template <class T>
 [[noreturn]] void throw_bad_arg(const char* op, const Var<T>& v, std::size_t k) {
-  std::string what = "invalid handle";
-  try {
-    v.tape();  // throws the reason (empty or stale)
-  } catch (const UsageError& e) {
-    what = e.what();
-  }
-  throw UsageError(std::string(op) + ": argument " + std::to_string(k) + ": " + what);
+  throw UsageError(std::string(op) + ": argument " + std::to_string(k) + " is " +
+                   v.invalid_reason());
 }
 
 /// Throws UsageError naming `op` and argument `k` if `v` is empty or stale. Done before reading
