@@ -3,6 +3,10 @@
 # libxtensor-blas-dev, libopenblas-dev.
 find_package(xtl REQUIRED)
 find_package(xsimd REQUIRED)
+if(xsimd_VERSION VERSION_LESS 8 OR xsimd_VERSION VERSION_GREATER_EQUAL 9)
+  # xtensor 0.24 is written against xsimd 8's API; xsimd 10 and later do not compile with it.
+  message(FATAL_ERROR "wengert needs xsimd 8.x (Debian 12: libxsimd-dev); found ${xsimd_VERSION}")
+endif()
 find_package(xtensor REQUIRED)
 find_package(xtensor-blas REQUIRED)
 set(BLA_VENDOR OpenBLAS)

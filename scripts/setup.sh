@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Installs what wengert needs from Debian 12 packages, and nothing that is already there.
-# Idempotent; run as root. Usage: scripts/setup.sh [build] [test] [train] [bench] [reliability]
+# Idempotent; run as root. Usage: scripts/setup.sh [build] [test] [train] [bench]
 #   build        compiler, CMake and the library's dependencies (always included)
 #   test         GoogleTest
 #   train        the Fashion-MNIST data set and gnuplot (for the main job's plot)
 #   bench        Google Benchmark (+ compare.py tools); libtorch-dev too if WENGERT_BENCH_TORCH=1
-#   reliability  clang + compiler-rt (libFuzzer, sanitizers) and valgrind
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libopenblas-dev
@@ -17,8 +16,7 @@ for profile in "$@"; do
     train) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
     bench) pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox)
            if [ "${WENGERT_BENCH_TORCH:-0}" = 1 ]; then pkgs+=(libtorch-dev); fi ;;
-    reliability) pkgs+=(clang libclang-rt-14-dev valgrind) ;;
-    *) echo "setup.sh: unknown profile '$profile' (build, test, train, bench, reliability)" >&2
+    *) echo "setup.sh: unknown profile '$profile' (build, test, train, bench)" >&2
        exit 2 ;;
   esac
 done

@@ -5,7 +5,7 @@
 # Run as root on Debian 12 (root is needed only to install missing packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh build test train bench reliability
+bash scripts/setup.sh build test train
 export OPENBLAS_NUM_THREADS=1
 
 echo "== release build and tests"
