@@ -38,9 +38,19 @@ xt::xarray<double> randn(const Dims& shape, std::mt19937_64& rng, double scale =
   return a;
 }
 
+// Edge shapes (scalar, 1s, one SIMD tail, several batches) plus seeded random ones of rank ≤ 4.
 const std::vector<Dims>& shapes() {
-  static const std::vector<Dims> s = {{},     {1},    {1, 1},    {7}, {1, 5},
-                                      {5, 1}, {3, 4}, {2, 3, 4}, {40}};
+  static const std::vector<Dims> s = [] {
+    std::vector<Dims> v = {{}, {1}, {1, 1}, {7}, {1, 5}, {5, 1}, {3, 4}, {2, 3, 4}, {40}};
+    std::mt19937_64 rng(0x5a9e5);
+    std::uniform_int_distribution<std::size_t> rank(0, 4), dim(1, 6);
+    for (int c = 0; c < 10; ++c) {
+      Dims d(rank(rng));
+      for (auto& x : d) x = dim(rng);
+      v.push_back(d);
+    }
+    return v;
+  }();
   return s;
 }
 

@@ -262,8 +262,8 @@ TEST(Elementwise, BroadcastAdjointsAreSummedOverRepeatedAxes) {
 
 TEST(Elementwise, ShapeErrorsNameTheOpAndBothShapes) {
   Tape<double> tape;
-  auto a = tape.variable(xt::xarray<double>::from_shape({3, 4}));
-  auto b = tape.variable(xt::xarray<double>::from_shape({5, 4}));
+  auto a = tape.variable(xt::zeros<double>({3, 4}));
+  auto b = tape.variable(xt::zeros<double>({5, 4}));
   for (const auto& op : binary_ops()) {
     const std::size_t before = tape.size();
     std::string msg = error_of([&] { op.op(a, b, SourceLoc{}); });
@@ -381,6 +381,46 @@ TEST(Elementwise, ScalarOperandFormsForwardAndBackward) {
 }
 
 // ---- one-tensor ops ----------------------------------------------------------------------------
+
+TEST(Elementwise, UnaryAndScalarFormsGradcheckOnSeededRandomShapes) {
+  // Every one-tensor op and scalar-operand form, on random shapes of rank ≤ 4; inputs kept where
+  // the op is smooth (log, fractional powers and s/x on values ≥ 0.2 or away from 0).
+  std::mt19937_64 rng(0xe1e3e47);
+  std::uniform_int_distribution<std::size_t> rank(0, 4), dim(1, 5);
+  using F = std::function<Var<double>(const Var<double>&)>;
+  struct Case {
+    const char* name;
+    F f;
+    bool positive;  // inputs ≥ 0.2
+  };
+  const std::vector<Case> cases = {
+      {"neg", [](const Var<double>& x) { return neg(x); }, false},
+      {"-x", [](const Var<double>& x) { return -x; }, false},
+      {"square", [](const Var<double>& x) { return square(x); }, false},
+      {"pow 3", [](const Var<double>& x) { return pow(x, 3.0); }, false},
+      {"pow -2", [](const Var<double>& x) { return pow(x, -2.0); }, true},
+      {"pow 0.5", [](const Var<double>& x) { return pow(x, 0.5); }, true},
+      {"pow 1.7", [](const Var<double>& x) { return pow(x, 1.7); }, true},
+      {"exp", [](const Var<double>& x) { return exp(x); }, false},
+      {"log", [](const Var<double>& x) { return log(x); }, true},
+      {"x + s", [](const Var<double>& x) { return x + 1.5; }, false},
+      {"s - x", [](const Var<double>& x) { return 1.5 - x; }, false},
+      {"x * s", [](const Var<double>& x) { return x * -2.5; }, false},
+      {"s * x", [](const Var<double>& x) { return 0.5 * x; }, false},
+      {"x / s", [](const Var<double>& x) { return x / 4.0; }, false},
+      {"s / x", [](const Var<double>& x) { return 3.0 / x; }, true},
+  };
+  for (int k = 0; k < 8; ++k) {
+    Dims d(rank(rng));
+    for (auto& x : d) x = dim(rng);
+    for (const Case& c : cases) {
+      F f = c.f;
+      expect_gradcheck([f](const std::vector<Var<double>>& in) { return f(in[0]); },
+                       {c.positive ? positive(d, rng) : randn(d, rng)},
+                       std::string(c.name) + " on " + dims_str(d));
+    }
+  }
+}
 
 TEST(Elementwise, NegAndSquare) {
   Tape<double> tape;

@@ -115,7 +115,7 @@ TEST(Reduce, AxisForwardMatchesXtensorForEveryAxisAndKeepdims) {
 
 TEST(Reduce, AxisBackwardSpreadsTheAdjointAlongTheAxis) {
   Tape<double> tape;
-  auto x = tape.variable(xt::xarray<double>::from_shape({2, 3, 4}));
+  auto x = tape.variable(xt::zeros<double>({2, 3, 4}));
   xt::xarray<double> g{{1.0, 2.0, 3.0, 4.0}, {5.0, 6.0, 7.0, 8.0}};  // [2,4]: axis 1 removed
   tape.backward(sum(x, 1), g);
   for (std::size_t i = 0; i < 2; ++i)
@@ -151,7 +151,7 @@ TEST(Reduce, GradcheckEveryAxis) {
 
 TEST(Reduce, BadAxisNamesOpArgumentAndShape) {
   Tape<double> tape;
-  auto x = tape.variable(xt::xarray<double>::from_shape({2, 3}));
+  auto x = tape.variable(xt::zeros<double>({2, 3}));
   for (int axis : {2, -3, 100}) {
     std::string msg = error_of([&] { sum(x, axis); });
     EXPECT_NE(msg.find("sum: axis " + std::to_string(axis)), std::string::npos) << msg;
@@ -166,7 +166,7 @@ TEST(Reduce, BadAxisNamesOpArgumentAndShape) {
 
 TEST(Reduce, EmptyTensors) {
   Tape<double> tape;
-  auto e = tape.variable(xt::xarray<double>::from_shape({0, 3}));
+  auto e = tape.variable(xt::zeros<double>({0, 3}));
   EXPECT_EQ(sum(e).item(), 0.0);
   EXPECT_EQ(sum(e, 0).shape(), Shape{3});
   EXPECT_EQ(sum(e, 0).value()(2), 0.0);
