@@ -467,11 +467,11 @@ class Tape {
   }
 
   // A backward sweep's seed: none (y is a scalar, seed 1), y.size() contiguous values, or an
-  // xtensor expression that `add` accumulates into y's adjoint once the sweep has zeroed it.
+  // xtensor expression that `add` writes into y's adjoint.
   struct Seed {
     const T* data = nullptr;
     const void* expr = nullptr;
-    void (*add)(const void* expr, T* grad, const Shape& shape) = nullptr;
+    void (*add)(const void* expr, T* grad, const Shape& shape, bool accumulate) = nullptr;
     Shape shape;  // the expression's shape, checked against y's before anything is touched
     bool present() const { return data || add; }
   };
@@ -479,8 +479,14 @@ class Tape {
   static Seed expression_seed(const xt::xexpression<E>& seed) {
     Seed s;
     s.expr = &seed.derived_cast();
-    s.add = [](const void* e, T* grad, const Shape& shape) {
-      xt::noalias(make_view(grad, shape)) += *static_cast<const E*>(e);
+    s.add = [](const void* e, T* grad, const Shape& shape, bool accumulate) {
+      // Element i of the seed is read before element i of grad is written, so a seed that is
+      // (an expression of) this very adjoint is fine.
+      auto g = make_view(grad, shape);
+      if (accumulate)
+        xt::noalias(g) += *static_cast<const E*>(e);
+      else
+        xt::noalias(g) = *static_cast<const E*>(e);
     };
     s.shape = Shape(seed.derived_cast().shape());
     return s;
@@ -742,21 +748,32 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
     for (std::size_t i = 0; i < n; ++i)
       if (nodes_[i].flags & detail::kRequiresGrad) marks_[i] = detail::kActive;
   }
-  if (!(marks_[yi] & detail::kActive)) return;  // y does not depend on any chosen variable
+  const bool active = marks_[yi] & detail::kActive;  // false: y depends on no chosen variable
 
+  // The seed is written into y's adjoint before the other adjoints are zeroed: it may be read
+  // from an adjoint of this very tape (chained VJPs: backward(h, h.grad())), which the zeroing
+  // would wipe first. A tape-owned adjoint is assigned, a Parameter's accumulates.
+  if (active) {
+    const bool accumulate = out.flags & detail::kExternalGrad;
+    if (seed.add)
+      seed.add(seed.expr, out.grad, out.shape, accumulate);
+    else if (seed.data && accumulate)
+      for (std::size_t k = 0; k < out.size; ++k) out.grad[k] += seed.data[k];
+    else if (seed.data)
+      std::memmove(out.grad, seed.data, out.size * sizeof(T));
+    else
+      out.grad[0] = accumulate ? out.grad[0] + T(1) : T(1);
+  }
   // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, which would
-  // otherwise hold uninitialised arena memory; parameter adjoints accumulate.
+  // otherwise hold uninitialised arena memory or a previous sweep's values; parameter adjoints
+  // accumulate.
   for (std::size_t i = 0; i < n; ++i) {
     detail::Node<T>& nd = nodes_[i];
-    if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad))
+    if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad) &&
+        !(active && i == yi))
       std::memset(nd.grad, 0, nd.size * sizeof(T));
   }
-  if (seed.add)
-    seed.add(seed.expr, out.grad, out.shape);
-  else if (seed.data)
-    for (std::size_t k = 0; k < out.size; ++k) out.grad[k] += seed.data[k];
-  else
-    out.grad[0] += T(1);
+  if (!active) return;
   marks_[yi] |= detail::kReached;
 
   const bool anomaly = anomaly_mode();

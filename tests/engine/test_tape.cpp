@@ -300,6 +300,43 @@ TEST(Tape, SeededBackwardAddsTheSeedInPlaceAndAllocatesNothing) {
   EXPECT_EQ(tape.arena_capacity(), cap);
 }
 
+TEST(Tape, ASeedMayBeReadFromAnAdjointOfTheSameTape) {
+  // Chained VJPs on one recording: y = Σ h², h = tanh(x). After backward(y), h's adjoint is
+  // dy/dh = 2h; seeding backward(h) with that very adjoint (a view, an expression of it, or its
+  // raw pointer) must give dy/dx again — the sweep's zeroing must not wipe the seed first.
+  Tape<double> tape;
+  xt::xarray<double> xv{0.3, -1.1, 0.8};
+  auto x = tape.variable(xv);
+  auto h = ttanh(x);
+  auto y = tsum(tmul(h, h));
+  tape.backward(y);
+  const xt::xarray<double> dydx = x.grad();
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double t = std::tanh(xv(i));
+    EXPECT_DOUBLE_EQ(dydx(i), 2 * t * (1 - t * t));
+  }
+  tape.backward(h, h.grad());
+  EXPECT_EQ(xt::xarray<double>(x.grad()), dydx);
+  tape.backward(h, h.grad_data(), nullptr, 0);
+  EXPECT_EQ(xt::xarray<double>(x.grad()), dydx);
+  tape.backward(h, 0.5 * h.grad());  // h's adjoint is dy/dh again after the last sweep
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(x.grad()(i), 0.5 * dydx(i));
+}
+
+TEST(Tape, ChosenInputsTheOutputDoesNotDependOnReadZero) {
+  // backward(y, {u}) where y does not depend on u: u's gradient is zero, not what an earlier
+  // sweep left there.
+  Tape<double> tape;
+  auto x = tape.variable(0.5);
+  auto u = tape.variable(2.0);
+  auto z = tmul(u, u);
+  tape.backward(z);
+  EXPECT_DOUBLE_EQ(u.grad()(0), 4.0);
+  auto y = ttanh(x);
+  tape.backward(y, {u});
+  EXPECT_DOUBLE_EQ(u.grad()(0), 0.0);
+}
+
 TEST(Tape, ViewsOfEveryRankAllocateNothing) {
   // value() and grad() hold their shape inline up to Shape::kMaxRank.
   Tape<double> tape;
