@@ -44,10 +44,9 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
                      DB db) {
   check_arg(name, a, 0);
   check_arg(name, b, 1);
-  const Shape out =
-      a.shape() == b.shape() ? a.shape() : broadcast_shapes(name, a.shape(), b.shape());
+  const Shape sa = a.shape(), sb = b.shape();  // copies: valid after begin_op grows the tape
+  const Shape out = sa == sb ? sa : broadcast_shapes(name, sa, sb);
   auto op = a.tape().begin_op(name, {a, b}, out, loc);
-  // Input shapes are read through `op` from here on (its references stay valid until finish).
   const T* __restrict x = op.input_data(0);
   const T* __restrict y = op.input_data(1);
   T* __restrict z = op.out_data();
@@ -56,7 +55,7 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
     for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
   } else {
     detail::for_each_broadcast(
-        detail::make_broadcast_map(out, op.input_shape(0), op.input_shape(1)),
+        detail::make_broadcast_map(out, sa, sb),
         [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = f(x[i], y[j]); });
   }
   return op.finish([da, db](const BackwardContext<T>& c) {
