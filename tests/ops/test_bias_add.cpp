@@ -5,7 +5,9 @@
 #include <wengert/ops/bias_add.hpp>
 
 #include <wengert/gradcheck.hpp>
+#include <wengert/ops/elementwise.hpp>
 #include <wengert/ops/matmul.hpp>
+#include <wengert/ops/reduce.hpp>
 
 #include <gtest/gtest.h>
 
@@ -189,6 +191,24 @@ TEST(Linear, EqualsMatmulThenBiasAddForwardAndBackward) {
   EXPECT_TRUE(all_close(x1.grad(), naive_matmul(G, W, false, true), 1e-14, 1e-14));
   EXPECT_TRUE(all_close(w1.grad(), naive_matmul(X, G, true, false), 1e-14, 1e-14));
   EXPECT_TRUE(all_close(b1.grad(), column_sums(G), 1e-14, 1e-14));
+}
+
+TEST(Linear, MiniFlowOutboundGradientsAreSummed) {
+  // Seeds 000 and 003 (MiniFlow's Linear node): when the output feeds several outbound nodes,
+  // backward sums their gradients G = Σₙ Gₙ, then dX = G·Wᵀ, dW = Xᵀ·G, db = Σ_rows G.
+  // Here y feeds mul by a constant C (G₁ = C) and square (G₂ = 2y) before one sum.
+  std::mt19937_64 rng(19);
+  auto X = random_array({4, 3}, rng), W = random_array({3, 2}, rng), B = random_array({2}, rng);
+  auto C = random_array({4, 2}, rng);
+  Tape<double> tape;
+  auto x = tape.variable(X), w = tape.variable(W), b = tape.variable(B);
+  auto y = linear(x, w, b);
+  tape.backward(sum(y * tape.constant(C) + square(y)));
+  const xt::xarray<double> G = C + 2.0 * xt::xarray<double>(y.value());
+  EXPECT_TRUE(all_close(y.grad(), G, 1e-14, 1e-14));
+  EXPECT_TRUE(all_close(x.grad(), naive_matmul(G, W, false, true), 1e-14, 1e-14));
+  EXPECT_TRUE(all_close(w.grad(), naive_matmul(X, G, true, false), 1e-14, 1e-14));
+  EXPECT_TRUE(all_close(b.grad(), column_sums(G), 1e-14, 1e-14));
 }
 
 TEST(Linear, ConstantInputAndParametersOutsideWrtAreSkipped) {
