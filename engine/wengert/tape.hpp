@@ -370,7 +370,7 @@ class Tape {
   /// become stale. Releases thread ownership.
   /// Throws UsageError between begin_op and finish, and from inside a backward closure.
   void clear() {
-    if (building_ | sweeping_) throw_busy("clear");
+    check_idle("clear");
     destroy_closures();
     nodes_.clear();
     inputs_.clear();
@@ -429,10 +429,10 @@ class Tape {
   }
   [[noreturn, gnu::cold, gnu::noinline]] void throw_busy(const char* what) const;
 
-  // Nothing may be recorded while an op is being built (its node must stay the last one, and
-  // the builder's shape references must stay valid) or while backward runs (a closure that
-  // recorded would move the nodes the sweep is walking).
-  void check_can_record(const char* what) const {
+  // Nothing may be recorded, swept or cleared while an op is being built (its node must stay
+  // the last one, and the builder's shape references must stay valid) or while backward runs
+  // (a closure that did any of it would move or free the nodes the sweep is walking).
+  void check_idle(const char* what) const {
     if (building_ | sweeping_) throw_busy(what);
   }
 
@@ -443,7 +443,7 @@ class Tape {
 
   std::uint32_t push_leaf(const char* name, const Shape& s, const T* external,
                           std::uint8_t flags) {
-    check_can_record(name);
+    check_idle(name);
     const Shape shape = s;  // may live in nodes_ (detach): copy before emplace_back
     const std::size_t n = shape.size();
     const T* value = external ? external : arena_alloc<T>(n);
@@ -638,7 +638,7 @@ const T* Var<T>::grad_data() const {
 template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
   check_owner("param");
-  check_can_record("param");
+  check_idle("param");
   detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
   node.value = p.data();
   node.grad = grad_enabled() ? p.grad_data() : nullptr;
@@ -654,7 +654,7 @@ template <class T>
 OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size_t n_inputs,
                                const Shape& out, SourceLoc loc) {
   check_owner(name);
-  check_can_record(name);
+  check_idle(name);
   bool needs = false;
   for (std::size_t k = 0; k < n_inputs; ++k) {
     check_input(inputs[k], name, k);
@@ -713,7 +713,7 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
                     const char* what) {
   check_owner(what);  // first: another thread must not read nodes_ while it changes
   check_input(y, what, 0);
-  if (building_ | sweeping_) throw_busy(what);
+  check_idle(what);
   const std::size_t yi = y.index_;
   detail::Node<T>& out = nodes_[yi];
   if (seed.add && seed.shape != out.shape)
