@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <sstream>
@@ -145,6 +146,31 @@ TEST(Tape, MillionOpChainBackpropagatesWithoutRecursion) {
   EXPECT_EQ(tape.size(), 1000001u);
   EXPECT_DOUBLE_EQ(y.item(), v);
   EXPECT_DOUBLE_EQ(x.grad()(0), d);
+}
+
+void* volatile g_sink;  // keeps the allocations below from being optimised away
+
+TEST(Tape, TheAllocationCounterSeesAllocations) {
+  // Every "allocates nothing" test relies on this counter: it must see operator new and (in
+  // builds that count malloc) the tape's own growth, and attribute none of it to OpenBLAS.
+  wengert::testing::AllocCounter c;
+  g_sink = ::operator new(64);
+  ::operator delete(g_sink);
+  EXPECT_EQ(c.count(), 1u);
+#ifndef WENGERT_NO_MALLOC_COUNT
+  c.reset();
+  g_sink = std::malloc(32);
+  std::free(g_sink);
+  EXPECT_EQ(c.count(), 1u);
+  c.reset();
+  {
+    Tape<float> tape;  // the first recording grows the node list and the arena
+    auto x = tape.variable(1.0f);
+    tape.backward(ttanh(x));
+  }
+  EXPECT_GE(c.count(), 2u);
+#endif
+  EXPECT_EQ(c.blas_count(), 0u);
 }
 
 TEST(Tape, RewindAndReplayAllocatesNothing) {

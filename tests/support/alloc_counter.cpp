@@ -17,40 +17,31 @@ namespace {
 std::atomic<std::size_t> g_allocs{0};
 std::atomic<std::size_t> g_blas_allocs{0};
 
-// Executable segments of the OpenBLAS shared object, found once at start-up (it is a direct
-// dependency of every test binary, so it is mapped before any constructor runs).
+// Executable segments of the OpenBLAS shared object, found once by a constructor. OpenBLAS is
+// a direct dependency of every test binary, so it is mapped before any constructor runs, and
+// the table is complete before main() starts any thread; afterwards it is only read.
 struct Range {
   std::uintptr_t lo, hi;
 };
 Range g_blas_text[16];
-std::atomic<int> g_blas_ranges{-1};  // -1: not looked up yet
+int g_blas_ranges = 0;
 
 int find_blas(dl_phdr_info* info, std::size_t, void*) {
   const char* name = info->dlpi_name;
   if (!name || !(std::strstr(name, "openblas") || std::strstr(name, "libblas"))) return 0;
-  int n = g_blas_ranges.load(std::memory_order_relaxed);
-  for (int i = 0; i < info->dlpi_phnum && n < 16; ++i) {
+  for (int i = 0; i < info->dlpi_phnum && g_blas_ranges < 16; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
     const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-    g_blas_text[n++] = {lo, lo + ph.p_memsz};
+    g_blas_text[g_blas_ranges++] = {lo, lo + ph.p_memsz};
   }
-  g_blas_ranges.store(n, std::memory_order_relaxed);
   return 0;
 }
-
-void find_blas_ranges() {
-  if (g_blas_ranges.load(std::memory_order_acquire) >= 0) return;
-  g_blas_ranges.store(0, std::memory_order_relaxed);
-  dl_iterate_phdr(find_blas, nullptr);
-  std::atomic_thread_fence(std::memory_order_release);
-}
-__attribute__((constructor)) void find_blas_at_startup() { find_blas_ranges(); }
+__attribute__((constructor)) void find_blas_ranges() { dl_iterate_phdr(find_blas, nullptr); }
 
 bool from_blas(const void* caller) {
   const auto a = reinterpret_cast<std::uintptr_t>(caller);
-  const int n = g_blas_ranges.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < g_blas_ranges; ++i)
     if (a >= g_blas_text[i].lo && a < g_blas_text[i].hi) return true;
   return false;
 }
@@ -62,14 +53,8 @@ inline void bump(const void* caller = nullptr) {
 }  // namespace
 
 namespace wengert::testing {
-std::size_t allocations() {
-  find_blas_ranges();
-  return g_allocs.load(std::memory_order_relaxed);
-}
-std::size_t blas_allocations() {
-  find_blas_ranges();
-  return g_blas_allocs.load(std::memory_order_relaxed);
-}
+std::size_t allocations() { return g_allocs.load(std::memory_order_relaxed); }
+std::size_t blas_allocations() { return g_blas_allocs.load(std::memory_order_relaxed); }
 }  // namespace wengert::testing
 
 #ifndef WENGERT_NO_MALLOC_COUNT
