@@ -5,9 +5,8 @@
 // the column sum of the output adjoint — the sum over the rows it was repeated along — done in
 // one pass that gcc vectorises along the columns.
 //
-// linear is matmul followed by bias_add recorded as one tape entry: the bias is written into
-// the output first and the GEMM accumulates onto it (beta = 1), and backward reads the output
-// adjoint directly, so there is no intermediate x·W tensor, no adjoint for it, and no pass that
+// linear is matmul followed by bias_add recorded as one tape entry: the GEMM writes the output
+// (beta = 0) and the bias is added in place, and backward reads the output adjoint directly, so there is no intermediate x·W tensor, no adjoint for it, and no pass that
 // copies one adjoint into another. benchmarks/bench_nn_ops.cpp measures what that saves.
 #pragma once
 
