@@ -43,6 +43,7 @@
 #include "alloc_count.hpp"
 #include "mlp_floor.hpp"
 #include "mlp_wengert.hpp"
+#include "turns.hpp"
 #ifdef WENGERT_BENCH_HAVE_TORCH
 #include "mlp_torch.hpp"
 #endif
@@ -130,64 +131,20 @@ struct TorchChain {
 };
 #endif
 
-// Step-interleaved comparison: the contenders live side by side and take turns, a batch of
-// steps each (≥ 50 µs, so the clock's cost is negligible), the order rotating every round. Each
-// batch's time per step is one sample; the counters are the per-contender medians and their
-// ratios. A load change on the machine then hits every contender within the same round, which
-// makes these ratios steadier than those of separate benchmarks on a shared machine.
-double thread_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
-}
-
-struct Turn {
-  const char* name;
-  std::function<float()> step;
-};
-
-// Runs the contenders `cs` in turns (see above) and sets, per contender, the median time per
+// Runs the contenders `cs` in turns (turns.hpp) and sets, per contender, the median time per
 // step as counter "<name><unit>" (scaled by `scale`, e.g. 1e6 for µs), and the ratios of the
-// second contender (wengert) to the first and, if present, to the third. `base` names the first.
+// second contender (wengert) to the first and, if present, to the third.
 void take_turns(benchmark::State& state, std::vector<Turn>& cs, double scale, const char* unit) {
-  for (Turn& c : cs)
-    for (int i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(c.step());
-  const auto t0 = std::chrono::steady_clock::now();
-  benchmark::DoNotOptimize(cs[0].step());
-  const double est = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const int k = std::max(1, int(50e-6 / std::max(est, 1e-9)));
-  std::vector<std::vector<double>> wall(cs.size()), cpu(cs.size());
-  std::size_t round = 0;
-  for (auto _ : state) {
-    for (std::size_t j = 0; j < cs.size(); ++j) {
-      const std::size_t c = (j + round) % cs.size();
-      const double c0 = thread_cpu_seconds();
-      const auto w0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < k; ++i) benchmark::DoNotOptimize(cs[c].step());
-      const auto w1 = std::chrono::steady_clock::now();
-      cpu[c].push_back((thread_cpu_seconds() - c0) / k);
-      wall[c].push_back(std::chrono::duration<double>(w1 - w0).count() / k);
-    }
-    ++round;
-  }
-  std::vector<double> mw(cs.size()), mc(cs.size());
+  const TurnMedians m = wengert_bench::take_turns(state, cs, kWarmup);
   for (std::size_t c = 0; c < cs.size(); ++c) {
-    mw[c] = median_of(wall[c]);
-    mc[c] = median_of(cpu[c]);
-    state.counters[std::string(cs[c].name) + unit] = mw[c] * scale;
-    state.counters[std::string(cs[c].name) + unit + "_cpu"] = mc[c] * scale;
+    state.counters[cs[c].name + unit] = m.wall[c] * scale;
+    state.counters[cs[c].name + unit + "_cpu"] = m.cpu[c] * scale;
   }
   const std::string base = cs[0].name;
-  state.counters["wengert/" + base] = mw[1] / mw[0];
-  state.counters["wengert/" + base + "_cpu"] = mc[1] / mc[0];
-  if (cs.size() > 2) state.counters["wengert/libtorch"] = mw[1] / mw[2];
-  state.counters["steps_per_batch"] = k;
+  state.counters["wengert/" + base] = m.wall[1] / m.wall[0];
+  state.counters["wengert/" + base + "_cpu"] = m.cpu[1] / m.cpu[0];
+  if (cs.size() > 2) state.counters["wengert/libtorch"] = m.wall[1] / m.wall[2];
+  state.counters["steps_per_batch"] = m.steps_per_batch;
 }
 
 void run_paired(benchmark::State& state, const std::string& name) {

@@ -8,7 +8,9 @@
 //   softmax CE (labels) small: logits [32,64]           large: [256,1024]
 //   sigmoid BCE, mse    small: [32,64]                  large: [256,1024]
 //
-// What is timed:
+// One benchmark per op, direction and size, "<op>/<fwd|bwd>/<size>", in which the contenders
+// take turns (turns.hpp): the baseline, wengert, and for some a third contender. Its counters
+// are each contender's median time per call (µs) and wengert/baseline. What is timed:
 //   fwd/wengert   tape.clear(), the inputs as leaves (parameters: they need gradients, as in
 //                 training, so the op also allocates its adjoint and keeps what backward needs)
 //                 and the op — one recorded step of that op.
@@ -16,16 +18,17 @@
 //                 adjoints (here the output's), adds the seed (an [m,n] upstream gradient, or 1
 //                 for a loss) and runs the op's closure. Parameter gradients accumulate.
 //   fwd/baseline  the same math, written by hand into preallocated buffers.
-//   bwd/baseline  the hand-written gradient, given the upstream gradient.
-//   sweep/...     the bwd/wengert graph with the op replaced by a custom op whose backward does
-//                 nothing: the sweep's own cost for an [m,n] seeded output, to be read against
-//                 the elementwise ops' bwd figures (for a loss the seed is one scalar).
-//   linear        fused linear(x, W, b) (wengert), matmul + bias_add (wengert_unfused), and
-//                 GEMM + bias loop by hand (baseline).
+//   bwd/baseline  the hand-written gradient, given the upstream gradient (accumulating, += ,
+//                 as wengert's closures do).
+//   bwd/sweep     (ops with an [m,n] output) the bwd/wengert graph with the op replaced by a
+//                 custom op whose backward does nothing: the sweep's own cost for an [m,n]
+//                 seeded output; "net" = (wengert − sweep) / baseline is the closure alone.
+//   linear        fused linear(x, W, b) (wengert), matmul + bias_add (unfused), and GEMM + bias
+//                 loop by hand (baseline).
 //
-// After the runs a table gives wengert/baseline for every pair (median when repetitions are
-// asked for). Run with OPENBLAS_NUM_THREADS=1 (the context block prints the BLAS setup), e.g.
-//   OPENBLAS_NUM_THREADS=1 bench_nn_ops --benchmark_repetitions=5 --benchmark_min_time=0.2
+// After the runs a table gives every ratio and the targets: matmul backward ≤ 1.03 of
+// the two raw GEMMs; bias_add, sigmoid, tanh and the cross-entropies ≤ 1.2 of the loops.
+//   OPENBLAS_NUM_THREADS=1 bench_nn_ops [--benchmark_filter=tanh]
 #include <wengert/ops.hpp>
 #include <wengert/tape.hpp>
 
@@ -36,17 +39,23 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "nn_baseline.hpp"
+#include "turns.hpp"
 
 namespace {
 
 using namespace wengert;
+using wengert_bench::Turn;
 namespace base = nn_baseline;
+
+constexpr int kWarmup = 3;
 
 struct Size {
   const char* name;
@@ -83,191 +92,168 @@ Var<float> noop(const Var<float>& x) {
   return op.finish([](const BackwardContext<float>& c) { benchmark::DoNotOptimize(c.out_grad_data()); });
 }
 
-void label(benchmark::State& state, std::size_t flops_per_iter = 0) {
-  if (flops_per_iter)
-    state.counters["GFLOP/s"] = benchmark::Counter(double(flops_per_iter) * 1e-9,
-                                                   benchmark::Counter::kIsIterationInvariantRate);
-}
+// ---- matmul and linear -----------------------------------------------------------------------
 
-// ---- matmul ----------------------------------------------------------------------------------
-
-void matmul_fwd_wengert(benchmark::State& state, Size s) {
-  auto A = make_param({s.m, s.k}, 1), Bp = make_param({s.k, s.n}, 2);
+struct MatmulData {
+  explicit MatmulData(Size s)
+      : s(s), X(make_param({s.m, s.k}, 1)), W(make_param({s.k, s.n}, 2)), b(make_param({s.n}, 4)),
+        G(random_vector(s.m * s.n, 3)), x(X.data(), X.data() + X.size()),
+        w(W.data(), W.data() + W.size()), bv(b.data(), b.data() + b.size()), Y(s.m * s.n),
+        dX(s.m * s.k), dW(s.k * s.n), db(s.n) {}
+  Size s;
+  Parameter<float> X, W, b;  // wengert's leaves
+  std::vector<float> G;      // upstream gradient [m,n]
+  std::vector<float> x, w, bv, Y, dX, dW, db;  // the baseline's buffers (same values)
   Tape<float> tape;
-  for (auto _ : state) {
-    tape.clear();
-    auto c = matmul(tape.param(A), tape.param(Bp));
-    benchmark::DoNotOptimize(c.data());
-  }
-  label(state, 2 * s.m * s.k * s.n);
+};
+
+enum class Mm { kMatmul, kLinear, kUnfused };
+
+Var<float> record_mm(Mm kind, MatmulData& d) {
+  auto x = d.tape.param(d.X), w = d.tape.param(d.W);
+  if (kind == Mm::kMatmul) return matmul(x, w);
+  auto b = d.tape.param(d.b);
+  return kind == Mm::kLinear ? linear(x, w, b) : bias_add(matmul(x, w), b);
 }
 
-void matmul_fwd_baseline(benchmark::State& state, Size s) {
-  auto A = random_vector(s.m * s.k, 1), Bv = random_vector(s.k * s.n, 2);
-  std::vector<float> C(s.m * s.n);
-  for (auto _ : state) {
-    base::gemm(false, false, s.m, s.n, s.k, A.data(), s.k, Bv.data(), s.n, 0.0f, C.data(), s.n);
-    benchmark::DoNotOptimize(C.data());
-    benchmark::ClobberMemory();
+// Forward: baseline GEMM (+ bias loop), wengert recording the op(s) on a rewound tape.
+std::vector<Turn> mm_fwd(Size s, bool with_bias) {
+  auto d = std::make_shared<MatmulData>(s);
+  std::vector<Turn> t;
+  t.push_back({"baseline", [d, with_bias] {
+                 const Size& s = d->s;
+                 base::gemm(false, false, s.m, s.n, s.k, d->x.data(), s.k, d->w.data(), s.n, 0.0f,
+                            d->Y.data(), s.n);
+                 if (with_bias) base::bias_add_forward(d->Y.data(), d->bv.data(), d->Y.data(), s.m, s.n);
+                 benchmark::ClobberMemory();
+                 return d->Y[0];
+               }});
+  auto rec = [d](Mm kind) {
+    return [d, kind] {
+      d->tape.clear();
+      return record_mm(kind, *d).data()[0];
+    };
+  };
+  if (!with_bias) {
+    t.push_back({"wengert", rec(Mm::kMatmul)});
+  } else {
+    t.push_back({"wengert", rec(Mm::kLinear)});
+    t.push_back({"unfused", rec(Mm::kUnfused)});
   }
-  label(state, 2 * s.m * s.k * s.n);
+  return t;
 }
 
-void matmul_bwd_wengert(benchmark::State& state, Size s) {
-  auto A = make_param({s.m, s.k}, 1), Bp = make_param({s.k, s.n}, 2);
-  const auto G = random_vector(s.m * s.n, 3);
-  Tape<float> tape;
-  auto c = matmul(tape.param(A), tape.param(Bp));
-  for (auto _ : state) {
-    tape.backward(c, G.data(), nullptr, 0);
-    benchmark::DoNotOptimize(A.grad_data());
-    benchmark::DoNotOptimize(Bp.grad_data());
+// Backward: the two GEMMs dX += G·Wᵀ, dW += Xᵀ·G (+ the bias column sums) by hand, against
+// wengert's sweep over a graph recorded once. One tape per wengert contender.
+std::vector<Turn> mm_bwd(Size s, bool with_bias) {
+  auto d = std::make_shared<MatmulData>(s);
+  std::vector<Turn> t;
+  t.push_back({"baseline", [d, with_bias] {
+                 const Size& s = d->s;
+                 base::gemm(false, true, s.m, s.k, s.n, d->G.data(), s.n, d->w.data(), s.n, 1.0f,
+                            d->dX.data(), s.k);
+                 base::gemm(true, false, s.k, s.n, s.m, d->x.data(), s.k, d->G.data(), s.n, 1.0f,
+                            d->dW.data(), s.n);
+                 if (with_bias)
+                   for (std::size_t i = 0; i < s.m; ++i)
+                     for (std::size_t j = 0; j < s.n; ++j) d->db[j] += d->G[i * s.n + j];
+                 benchmark::ClobberMemory();
+                 return d->dW[0];
+               }});
+  auto sweep = [](Mm kind, Size s) {
+    auto d = std::make_shared<MatmulData>(s);
+    auto y = std::make_shared<Var<float>>(record_mm(kind, *d));
+    return [d, y] {
+      d->tape.backward(*y, d->G.data(), nullptr, 0);
+      return d->W.grad_data()[0];
+    };
+  };
+  if (!with_bias) {
+    t.push_back({"wengert", sweep(Mm::kMatmul, s)});
+  } else {
+    t.push_back({"wengert", sweep(Mm::kLinear, s)});
+    t.push_back({"unfused", sweep(Mm::kUnfused, s)});
   }
-  label(state, 4 * s.m * s.k * s.n);
-}
-
-void matmul_bwd_baseline(benchmark::State& state, Size s) {
-  auto A = random_vector(s.m * s.k, 1), Bv = random_vector(s.k * s.n, 2);
-  const auto G = random_vector(s.m * s.n, 3);
-  std::vector<float> dA(s.m * s.k), dB(s.k * s.n);
-  for (auto _ : state) {
-    // dA [m,k] += G [m,n]·Bᵀ;  dB [k,n] += Aᵀ·G — transposes by flag, beta = 1.
-    base::gemm(false, true, s.m, s.k, s.n, G.data(), s.n, Bv.data(), s.n, 1.0f, dA.data(), s.k);
-    base::gemm(true, false, s.k, s.n, s.m, A.data(), s.k, G.data(), s.n, 1.0f, dB.data(), s.n);
-    benchmark::DoNotOptimize(dA.data());
-    benchmark::DoNotOptimize(dB.data());
-    benchmark::ClobberMemory();
-  }
-  label(state, 4 * s.m * s.k * s.n);
-}
-
-// ---- linear: fused, unfused, by hand ----------------------------------------------------------
-
-void linear_fwd_wengert(benchmark::State& state, Size s, bool fused) {
-  auto X = make_param({s.m, s.k}, 1), W = make_param({s.k, s.n}, 2), b = make_param({s.n}, 4);
-  Tape<float> tape;
-  for (auto _ : state) {
-    tape.clear();
-    auto x = tape.param(X), w = tape.param(W), bv = tape.param(b);
-    auto y = fused ? linear(x, w, bv) : bias_add(matmul(x, w), bv);
-    benchmark::DoNotOptimize(y.data());
-  }
-  label(state, 2 * s.m * s.k * s.n);
-}
-
-void linear_fwd_baseline(benchmark::State& state, Size s) {
-  auto X = random_vector(s.m * s.k, 1), W = random_vector(s.k * s.n, 2), b = random_vector(s.n, 4);
-  std::vector<float> Y(s.m * s.n);
-  for (auto _ : state) {
-    base::gemm(false, false, s.m, s.n, s.k, X.data(), s.k, W.data(), s.n, 0.0f, Y.data(), s.n);
-    base::bias_add_forward(Y.data(), b.data(), Y.data(), s.m, s.n);
-    benchmark::DoNotOptimize(Y.data());
-    benchmark::ClobberMemory();
-  }
-  label(state, 2 * s.m * s.k * s.n);
-}
-
-void linear_bwd_wengert(benchmark::State& state, Size s, bool fused) {
-  auto X = make_param({s.m, s.k}, 1), W = make_param({s.k, s.n}, 2), b = make_param({s.n}, 4);
-  const auto G = random_vector(s.m * s.n, 3);
-  Tape<float> tape;
-  auto x = tape.param(X), w = tape.param(W), bv = tape.param(b);
-  auto y = fused ? linear(x, w, bv) : bias_add(matmul(x, w), bv);
-  for (auto _ : state) {
-    tape.backward(y, G.data(), nullptr, 0);
-    benchmark::DoNotOptimize(W.grad_data());
-  }
-  label(state, 4 * s.m * s.k * s.n);
-}
-
-void linear_bwd_baseline(benchmark::State& state, Size s) {
-  auto X = random_vector(s.m * s.k, 1), W = random_vector(s.k * s.n, 2);
-  const auto G = random_vector(s.m * s.n, 3);
-  std::vector<float> dX(s.m * s.k), dW(s.k * s.n), db(s.n);
-  for (auto _ : state) {
-    base::gemm(false, true, s.m, s.k, s.n, G.data(), s.n, W.data(), s.n, 1.0f, dX.data(), s.k);
-    base::gemm(true, false, s.k, s.n, s.m, X.data(), s.k, G.data(), s.n, 1.0f, dW.data(), s.n);
-    for (std::size_t i = 0; i < s.m; ++i)
-      for (std::size_t j = 0; j < s.n; ++j) db[j] += G[i * s.n + j];
-    benchmark::DoNotOptimize(dX.data());
-    benchmark::DoNotOptimize(db.data());
-    benchmark::ClobberMemory();
-  }
-  label(state, 4 * s.m * s.k * s.n);
+  return t;
 }
 
 // ---- one-input elementwise-shaped ops: bias_add, sigmoid, tanh, softmax ----------------------
 
 enum class Unary { kBiasAdd, kSigmoid, kTanh, kSoftmax, kNoop };
 
-Var<float> record_unary(Unary u, Tape<float>& tape, Parameter<float>& x, Parameter<float>& b) {
+struct UnaryData {
+  explicit UnaryData(Size s)
+      : s(s), n(s.m * s.k), X(make_param({s.m, s.k}, 1, -3, 3)), b(make_param({s.k}, 4)),
+        G(random_vector(n, 3)), x(X.data(), X.data() + n), bv(b.data(), b.data() + s.k), Y(n),
+        dX(n), db(s.k) {}
+  Size s;
+  std::size_t n;
+  Parameter<float> X, b;
+  std::vector<float> G, x, bv, Y, dX, db;
+  Tape<float> tape;
+};
+
+Var<float> record_unary(Unary u, UnaryData& d) {
+  auto x = d.tape.param(d.X);
   switch (u) {
-    case Unary::kBiasAdd: return bias_add(tape.param(x), tape.param(b));
-    case Unary::kSigmoid: return sigmoid(tape.param(x));
-    case Unary::kTanh: return tanh(tape.param(x));
-    case Unary::kSoftmax: return softmax(tape.param(x));
-    case Unary::kNoop: return noop(tape.param(x));
+    case Unary::kBiasAdd: return bias_add(x, d.tape.param(d.b));
+    case Unary::kSigmoid: return sigmoid(x);
+    case Unary::kTanh: return tanh(x);
+    case Unary::kSoftmax: return softmax(x);
+    case Unary::kNoop: return noop(x);
   }
   return {};
 }
 
-void unary_fwd_wengert(benchmark::State& state, Size s, Unary u) {
-  auto X = make_param({s.m, s.k}, 1, -3, 3), b = make_param({s.k}, 4);
-  Tape<float> tape;
-  for (auto _ : state) {
-    tape.clear();
-    auto y = record_unary(u, tape, X, b);
-    benchmark::DoNotOptimize(y.data());
-  }
+std::vector<Turn> unary_fwd(Size s, Unary u) {
+  auto d = std::make_shared<UnaryData>(s);
+  return {{"baseline",
+           [d, u] {
+             const Size& s = d->s;
+             switch (u) {
+               case Unary::kBiasAdd: base::bias_add_forward(d->x.data(), d->bv.data(), d->Y.data(), s.m, s.k); break;
+               case Unary::kSigmoid: base::sigmoid_forward(d->x.data(), d->Y.data(), d->n); break;
+               case Unary::kTanh: base::tanh_forward(d->x.data(), d->Y.data(), d->n); break;
+               case Unary::kSoftmax: base::softmax_forward(d->x.data(), d->Y.data(), s.m, s.k); break;
+               case Unary::kNoop: break;
+             }
+             benchmark::ClobberMemory();
+             return d->Y[0];
+           }},
+          {"wengert", [d, u] {
+             d->tape.clear();
+             return record_unary(u, *d).data()[0];
+           }}};
 }
 
-void unary_bwd_wengert(benchmark::State& state, Size s, Unary u) {
-  auto X = make_param({s.m, s.k}, 1, -3, 3), b = make_param({s.k}, 4);
-  const auto G = random_vector(s.m * s.k, 3);
-  Tape<float> tape;
-  auto y = record_unary(u, tape, X, b);
-  for (auto _ : state) {
-    tape.backward(y, G.data(), nullptr, 0);
-    benchmark::DoNotOptimize(X.grad_data());
-  }
-}
-
-void unary_fwd_baseline(benchmark::State& state, Size s, Unary u) {
-  const std::size_t n = s.m * s.k;
-  auto X = random_vector(n, 1, -3, 3), b = random_vector(s.k, 4);
-  std::vector<float> Y(n);
-  for (auto _ : state) {
-    switch (u) {
-      case Unary::kBiasAdd: base::bias_add_forward(X.data(), b.data(), Y.data(), s.m, s.k); break;
-      case Unary::kSigmoid: base::sigmoid_forward(X.data(), Y.data(), n); break;
-      case Unary::kTanh: base::tanh_forward(X.data(), Y.data(), n); break;
-      case Unary::kSoftmax: base::softmax_forward(X.data(), Y.data(), s.m, s.k); break;
-      case Unary::kNoop: break;
-    }
-    benchmark::DoNotOptimize(Y.data());
-    benchmark::ClobberMemory();
-  }
-}
-
-void unary_bwd_baseline(benchmark::State& state, Size s, Unary u) {
-  const std::size_t n = s.m * s.k;
-  auto X = random_vector(n, 1, -3, 3), Y = X;
-  const auto G = random_vector(n, 3);
-  std::vector<float> dX(n), db(s.k);
-  if (u == Unary::kSigmoid) base::sigmoid_forward(X.data(), Y.data(), n);
-  if (u == Unary::kTanh) base::tanh_forward(X.data(), Y.data(), n);
-  if (u == Unary::kSoftmax) base::softmax_forward(X.data(), Y.data(), s.m, s.k);
-  for (auto _ : state) {
-    switch (u) {
-      case Unary::kBiasAdd: base::bias_add_backward(G.data(), dX.data(), db.data(), s.m, s.k); break;
-      case Unary::kSigmoid: base::sigmoid_backward(Y.data(), G.data(), dX.data(), n); break;
-      case Unary::kTanh: base::tanh_backward(Y.data(), G.data(), dX.data(), n); break;
-      case Unary::kSoftmax: base::softmax_backward(Y.data(), G.data(), dX.data(), s.m, s.k); break;
-      case Unary::kNoop: break;
-    }
-    benchmark::DoNotOptimize(dX.data());
-    benchmark::ClobberMemory();
-  }
+std::vector<Turn> unary_bwd(Size s, Unary u) {
+  auto d = std::make_shared<UnaryData>(s);
+  if (u == Unary::kSigmoid) base::sigmoid_forward(d->x.data(), d->Y.data(), d->n);
+  if (u == Unary::kTanh) base::tanh_forward(d->x.data(), d->Y.data(), d->n);
+  if (u == Unary::kSoftmax) base::softmax_forward(d->x.data(), d->Y.data(), s.m, s.k);
+  auto sweep = [](Unary u, Size s) {
+    auto d = std::make_shared<UnaryData>(s);
+    auto y = std::make_shared<Var<float>>(record_unary(u, *d));
+    return [d, y] {
+      d->tape.backward(*y, d->G.data(), nullptr, 0);
+      return d->X.grad_data()[0];
+    };
+  };
+  return {{"baseline",
+           [d, u] {
+             const Size& s = d->s;
+             switch (u) {
+               case Unary::kBiasAdd: base::bias_add_backward(d->G.data(), d->dX.data(), d->db.data(), s.m, s.k); break;
+               case Unary::kSigmoid: base::sigmoid_backward(d->Y.data(), d->G.data(), d->dX.data(), d->n); break;
+               case Unary::kTanh: base::tanh_backward(d->Y.data(), d->G.data(), d->dX.data(), d->n); break;
+               case Unary::kSoftmax: base::softmax_backward(d->Y.data(), d->G.data(), d->dX.data(), s.m, s.k); break;
+               case Unary::kNoop: break;
+             }
+             benchmark::ClobberMemory();
+             return d->dX[0];
+           }},
+          {"wengert", sweep(u, s)},
+          {"sweep", sweep(Unary::kNoop, s)}};
 }
 
 // ---- losses ----------------------------------------------------------------------------------
@@ -275,184 +261,168 @@ void unary_bwd_baseline(benchmark::State& state, Size s, Unary u) {
 enum class Loss { kSoftmaxCE, kSigmoidBCE, kMse };
 
 struct LossData {
+  explicit LossData(Size s)
+      : s(s), n(s.m * s.k), z(make_param({s.m, s.k}, 1, -4, 4)), y(random_vector(n, 5, 0, 1)),
+        labels(random_labels(s.m, s.k, 6)), stats(2 * s.m), dz(n) {}
+  Size s;
+  std::size_t n;
   Parameter<float> z;
   std::vector<float> y;
   std::vector<std::int32_t> labels;
-  LossData(Size s) : z(make_param({s.m, s.k}, 1, -4, 4)), y(random_vector(s.m * s.k, 5, 0, 1)),
-                     labels(random_labels(s.m, s.k, 6)) {}
+  std::vector<float> stats, dz;
+  Tape<float> tape;
 };
 
-Var<float> record_loss(Loss l, Tape<float>& tape, LossData& d, Size s) {
-  auto z = tape.param(d.z);
+Var<float> record_loss(Loss l, LossData& d) {
+  auto z = d.tape.param(d.z);
   switch (l) {
     case Loss::kSoftmaxCE: return softmax_cross_entropy(z, d.labels.data(), d.labels.size());
     case Loss::kSigmoidBCE:
-      return sigmoid_binary_cross_entropy(z, tape.constant_view(d.y.data(), Shape{s.m, s.k}));
-    case Loss::kMse: return mse(z, tape.constant_view(d.y.data(), Shape{s.m, s.k}));
+      return sigmoid_binary_cross_entropy(z, d.tape.constant_view(d.y.data(), Shape{d.s.m, d.s.k}));
+    case Loss::kMse: return mse(z, d.tape.constant_view(d.y.data(), Shape{d.s.m, d.s.k}));
   }
   return {};
 }
 
-void loss_fwd_wengert(benchmark::State& state, Size s, Loss l) {
-  LossData d(s);
-  Tape<float> tape;
-  for (auto _ : state) {
-    tape.clear();
-    auto L = record_loss(l, tape, d, s);
-    benchmark::DoNotOptimize(L.data());
-  }
-}
-
-void loss_bwd_wengert(benchmark::State& state, Size s, Loss l) {
-  LossData d(s);
-  Tape<float> tape;
-  auto L = record_loss(l, tape, d, s);
-  for (auto _ : state) {
-    tape.backward(L);
-    benchmark::DoNotOptimize(d.z.grad_data());
-  }
-}
-
-void loss_fwd_baseline(benchmark::State& state, Size s, Loss l) {
-  LossData d(s);
+float loss_forward_by_hand(Loss l, LossData& d) {
   const float* z = d.z.data();
-  const std::size_t n = s.m * s.k;
-  std::vector<float> stats(2 * s.m);
-  for (auto _ : state) {
-    float L = 0;
-    switch (l) {
-      case Loss::kSoftmaxCE: L = base::softmax_ce_forward(z, d.labels.data(), s.m, s.k, stats.data()); break;
-      case Loss::kSigmoidBCE: L = base::sigmoid_bce_forward(z, d.y.data(), n); break;
-      case Loss::kMse: L = base::mse_forward(z, d.y.data(), n); break;
-    }
-    benchmark::DoNotOptimize(L);
-    benchmark::ClobberMemory();
+  switch (l) {
+    case Loss::kSoftmaxCE: return base::softmax_ce_forward(z, d.labels.data(), d.s.m, d.s.k, d.stats.data());
+    case Loss::kSigmoidBCE: return base::sigmoid_bce_forward(z, d.y.data(), d.n);
+    case Loss::kMse: return base::mse_forward(z, d.y.data(), d.n);
   }
+  return 0;
 }
 
-void loss_bwd_baseline(benchmark::State& state, Size s, Loss l) {
-  LossData d(s);
-  const float* z = d.z.data();
-  const std::size_t n = s.m * s.k;
-  std::vector<float> stats(2 * s.m), dz(n);
-  base::softmax_ce_forward(z, d.labels.data(), s.m, s.k, stats.data());
-  for (auto _ : state) {
-    switch (l) {
-      case Loss::kSoftmaxCE:
-        base::softmax_ce_backward(z, d.labels.data(), stats.data(), s.m, s.k, 1.0f, dz.data());
-        break;
-      case Loss::kSigmoidBCE: base::sigmoid_bce_backward(z, d.y.data(), n, 1.0f, dz.data()); break;
-      case Loss::kMse: base::mse_backward(z, d.y.data(), n, 1.0f, dz.data()); break;
-    }
-    benchmark::DoNotOptimize(dz.data());
-    benchmark::ClobberMemory();
-  }
+std::vector<Turn> loss_fwd(Size s, Loss l) {
+  auto d = std::make_shared<LossData>(s);
+  return {{"baseline", [d, l] { return loss_forward_by_hand(l, *d); }},
+          {"wengert", [d, l] {
+             d->tape.clear();
+             return record_loss(l, *d).item();
+           }}};
 }
 
-// ---- registration ----------------------------------------------------------------------------
+std::vector<Turn> loss_bwd(Size s, Loss l) {
+  auto d = std::make_shared<LossData>(s);
+  loss_forward_by_hand(l, *d);  // the kept row statistics for softmax CE's backward
+  auto w = std::make_shared<LossData>(s);
+  auto L = std::make_shared<Var<float>>(record_loss(l, *w));
+  return {{"baseline",
+           [d, l] {
+             const float* z = d->z.data();
+             switch (l) {
+               case Loss::kSoftmaxCE:
+                 base::softmax_ce_backward(z, d->labels.data(), d->stats.data(), d->s.m, d->s.k, 1.0f, d->dz.data());
+                 break;
+               case Loss::kSigmoidBCE: base::sigmoid_bce_backward(z, d->y.data(), d->n, 1.0f, d->dz.data()); break;
+               case Loss::kMse: base::mse_backward(z, d->y.data(), d->n, 1.0f, d->dz.data()); break;
+             }
+             benchmark::ClobberMemory();
+             return d->dz[0];
+           }},
+          {"wengert", [w, L] {
+             w->tape.backward(*L);
+             return w->z.grad_data()[0];
+           }}};
+}
 
-template <class F>
-void reg(const std::string& name, F f) {
-  benchmark::RegisterBenchmark(name.c_str(), f)->Unit(benchmark::kMicrosecond);
+// ---- registration and the ratio table --------------------------------------------------------
+
+struct Pair {
+  std::string name;  // <op>/<dir>/<size>
+  double target;     // 0: no target
+};
+std::vector<Pair>& pairs() {
+  static std::vector<Pair> p;
+  return p;
+}
+
+void reg(const std::string& name, double target, std::function<std::vector<Turn>()> make) {
+  pairs().push_back({name, target});
+  benchmark::RegisterBenchmark(name.c_str(), [make](benchmark::State& state) {
+    std::vector<Turn> cs = make();
+    const wengert_bench::TurnMedians m = wengert_bench::take_turns(state, cs, kWarmup);
+    for (std::size_t c = 0; c < cs.size(); ++c) state.counters[cs[c].name + "_us"] = m.wall[c] * 1e6;
+    state.counters["wengert/baseline"] = m.wall[1] / m.wall[0];
+    if (cs.size() > 2 && cs[2].name == "unfused") state.counters["unfused/baseline"] = m.wall[2] / m.wall[0];
+    if (cs.size() > 2 && cs[2].name == "sweep")
+      state.counters["net/baseline"] = (m.wall[1] - m.wall[2]) / m.wall[0];
+    state.counters["calls_per_turn"] = m.steps_per_batch;
+  })->Unit(benchmark::kMicrosecond);
 }
 
 void register_all() {
   for (const Size s : kSizes) {
-    const std::string sz = s.name;
-    reg("matmul/fwd/" + sz + "/wengert", [s](benchmark::State& st) { matmul_fwd_wengert(st, s); });
-    reg("matmul/fwd/" + sz + "/baseline", [s](benchmark::State& st) { matmul_fwd_baseline(st, s); });
-    reg("matmul/bwd/" + sz + "/wengert", [s](benchmark::State& st) { matmul_bwd_wengert(st, s); });
-    reg("matmul/bwd/" + sz + "/baseline", [s](benchmark::State& st) { matmul_bwd_baseline(st, s); });
-    for (const char* dir : {"fwd", "bwd"}) {
-      const bool fwd = dir[0] == 'f';
-      const std::string p = "linear/" + std::string(dir) + "/" + sz;
-      reg(p + "/wengert", [s, fwd](benchmark::State& st) {
-        fwd ? linear_fwd_wengert(st, s, true) : linear_bwd_wengert(st, s, true);
-      });
-      reg(p + "/wengert_unfused", [s, fwd](benchmark::State& st) {
-        fwd ? linear_fwd_wengert(st, s, false) : linear_bwd_wengert(st, s, false);
-      });
-      reg(p + "/baseline", [s, fwd](benchmark::State& st) {
-        fwd ? linear_fwd_baseline(st, s) : linear_bwd_baseline(st, s);
-      });
-    }
-    const std::pair<const char*, Unary> unary[] = {{"bias_add", Unary::kBiasAdd},
-                                                   {"sigmoid", Unary::kSigmoid},
-                                                   {"tanh", Unary::kTanh},
-                                                   {"softmax", Unary::kSoftmax}};
+    const std::string sz = std::string("/") + s.name;
+    reg("matmul/fwd" + sz, 0, [s] { return mm_fwd(s, false); });
+    reg("matmul/bwd" + sz, 1.03, [s] { return mm_bwd(s, false); });
+    reg("linear/fwd" + sz, 0, [s] { return mm_fwd(s, true); });
+    reg("linear/bwd" + sz, 0, [s] { return mm_bwd(s, true); });
+    const std::pair<const char*, Unary> unary[] = {
+        {"bias_add", Unary::kBiasAdd}, {"sigmoid", Unary::kSigmoid}, {"tanh", Unary::kTanh},
+        {"softmax", Unary::kSoftmax}};
     for (auto [name, u] : unary) {
-      const std::string p = std::string(name) + "/";
-      reg(p + "fwd/" + sz + "/wengert", [s, u = u](benchmark::State& st) { unary_fwd_wengert(st, s, u); });
-      reg(p + "fwd/" + sz + "/baseline", [s, u = u](benchmark::State& st) { unary_fwd_baseline(st, s, u); });
-      reg(p + "bwd/" + sz + "/wengert", [s, u = u](benchmark::State& st) { unary_bwd_wengert(st, s, u); });
-      reg(p + "bwd/" + sz + "/baseline", [s, u = u](benchmark::State& st) { unary_bwd_baseline(st, s, u); });
+      const double target = u == Unary::kSoftmax ? 0 : 1.2;
+      reg(std::string(name) + "/fwd" + sz, target, [s, u = u] { return unary_fwd(s, u); });
+      reg(std::string(name) + "/bwd" + sz, target, [s, u = u] { return unary_bwd(s, u); });
     }
-    reg("sweep/bwd/" + sz + "/wengert_noop", [s](benchmark::State& st) { unary_bwd_wengert(st, s, Unary::kNoop); });
-    const std::pair<const char*, Loss> losses[] = {{"softmax_ce", Loss::kSoftmaxCE},
-                                                   {"sigmoid_bce", Loss::kSigmoidBCE},
-                                                   {"mse", Loss::kMse}};
+    const std::pair<const char*, Loss> losses[] = {
+        {"softmax_ce", Loss::kSoftmaxCE}, {"sigmoid_bce", Loss::kSigmoidBCE}, {"mse", Loss::kMse}};
     for (auto [name, l] : losses) {
-      const std::string p = std::string(name) + "/";
-      reg(p + "fwd/" + sz + "/wengert", [s, l = l](benchmark::State& st) { loss_fwd_wengert(st, s, l); });
-      reg(p + "fwd/" + sz + "/baseline", [s, l = l](benchmark::State& st) { loss_fwd_baseline(st, s, l); });
-      reg(p + "bwd/" + sz + "/wengert", [s, l = l](benchmark::State& st) { loss_bwd_wengert(st, s, l); });
-      reg(p + "bwd/" + sz + "/baseline", [s, l = l](benchmark::State& st) { loss_bwd_baseline(st, s, l); });
+      const double target = l == Loss::kMse ? 0 : 1.2;
+      reg(std::string(name) + "/fwd" + sz, target, [s, l = l] { return loss_fwd(s, l); });
+      reg(std::string(name) + "/bwd" + sz, target, [s, l = l] { return loss_bwd(s, l); });
     }
   }
 }
 
-// Console output as usual, then a table of wengert/baseline per pair: for a benchmark named
-// "<op>/<dir>/<size>/wengert[_variant]", its baseline is "<op>/<dir>/<size>/baseline". Uses
-// the median when repetitions were asked for, the single run otherwise.
+// Console output as usual, then one table of every pair's figures (the median aggregate's
+// counters when repetitions were asked for, the single run's otherwise).
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
-      if (r.run_type == Run::RT_Aggregate && !median) continue;
-      if (r.error_occurred) continue;
-      const double us = r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit) * 1e6;
-      auto& slot = times_[r.run_name.str()];
-      if (median || !slot.from_median) slot = {us, median};
-      if (std::find(order_.begin(), order_.end(), r.run_name.str()) == order_.end())
-        order_.push_back(r.run_name.str());
+      if ((r.run_type == Run::RT_Aggregate && !median) || r.error_occurred) continue;
+      const std::string name = r.run_name.function_name;
+      auto& slot = rows_[name];
+      if (!median && slot.from_median) continue;
+      slot.from_median = median;
+      slot.counters.clear();
+      for (const auto& [k, v] : r.counters) slot.counters[k] = v.value;
     }
   }
-  // For the backward of an op with an [m,n] output (not a loss), also (wengert − sweep) /
-  // baseline: the op's closure against the hand-written gradient, without the sweep's zeroing
-  // and seeding of the output adjoint (sweep/bwd/<size>/wengert_noop).
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::printf("\n%-36s %12s %12s %8s %10s\n", "wengert / baseline", "wengert us",
-                "baseline us", "ratio", "net ratio");
-    for (const std::string& name : order_) {
-      const auto slash = name.rfind('/');
-      if (name.compare(slash + 1, 7, "wengert") != 0) continue;
-      const std::string stem = name.substr(0, slash);  // <op>/<dir>/<size>
-      const auto b = times_.find(stem + "/baseline");
-      if (b == times_.end()) continue;
-      const double w = times_[name].us, base_us = b->second.us;
-      std::printf("%-36s %12.3f %12.3f %8.3f", name.c_str(), w, base_us, w / base_us);
-      const std::string op = stem.substr(0, stem.find('/'));
-      const bool loss = op == "softmax_ce" || op == "sigmoid_bce" || op == "mse";
-      const auto size_at = stem.rfind('/');
-      const auto sweep = times_.find("sweep/bwd/" + stem.substr(size_at + 1) + "/wengert_noop");
-      if (stem.find("/bwd/") != std::string::npos && !loss && sweep != times_.end())
-        std::printf(" %10.3f", (w - sweep->second.us) / base_us);
-      std::printf("\n");
+    std::printf("\n| op/direction/size | baseline µs | wengert µs | wengert/baseline | target | "
+                "other |\n| --- | ---: | ---: | ---: | ---: | --- |\n");
+    for (const Pair& p : pairs()) {
+      const auto it = rows_.find(p.name);
+      if (it == rows_.end()) continue;
+      auto& c = it->second.counters;
+      const double ratio = c["wengert/baseline"];
+      std::printf("| %s | %.3f | %.3f | **%.3f** | ", p.name.c_str(), c["baseline_us"],
+                  c["wengert_us"], ratio);
+      if (p.target > 0)
+        std::printf("≤ %.2f %s | ", p.target, ratio <= p.target ? "✓" : "✗");
+      else
+        std::printf(" | ");
+      if (c.count("unfused/baseline"))
+        std::printf("matmul + bias_add: %.3f", c["unfused/baseline"]);
+      if (c.count("net/baseline"))
+        std::printf("sweep alone %.3f µs; closure alone %.3f", c["sweep_us"], c["net/baseline"]);
+      std::printf(" |\n");
     }
-    for (const std::string& name : order_)
-      if (name.rfind("sweep/", 0) == 0) std::printf("%-36s %12.3f\n", name.c_str(), times_[name].us);
   }
 
  private:
-  struct Time {
-    double us = 0;
+  struct Row {
     bool from_median = false;
+    std::map<std::string, double> counters;
   };
-  std::map<std::string, Time> times_;
-  std::vector<std::string> order_;
+  std::map<std::string, Row> rows_;
 };
 
 }  // namespace
