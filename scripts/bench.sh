@@ -9,14 +9,16 @@
 #   1. scripts/setup.sh build bench with WENGERT_BENCH_TORCH=1 (Google Benchmark, gnuplot,
 #      libtorch-dev). Without root it only checks; if libtorch cannot be had the run goes on
 #      without the libtorch contender.
-#   2. Configure build/bench (Release, WENGERT_BENCH_TORCH=ON) and build bench_mlp.
+#   2. Configure build/bench (Release, WENGERT_BENCH_TORCH=ON); build bench_mlp, bench_nn_ops.
 #   3. Run bench_mlp twice — OPENBLAS_NUM_THREADS=1 with libtorch on 1 intra-op thread (the
 #      primary figures), then 2 threads — each writing Google Benchmark JSON to the results dir.
 #      Repetitions are randomly interleaved, so a load change hits every contender alike.
 #      OMP_WAIT_POLICY=PASSIVE (unless set): libtorch's OpenMP workers otherwise spin after each
 #      parallel region and fight OpenBLAS's threads for the 2 cores — measured here, its 2-thread
 #      S1 step took 8 ms instead of 0.1 ms. With 1 thread it changes nothing.
-#   4. scripts/bench_report.py prints the tables (median time, wengert/floor, wengert/libtorch,
+#   4. bench_nn_ops (1 thread): every NN op's forward and backward beside a hand-written
+#      baseline, taking turns; its ratio table is appended to RESULTS.md.
+#   5. scripts/bench_report.py prints the tables (median time, wengert/floor, wengert/libtorch,
 #      allocations per step, peak memory) with the machine facts, writes RESULTS.md and a PNG
 #      bar chart of the ratios in the results dir, and copies both to benchmarks/ (RESULTS.md,
 #      bench_ratios.png) unless WENGERT_BENCH_NO_UPDATE=1.
@@ -47,7 +49,7 @@ fi
 
 echo "== bench.sh: build ($build)"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DWENGERT_BENCH_TORCH=ON >/dev/null
-cmake --build "$build" --target bench_mlp -j"$jobs"
+cmake --build "$build" --target bench_mlp bench_nn_ops -j"$jobs"
 
 mkdir -p "$results"
 bin="$build/benchmarks/bench_mlp"
@@ -66,15 +68,40 @@ for t in $passes; do
   jsons+=("$json")
 done
 
+# Per-op figures (issue 3's targets): each NN op's forward and backward beside its hand-written
+# baseline, in turns, 1 thread. The binary prints a markdown table after its console output.
+nn_reps=3
+[ "${1:-}" = "--quick" ] && nn_reps=1
+echo "== bench.sh: per-op pass (bench_nn_ops, 1 thread)"
+OPENBLAS_NUM_THREADS=1 "$build/benchmarks/bench_nn_ops" --benchmark_repetitions="$nn_reps" \
+  --benchmark_report_aggregates_only=true \
+  --benchmark_out="$results/bench_nn_ops.json" --benchmark_out_format=json \
+  >"$results/bench_nn_ops.txt" || status=$?
+sed -n '/^| op\/direction\/size/,$p' "$results/bench_nn_ops.txt" >"$results/nn_ops_table.md"
+
 echo "== bench.sh: report"
 python3 "$root/scripts/bench_report.py" --results "$results" \
   --command "bash scripts/bench.sh${1:+ $1}" "${jsons[@]}"
+{
+  echo
+  echo "## Per-op forward and backward (bench_nn_ops, 1 thread)"
+  echo
+  echo "Each op beside a hand-written baseline (raw \`cblas_sgemm\` with transpose flags, xsimd loops),"
+  echo "taking turns; medians of $nn_reps repetitions. small = [32,64] (matmul [32,64]·[64,64]),"
+  echo "large = [256,1024] (matmul [256,1024]·[1024,1024]). A backward is one seeded sweep: it copies"
+  echo "the [m,n] upstream gradient into the output's adjoint, which the baseline is handed; *sweep"
+  echo "alone* is that sweep around an op whose backward does nothing, and *closure alone* ="
+  echo "(wengert − sweep alone) / baseline. Targets from the issue: matmul backward ≤ 1.03, bias_add,"
+  echo "sigmoid, tanh and the cross-entropies ≤ 1.2."
+  echo
+  cat "$results/nn_ops_table.md"
+} >>"$results/RESULTS.md"
 if [ "${WENGERT_BENCH_NO_UPDATE:-0}" != 1 ]; then
   cp "$results/RESULTS.md" "$root/benchmarks/RESULTS.md"
   [ -f "$results/bench_ratios.png" ] && cp "$results/bench_ratios.png" "$root/benchmarks/bench_ratios.png"
   echo "bench.sh: updated benchmarks/RESULTS.md and benchmarks/bench_ratios.png"
 fi
 if [ "$status" -ne 0 ]; then
-  echo "bench.sh: bench_mlp exited with $status (2 = a correctness check FAILED; see above)" >&2
+  echo "bench.sh: a benchmark exited with $status (bench_mlp: 2 = a correctness check FAILED; see above)" >&2
 fi
 exit "$status"
