@@ -2,7 +2,8 @@
 # Installs what wengert needs from Debian 12 packages, and nothing that is already there.
 # Idempotent; run as root. Usage: scripts/setup.sh [build] [test] [train] [bench]
 #   build        compiler, CMake and the library's dependencies (always included)
-#   test         GoogleTest
+#   test         GoogleTest; clang 14 with its sanitizer/libFuzzer runtimes (the fuzz target);
+#                valgrind (memcheck over the engine tests)
 #   train        the Fashion-MNIST data set and gnuplot (for the main job's plot)
 #   bench        Google Benchmark (+ compare.py tools); libtorch-dev too if WENGERT_BENCH_TORCH=1
 set -euo pipefail
@@ -12,7 +13,7 @@ pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libop
 for profile in "$@"; do
   case "$profile" in
     build) ;;
-    test) pkgs+=(libgtest-dev) ;;
+    test) pkgs+=(libgtest-dev clang-14 libclang-rt-14-dev valgrind) ;;
     train) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
     bench) pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox)
            if [ "${WENGERT_BENCH_TORCH:-0}" = 1 ]; then pkgs+=(libtorch-dev); fi ;;
