@@ -1,19 +1,50 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs every test.
-#   1. Release build: unit, op, seed, example and packaging tests (ctest).
-#   2. The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Run as root on Debian 12 (root is needed only to install missing packages).
+#   1. Release build: unit, op, seed, example, packaging and long-run tests (ctest; the
+#      10,000-graph random-graph run, label `long`, included).
+#   2. The same suite under AddressSanitizer + UndefinedBehaviorSanitizer (label `long` and
+#      the packaging tests excluded).
+#   3. ThreadSanitizer: the threading tests (two threads training their own MLPs included).
+#   4. valgrind memcheck over the engine tests (scripts/valgrind.sh).
+#   5. A short libFuzzer run of the tape fuzzer (scripts/fuzz.sh; WENGERT_FUZZ_SECONDS, 60).
+# Each stage prints its wall time. Run as root on Debian 12 (root is needed only to install
+# missing packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh build test train
 export OPENBLAS_NUM_THREADS=1
 
-echo "== release build and tests"
+stage_start=$SECONDS
+stage_name=""
+stage() {  # ends the previous stage (printing its time) and starts the next
+  if [ -n "$stage_name" ]; then
+    echo "== ${stage_name}: $(( SECONDS - stage_start )) s"
+  fi
+  stage_name="$1"
+  stage_start=$SECONDS
+  [ -z "$1" ] || echo "== $1"
+}
+
+stage "release build and tests"
 cmake --preset release >/dev/null
 cmake --build --preset release
 ctest --preset release
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
+stage "AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake --preset sanitize >/dev/null
 cmake --build --preset sanitize
 ctest --preset sanitize
+
+stage "ThreadSanitizer (threading tests)"
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan
+ctest --preset tsan
+
+stage "valgrind memcheck (engine tests)"
+bash scripts/valgrind.sh
+
+stage "libFuzzer: fuzz_tape for ${WENGERT_FUZZ_SECONDS:-60} s"
+bash scripts/fuzz.sh "${WENGERT_FUZZ_SECONDS:-60}"
+
+stage ""
+echo "== all stages passed in ${SECONDS} s"
