@@ -18,7 +18,7 @@ Var<T> sigmoid(const Var<T>& x, SourceLoc loc) {
       [](const T* in, T* out, std::size_t n) {
         detail::simd_map(in, out, n, [](auto v) {
           using B = decltype(v);
-          const B e = xsimd::exp(-xsimd::abs(v));  // in (0, 1]: no overflow for any x
+          const B e = detail::safe_exp(-xsimd::abs(v));  // in (0, 1]: no overflow for any x
           const B r = B(T(1)) / (B(T(1)) + e);
           return xsimd::select(v >= B(T(0)), r, e * r);
         });
@@ -31,7 +31,7 @@ Var<T> tanh(const Var<T>& x, SourceLoc loc) {
   return detail::record_unary<T>(
       "tanh", x, loc,
       [](const T* in, T* out, std::size_t n) {
-        detail::simd_map(in, out, n, [](auto v) { return xsimd::tanh(v); });
+        detail::simd_map(in, out, n, [](auto v) { return detail::safe_tanh(v); });
       },
       [](T g, T, T y) { return g * (T(1) - y * y); });  // ∂/∂x = 1 − y²
 }

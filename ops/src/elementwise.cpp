@@ -282,7 +282,7 @@ Var<T> exp(const Var<T>& x, SourceLoc loc) {
   return record_unary<T>(
       "exp", x, loc,
       [](const T* in, T* out, std::size_t n) {
-        detail::simd_map(in, out, n, [](auto v) { return xsimd::exp(v); });
+        detail::simd_map(in, out, n, [](auto v) { return detail::safe_exp(v); });
       },
       [](T g, T, T y) { return g * y; });  // ∂/∂x = eˣ = y
 }
@@ -298,7 +298,7 @@ Var<T> log(const Var<T>& x, SourceLoc loc) {
   return record_unary<T>(
       "log", x, loc,
       [](const T* in, T* out, std::size_t n) {
-        detail::simd_map(in, out, n, [](auto v) { return xsimd::log(v); });
+        detail::simd_map(in, out, n, [](auto v) { return detail::safe_log(v); });
       },
       [](T g, T x, T) { return g / x; });  // ∂/∂x = 1/x
 }

@@ -113,7 +113,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels,
       // dz += G/m · (softmax(z) − onehot(label)), softmax(z) = exp((z − M) − log_sum)
       const Batch<T> gb(g), mx(stats[2 * r]), ls(stats[2 * r + 1]);
       k::for_batches<T>(c, [&](auto at) {
-        at.store(at.load(dz, T(0)) + gb * xsimd::exp((at.load(z, T(0)) - mx) - ls), dz);
+        at.store(at.load(dz, T(0)) + gb * detail::safe_exp((at.load(z, T(0)) - mx) - ls), dz);
       });
       dz[lab[r]] -= g;
     }
@@ -164,7 +164,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
         // dz += G/m · (softmax(z) · Σy − y)
         const Batch<T> mx(stats[2 * r]), ls(stats[2 * r + 1]), sy(k::sum(y, c));
         k::for_batches<T>(c, [&](auto at) {
-          const auto p = xsimd::exp((at.load(z, T(0)) - mx) - ls);
+          const auto p = detail::safe_exp((at.load(z, T(0)) - mx) - ls);
           at.store(at.load(dz, T(0)) + gb * (p * sy - at.load(y, T(0))), dz);
         });
       }
@@ -197,7 +197,7 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
   // max(z, 0) − z·y + log(1 + e^(−|z|)): e^(−|z|) ≤ 1, so nothing overflows.
   const T loss = k::reduce_batches<T>(n, [&](auto at) {
     const auto zv = at.load(z, T(0));
-    return xsimd::max(zv, zero) - zv * at.load(y, T(0)) + xsimd::log1p(xsimd::exp(-xsimd::abs(zv)));
+    return xsimd::max(zv, zero) - zv * at.load(y, T(0)) + xsimd::log1p(detail::safe_exp(-xsimd::abs(zv)));
   });
   op.out_data()[0] = loss / T(n);
 
@@ -212,7 +212,7 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
       // dz += G/n · (σ(z) − y), σ from e^(−|z|): 1/(1 + e) for z ≥ 0, e/(1 + e) below.
       k::for_batches<T>(n, [&](auto at) {
         const auto zv = at.load(z, T(0));
-        const auto e = xsimd::exp(-xsimd::abs(zv));
+        const auto e = detail::safe_exp(-xsimd::abs(zv));
         const auto r = one / (one + e);
         const auto sig = xsimd::select(zv >= zero, r, e * r);
         at.store(at.load(dz, T(0)) + gb * (sig - at.load(y, T(0))), dz);

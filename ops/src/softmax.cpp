@@ -82,7 +82,7 @@ Var<T> log_softmax(const Var<T>& x, SourceLoc loc) {
       // dx += G − exp(y) · Σ G
       const k::Batch<T> gsum(k::sum(g, c));
       k::for_batches<T>(c, [&](auto at) {
-        const auto d = at.load(dx, T(0)) + at.load(g, T(0)) - xsimd::exp(at.load(y, T(0))) * gsum;
+        const auto d = at.load(dx, T(0)) + at.load(g, T(0)) - detail::safe_exp(at.load(y, T(0))) * gsum;
         at.store(d, dx);
       });
     }

@@ -16,6 +16,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <wengert/ops/detail/simd.hpp>
+
 #include <wengert/tape.hpp>
 
 namespace wengert::detail::nn {
@@ -142,7 +144,7 @@ inline T row_max(const T* x, std::size_t n) {
 template <class T>
 inline T sum_exp(const T* x, std::size_t n, T shift) {
   const Batch<T> s(shift);
-  return reduce_batches<T>(n, [&](auto at) { return xsimd::exp(at.load(x, shift) - s); });
+  return reduce_batches<T>(n, [&](auto at) { return detail::safe_exp(at.load(x, shift) - s); });
 }
 
 /// out[i] = exp(x[i] − shift); returns Σ out[i].
@@ -150,7 +152,7 @@ template <class T>
 inline T exp_shifted(const T* x, T* out, std::size_t n, T shift) {
   const Batch<T> s(shift);
   return reduce_batches<T>(n, [&](auto at) {
-    Batch<T> e = xsimd::exp(at.load(x, shift) - s);
+    Batch<T> e = detail::safe_exp(at.load(x, shift) - s);
     at.store(e, out);
     return e;
   });

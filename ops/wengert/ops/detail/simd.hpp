@@ -46,6 +46,44 @@ inline void store_tail(const B& v, T* p, std::size_t r) {
   std::copy(buf, buf + r, p);
 }
 
+/// xsimd 8's exp, log and tanh with their domain edges made safe. Its exp converts
+/// round(x / ln 2) to an integer with a plain cast, undefined behaviour for x = −inf, NaN or
+/// |x| beyond the integer range (found by the fuzzer, tests/fuzz/regressions/); its double log
+/// is wrong for subnormal inputs (log(4.9e-324) gave −746.5, not −744.4). exp clamps x to where
+/// the result is already 0 or inf and keeps NaN; log scales a subnormal by 2^54 and subtracts
+/// 54·ln 2; tanh clamps to ±20, where tanh is ±1 in float and double.
+template <class B>
+inline B safe_exp(const B& x) {
+  using T = typename B::value_type;
+  const B lo(std::is_same_v<T, float> ? T(-104) : T(-746));
+  const B hi(std::is_same_v<T, float> ? T(89) : T(710));
+  const B r = xsimd::exp(xsimd::min(xsimd::max(x, lo), hi));
+  return xsimd::select(x != x, x, r);
+}
+
+template <class B>
+inline B safe_log(const B& x) {
+  using T = typename B::value_type;
+  if constexpr (std::is_same_v<T, double>) {
+    const auto tiny = x < B(0x1p-1022);  // subnormal (or zero, or negative: unchanged below)
+    const B scaled = xsimd::select(tiny & (x > B(0.0)), x * B(0x1p54), x);
+    const B r = xsimd::log(scaled);
+    return xsimd::select(tiny & (x > B(0.0)), r - B(54 * 0.693147180559945309417232121458176568), r);
+  } else {
+    const auto tiny = x < B(0x1p-126f);
+    const B scaled = xsimd::select(tiny & (x > B(0.0f)), x * B(0x1p24f), x);
+    const B r = xsimd::log(scaled);
+    return xsimd::select(tiny & (x > B(0.0f)), r - B(24 * 0.693147180559945309417232121458176568f), r);
+  }
+}
+
+template <class B>
+inline B safe_tanh(const B& x) {
+  using T = typename B::value_type;
+  const B r = xsimd::tanh(xsimd::min(xsimd::max(x, B(T(-20))), B(T(20))));
+  return xsimd::select(x != x, x, r);
+}
+
 /// out[i] = f(in[i]) for i < n, where f maps an xsimd::batch<T> to a batch (e.g.
 /// [](auto v) { return xsimd::tanh(v); }). The tail shorter than one batch is computed as a
 /// zero-padded batch too, so every element — whatever n — goes through the same SIMD code and
