@@ -21,7 +21,8 @@ namespace wengert::detail {
 /// aligned to 2 MiB, rounded up to whole 2 MiB pages and offered to the kernel as transparent
 /// huge pages (madvise; the kernel may decline): a GEMM streaming through megabytes of weights
 /// then takes one TLB entry per 2 MiB instead of one per 4 KiB.
-inline void* buffer_alloc(std::size_t bytes) {
+/// `bytes` is updated to the size actually allocated (whole 2 MiB pages for a large buffer).
+inline void* buffer_alloc(std::size_t& bytes) {
   constexpr std::size_t kHuge = std::size_t{2} << 20;
   void* p = nullptr;
   if (bytes >= kHuge) {
@@ -67,8 +68,9 @@ class Arena {
           return b.data + p;
         }
         if (off_ == 0) {  // an empty block that is too small: replace it once, larger
+          Block bigger = new_block(bytes > 2 * b.size ? bytes : 2 * b.size);  // may throw: b stays
           std::free(b.data);
-          b = new_block(bytes > 2 * b.size ? bytes : 2 * b.size);
+          b = bigger;
           continue;
         }
         ++cur_;
@@ -104,7 +106,8 @@ class Arena {
   };
   static Block new_block(std::size_t size) {
     size = (size + kBlockAlign - 1) & ~(kBlockAlign - 1);
-    return {static_cast<std::byte*>(buffer_alloc(size)), size};
+    void* p = buffer_alloc(size);  // rounds a large block up to whole huge pages: all usable
+    return {static_cast<std::byte*>(p), size};
   }
 
   std::vector<Block> blocks_;
@@ -121,7 +124,8 @@ struct AlignedAllocator {
   AlignedAllocator(const AlignedAllocator<U>&) {}
   T* allocate(std::size_t n) {
     std::size_t bytes = (n * sizeof(T) + 63) & ~std::size_t{63};
-    return static_cast<T*>(buffer_alloc(bytes ? bytes : 64));
+    if (bytes == 0) bytes = 64;
+    return static_cast<T*>(buffer_alloc(bytes));
   }
   void deallocate(T* p, std::size_t) { std::free(p); }
   template <class U>

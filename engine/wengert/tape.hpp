@@ -765,9 +765,10 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
       out.grad[0] = accumulate ? out.grad[0] + T(1) : T(1);
   }
   // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, which would
-  // otherwise hold uninitialised arena memory or a previous sweep's values; parameter adjoints
-  // accumulate.
-  for (std::size_t i = 0; i < n; ++i) {
+  // otherwise hold uninitialised arena memory or a previous sweep's values, and those of nodes
+  // recorded after y, which this sweep does not reach (y's adjoint does not depend on them, but
+  // reading theirs must not show an earlier sweep's); parameter adjoints accumulate.
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
     detail::Node<T>& nd = nodes_[i];
     if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad) &&
         !(active && i == yi))

@@ -450,6 +450,20 @@ TEST(Tape, BackwardTwiceRecomputesTapeAdjointsAndAccumulatesParameters) {
   EXPECT_DOUBLE_EQ(p.grad()(0), 4.0);  // parameter adjoints accumulate
 }
 
+TEST(Tape, NodesRecordedAfterTheOutputReadZeroNotAnEarlierSweep) {
+  Tape<double> tape;
+  auto x = tape.variable(2.0);
+  auto y1 = tmul(x, x);   // recorded first
+  auto y2 = tmul(y1, x);  // recorded after y1: x³
+  tape.backward(y2);
+  EXPECT_DOUBLE_EQ(x.grad()(0), 12.0);
+  EXPECT_DOUBLE_EQ(y2.grad()(0), 1.0);
+  tape.backward(y1);  // y2 lies after y1: not walked, and its adjoint restarts from zero
+  EXPECT_DOUBLE_EQ(x.grad()(0), 4.0);
+  EXPECT_DOUBLE_EQ(y1.grad()(0), 1.0);
+  EXPECT_DOUBLE_EQ(y2.grad()(0), 0.0);
+}
+
 TEST(Tape, ClosuresAreDestroyedOnClearAndDestruction) {
   auto token = std::make_shared<int>(7);
   {
