@@ -14,9 +14,10 @@
 //   fwd/wengert   tape.clear(), the inputs as leaves (parameters: they need gradients, as in
 //                 training, so the op also allocates its adjoint and keeps what backward needs)
 //                 and the op — one recorded step of that op.
-//   bwd/wengert   tape.backward(...) on a graph recorded once: the sweep zeroes the tape-owned
-//                 adjoints (here the output's), adds the seed (an [m,n] upstream gradient, or 1
-//                 for a loss) and runs the op's closure. Parameter gradients accumulate.
+//   bwd/wengert   tape.backward(...) on a graph recorded once: the sweep copies the seed (an
+//                 [m,n] upstream gradient, or 1 for a loss) into the output's adjoint, which the
+//                 baseline is simply handed, and runs the op's closure. Parameter gradients
+//                 accumulate.
 //   fwd/baseline  the same math, written by hand into preallocated buffers.
 //   bwd/baseline  the hand-written gradient, given the upstream gradient (accumulating, += ,
 //                 as wengert's closures do).
@@ -63,10 +64,14 @@ struct Size {
 };
 const Size kSizes[] = {{"small", 32, 64, 64}, {"large", 256, 1024, 1024}};
 
-std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1, float hi = 1) {
+// Every buffer, the baselines' too, comes from the allocator wengert's parameters use (64-byte
+// aligned; 2 MiB and more on huge pages), so that no contender has a TLB advantage.
+using Buf = std::vector<float, detail::AlignedAllocator<float>>;
+
+Buf random_vector(std::size_t n, std::uint64_t seed, float lo = -1, float hi = 1) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
+  Buf v(n);
   for (float& x : v) x = d(rng);
   return v;
 }
@@ -102,8 +107,8 @@ struct MatmulData {
         dX(s.m * s.k), dW(s.k * s.n), db(s.n) {}
   Size s;
   Parameter<float> X, W, b;  // wengert's leaves
-  std::vector<float> G;      // upstream gradient [m,n]
-  std::vector<float> x, w, bv, Y, dX, dW, db;  // the baseline's buffers (same values)
+  Buf G;                     // upstream gradient [m,n]
+  Buf x, w, bv, Y, dX, dW, db;  // the baseline's buffers (same values)
   Tape<float> tape;
 };
 
@@ -189,7 +194,7 @@ struct UnaryData {
   Size s;
   std::size_t n;
   Parameter<float> X, b;
-  std::vector<float> G, x, bv, Y, dX, db;
+  Buf G, x, bv, Y, dX, db;
   Tape<float> tape;
 };
 
@@ -267,9 +272,9 @@ struct LossData {
   Size s;
   std::size_t n;
   Parameter<float> z;
-  std::vector<float> y;
+  Buf y;
   std::vector<std::int32_t> labels;
-  std::vector<float> stats, dz;
+  Buf stats, dz;
   Tape<float> tape;
 };
 

@@ -9,6 +9,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <wengert/arena.hpp>  // buffer_alloc only: no xtensor-blas in this file (see above)
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -191,10 +193,11 @@ float sigmoid_bce(const float* z, const float* t, float* dz, float* tmp, std::si
 
 // ---- FloorMLP --------------------------------------------------------------------------------
 
+// The same allocation as wengert's parameters and arena blocks (64-byte aligned; 2 MiB and more
+// aligned to 2 MiB and advised as huge pages), so that neither step has a TLB advantage.
 float* FloorMLP::buffer(std::size_t n) {
-  const std::size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~std::size_t{63};
-  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!p) throw std::bad_alloc();
+  std::size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~std::size_t{63};
+  float* p = static_cast<float*>(wengert::detail::buffer_alloc(bytes));
   std::fill(p, p + n, 0.0f);  // touch every page now, not in the first step
   owned_.push_back(p);
   return p;
