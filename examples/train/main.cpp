@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -29,7 +30,8 @@ Modes:
                         cross-entropy, gradient descent) on a generated two-class problem
   --mode xor            a 2-4-1 tanh/sigmoid network learning XOR
   --eval WEIGHTS        evaluate saved weights on the test set: accuracy and confusion matrix
-                        (give the same --hidden and --activation the weights were trained with)
+                        (the model's sizes and activation are read from the file; --hidden or
+                        --activation, if given, must agree with it)
 
 Options for fashion / --eval:
   --data DIR            data set directory (default /usr/share/datasets/fashion-mnist)
@@ -63,6 +65,7 @@ struct Args {
   double lr = -1;
   bool cosine = true;
   std::uint64_t seed = 1;
+  bool hidden_given = false, activation_given = false;
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -125,6 +128,7 @@ Args parse(int argc, char** argv) {
       a.cosine = v == "cosine";
     } else if (f == "--activation") {
       std::string v = value();
+      a.activation_given = true;
       if (v == "tanh")
         a.activation = nn::Activation::kTanh;
       else if (v == "relu")
@@ -137,11 +141,15 @@ Args parse(int argc, char** argv) {
       std::stringstream ss(v);
       std::string part;
       while (std::getline(ss, part, ',')) a.hidden.push_back(parse_count("--hidden", part));
-      if (a.hidden.empty()) usage_error("--hidden needs sizes like 256,128");
+      if (a.hidden.empty() || v.back() == ',')
+        usage_error("--hidden needs sizes like 256,128, got '" + v + "'");
+      a.hidden_given = true;
     } else {
       usage_error("unknown option '" + f + "'");
     }
   }
+  if (!a.eval.empty() && a.mode != "fashion")
+    usage_error("--eval evaluates Fashion-MNIST weights; it does not combine with --mode " + a.mode);
   return a;
 }
 
@@ -213,22 +221,33 @@ void plot(const std::string& csv, const std::string& png) {
     std::printf("gnuplot not found: no plot written (install gnuplot-nox for %s)\n", png.c_str());
     return;
   }
-  std::string script = csv + ".gp";
-  std::ofstream gp(script);
+  // gnuplot reads the script from a pipe: no script file is left behind and no path goes
+  // through a shell. In gnuplot's single-quoted strings a quote is written twice.
+  auto q = [](const std::string& p) {
+    std::string r = "'";
+    for (char c : p) r += c == '\'' ? std::string("''") : std::string(1, c);
+    return r + "'";
+  };
+  FILE* pipe = popen("gnuplot 2>&1", "w");
+  if (!pipe) {
+    std::printf("gnuplot failed to start: no plot written\n");
+    return;
+  }
+  std::ostringstream gp;
   gp << "set terminal pngcairo size 1000,420 noenhanced\n"
-     << "set output '" << png << "'\n"
+     << "set output " << q(png) << "\n"
      << "set datafile separator ','\n"
      << "set key autotitle columnhead\n"
      << "set multiplot layout 1,2 title 'wengert-train: Fashion-MNIST MLP'\n"
      << "set xlabel 'epoch'\nset ylabel 'loss'\nset grid\n"
-     << "plot '" << csv << "' using 1:2 with linespoints title 'train loss'\n"
+     << "plot " << q(csv) << " using 1:2 with linespoints title 'train loss'\n"
      << "set ylabel 'accuracy'\n"
-     << "plot '" << csv << "' using 1:3 with linespoints title 'train accuracy', '" << csv
-     << "' using 1:4 with linespoints title 'test accuracy'\n"
+     << "plot " << q(csv) << " using 1:3 with linespoints title 'train accuracy', " << q(csv)
+     << " using 1:4 with linespoints title 'test accuracy'\n"
      << "unset multiplot\n";
-  gp.close();
-  std::string cmd = "gnuplot '" + script + "' 2>&1";
-  if (std::system(cmd.c_str()) == 0)
+  const std::string text = gp.str();
+  std::fwrite(text.data(), 1, text.size(), pipe);
+  if (pclose(pipe) == 0)
     std::printf("plot: %s\n", png.c_str());
   else
     std::printf("gnuplot failed: no plot written\n");
@@ -238,14 +257,30 @@ int run_fashion(const Args& a) {
   std::printf("loading %s\n", a.data.c_str());
   io::Dataset<float> test = io::load_mnist_like<float>(a.data, "t10k");
   if (!a.eval.empty()) {
-    train::Classifier clf(layer_sizes(a, test.features(), 10), a.activation, a.seed, 1e-3);
+    // The model comes from the file; --hidden / --activation, if given, must agree with it.
+    const train::Architecture arch = train::read_architecture(a.eval);
+    const auto asked = layer_sizes(a, test.features(), arch.sizes.back());
+    if (a.hidden_given && asked != arch.sizes)
+      throw ValueError("eval: '" + a.eval + "' holds an MLP " + sizes_str(arch.sizes) +
+                       " but --hidden asks for " + sizes_str(asked));
+    if (a.activation_given && a.activation != arch.activation)
+      throw ValueError("eval: '" + a.eval + "' was trained with " +
+                       (arch.activation == nn::Activation::kTanh ? "tanh" : "relu") +
+                       " but --activation asks for " +
+                       (a.activation == nn::Activation::kTanh ? "tanh" : "relu"));
+    if (arch.sizes.front() != test.features())
+      throw ValueError("eval: '" + a.eval + "' takes " + std::to_string(arch.sizes.front()) +
+                       " inputs but the test set's images have " +
+                       std::to_string(test.features()) + " pixels");
+    train::Classifier clf(arch.sizes, arch.activation, a.seed, 1e-3);
     nn::load(a.eval, clf.saved_parameters());
     clf.normalize(test);
     std::vector<std::size_t> cm;
     double acc = clf.evaluate(test, &cm);
-    std::printf("weights %s: test accuracy %.4f on %zu examples\n", a.eval.c_str(), acc,
-                test.size());
-    print_confusion(cm, 10);
+    std::printf("weights %s (MLP %s, %s): test accuracy %.4f on %zu examples\n", a.eval.c_str(),
+                sizes_str(arch.sizes).c_str(),
+                arch.activation == nn::Activation::kTanh ? "tanh" : "relu", acc, test.size());
+    print_confusion(cm, arch.sizes.back());
     return 0;
   }
   io::Dataset<float> trainset = io::load_mnist_like<float>(a.data, "train");
@@ -257,13 +292,14 @@ int run_fashion(const Args& a) {
               lr, a.cosine ? "cosine decay" : "constant", a.batch, a.epochs, n, test.size());
 
   train::Classifier clf(sizes, a.activation, a.seed, lr);
-  clf.fit_input_norm(trainset);
+  clf.fit_input_norm(trainset, n);
   clf.normalize(trainset);
   clf.normalize(test);
   io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,
                              trainset.features(), a.batch, a.seed);
-  if (std::system(("mkdir -p '" + a.out + "'").c_str()) != 0)
-    throw std::runtime_error("cannot create output directory " + a.out);
+  std::error_code ec;
+  std::filesystem::create_directories(a.out, ec);
+  if (ec) throw std::runtime_error("cannot create output directory " + a.out + ": " + ec.message());
   const std::string csv = a.out + "/metrics.csv";
   std::ofstream metrics(csv);
   if (!metrics) throw std::runtime_error("cannot write " + csv);
@@ -304,15 +340,8 @@ int run_fashion(const Args& a) {
   nn::save(weights, clf.saved_parameters());
   std::printf("final test accuracy %.4f after %zu epochs, %.1f s (%.1f s per epoch)\n", test_acc,
               a.epochs, total_secs, total_secs / a.epochs);
-  std::printf("metrics: %s\nweights: %s  (evaluate: wengert-train --eval %s", csv.c_str(),
+  std::printf("metrics: %s\nweights: %s  (evaluate: wengert-train --eval %s)\n", csv.c_str(),
               weights.c_str(), weights.c_str());
-  if (a.hidden != std::vector<std::size_t>{256, 128}) {
-    std::string h;
-    for (std::size_t i = 0; i < a.hidden.size(); ++i) h += (i ? "," : "") + std::to_string(a.hidden[i]);
-    std::printf(" --hidden %s", h.c_str());
-  }
-  if (a.activation != nn::Activation::kRelu) std::printf(" --activation tanh");
-  std::printf(")\n");
   plot(csv, a.out + "/metrics.png");
   return 0;
 }

@@ -9,7 +9,40 @@ namespace wengert::train {
 Classifier::Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
                        std::uint64_t seed, double lr)
     : model_(std::make_unique<nn::MLP<float>>(sizes, activation, seed)),
-      opt_(std::make_unique<nn::Adam<float>>(model_->parameters(), float(lr))) {}
+      opt_(std::make_unique<nn::Adam<float>>(model_->parameters(), float(lr))) {
+  activation_code_.data()[0] = activation == nn::Activation::kTanh ? 1.0f : 0.0f;
+}
+
+Architecture read_architecture(const std::string& path) {
+  const auto tensors = nn::load_all<float>(path);
+  Architecture a{{}, nn::Activation::kRelu};
+  bool have_activation = false;
+  for (std::size_t k = 0;; ++k) {
+    const std::string name = "fc" + std::to_string(k) + ".W";
+    const Parameter<float>* W = nullptr;
+    for (const auto& t : tensors)
+      if (t.name() == name) W = &t;
+    if (!W) break;
+    if (W->shape().rank() != 2 || (!a.sizes.empty() && a.sizes.back() != W->shape()[0]))
+      throw ValueError("eval: '" + path + "': tensor " + name + " has shape " +
+                       W->shape().str() + ", which does not continue the layers before it");
+    if (a.sizes.empty()) a.sizes.push_back(W->shape()[0]);
+    a.sizes.push_back(W->shape()[1]);
+  }
+  for (const auto& t : tensors)
+    if (t.name() == "model.activation" && t.size() == 1) {
+      const float c = t.data()[0];
+      if (c != 0.0f && c != 1.0f)
+        throw ValueError("eval: '" + path + "': model.activation is " + std::to_string(c) +
+                         ", not 0 (relu) or 1 (tanh)");
+      a.activation = c == 1.0f ? nn::Activation::kTanh : nn::Activation::kRelu;
+      have_activation = true;
+    }
+  if (a.sizes.size() < 2 || !have_activation)
+    throw ValueError("eval: '" + path + "' is a wengert parameter file but not a wengert-train "
+                     "weights file (it lacks fc0.W or model.activation)");
+  return a;
+}
 
 Var<float> Classifier::logits(const float* x, std::size_t m) {
   tape_.clear();
@@ -67,13 +100,15 @@ double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::siz
   return n ? double(right) / double(n) : 0.0;
 }
 
-void Classifier::fit_input_norm(const io::Dataset<float>& data) {
+void Classifier::fit_input_norm(const io::Dataset<float>& data, std::size_t limit) {
   double sum = 0, sq = 0;
-  const auto& px = data.images.pixels;
-  for (float v : px) sum += v;
-  const double mean = px.empty() ? 0.0 : sum / double(px.size());
-  for (float v : px) sq += (v - mean) * (v - mean);
-  const double sd = px.empty() ? 1.0 : std::sqrt(sq / double(px.size()));
+  const std::size_t examples = limit ? std::min(limit, data.size()) : data.size();
+  const std::size_t n = std::min(data.images.pixels.size(), examples * data.features());
+  const float* px = data.images.pixels.data();
+  for (std::size_t i = 0; i < n; ++i) sum += px[i];
+  const double mean = n == 0 ? 0.0 : sum / double(n);
+  for (std::size_t i = 0; i < n; ++i) sq += (px[i] - mean) * (px[i] - mean);
+  const double sd = n == 0 ? 1.0 : std::sqrt(sq / double(n));
   input_norm_.data()[0] = float(mean);
   input_norm_.data()[1] = float(sd > 0 ? sd : 1.0);
 }

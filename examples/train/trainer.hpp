@@ -16,6 +16,15 @@
 namespace wengert::train {
 
 /// An MLP classifier (logits from an nn::MLP, softmax cross-entropy, Adam).
+/// The model a weights file was saved from: layer sizes {in, hidden…, out} from the shapes of
+/// its "fc<k>.W" tensors and the activation from "model.activation". Throws ValueError naming the
+/// file if it is not a wengert-train weights file.
+struct Architecture {
+  std::vector<std::size_t> sizes;
+  nn::Activation activation;
+};
+Architecture read_architecture(const std::string& path);
+
 class Classifier {
  public:
   Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
@@ -38,13 +47,17 @@ class Classifier {
   std::vector<Parameter<float>*> parameters() { return model_->parameters(); }
   /// What a weights file holds: the trained parameters and the input standardisation
   /// ("input.norm" = {mean, std}), so --eval sees inputs exactly as training did.
+  /// Also "model.activation" (0 = relu, 1 = tanh): with the layers' shapes, a weights file
+  /// describes its model, and --eval rebuilds it from the file (read_architecture).
   std::vector<Parameter<float>*> saved_parameters() {
     auto ps = model_->parameters();
     ps.push_back(&input_norm_);
+    ps.push_back(&activation_code_);
     return ps;
   }
-  /// Sets input.norm from the mean and standard deviation of `data`'s pixels.
-  void fit_input_norm(const io::Dataset<float>& data);
+  /// Sets input.norm from the mean and standard deviation of the pixels of `data`'s first
+  /// `limit` examples (0: all), the ones training sees.
+  void fit_input_norm(const io::Dataset<float>& data, std::size_t limit = 0);
   /// Standardises `data` in place with input.norm: x ← (x − mean) / std.
   void normalize(io::Dataset<float>& data) const;
   nn::Adam<float>& optimizer() { return *opt_; }
@@ -56,6 +69,7 @@ class Classifier {
   std::unique_ptr<nn::MLP<float>> model_;  // Parameters must not move: keep it on the heap
   std::unique_ptr<nn::Adam<float>> opt_;
   Parameter<float> input_norm_{xt::xarray<float>{0.0f, 1.0f}, "input.norm"};
+  Parameter<float> activation_code_{xt::xarray<float>{0.0f}, "model.activation"};
   Tape<float> tape_;
 };
 

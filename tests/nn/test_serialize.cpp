@@ -132,6 +132,35 @@ TYPED_TEST(SerializeTyped, RoundTripIsBitExact) {
   EXPECT_EQ(read_bytes(f), read_bytes(g));
 }
 
+TYPED_TEST(SerializeTyped, LoadAllReadsEveryTensorWithoutAModel) {
+  using T = TypeParam;
+  Params<T> a;
+  a.fill(3);
+  const std::string f = this->path("all.wgrt");
+  nn::save(f, a.list());
+  const std::vector<Parameter<T>> all = nn::load_all<T>(f);
+  auto la = a.list();
+  ASSERT_EQ(all.size(), la.size());
+  for (std::size_t i = 0; i < la.size(); ++i) {
+    EXPECT_EQ(all[i].name(), la[i]->name());
+    EXPECT_EQ(all[i].shape(), la[i]->shape());
+    if (la[i]->size())
+      EXPECT_EQ(std::memcmp(all[i].data(), la[i]->data(), la[i]->size() * sizeof(T)), 0)
+          << "tensor " << i;
+  }
+  // Validated like load: a flipped byte fails the checksum, naming load_all and the file.
+  auto bytes = read_bytes(f);
+  bytes[bytes.size() / 2] ^= 0x40;
+  write_bytes(f, bytes);
+  try {
+    nn::load_all<T>(f);
+    FAIL() << "no error for a corrupt file";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("load_all: '" + f + "'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("checksum"), std::string::npos) << e.what();
+  }
+}
+
 TYPED_TEST(SerializeTyped, ByteLayoutIsAsDocumented) {
   using T = TypeParam;
   Parameter<T> w(Shape{2, 3}, "W"), b(Shape{3}, "bias");

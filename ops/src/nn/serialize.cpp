@@ -200,13 +200,12 @@ struct Record {
   const unsigned char* data;
 };
 
+// Reads and validates the whole file (magic, version, dtype, structure, checksum) into `buf`
+// and returns its records, which point into `buf`.
 template <class T>
-void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params) {
-  const std::string pre = prefix("load", path);
-  for (std::size_t i = 0; i < params.size(); ++i)
-    if (!params[i]) throw UsageError(pre + "parameter " + std::to_string(i) + " is null");
-
-  const std::vector<unsigned char> buf = read_file(path);
+std::vector<Record> parse_file(const std::string& path, const std::string& pre,
+                               std::vector<unsigned char>& buf) {
+  buf = read_file(path);
   const std::size_t size = buf.size();
 
   // Header: magic, version, dtype — each checked before anything that depends on it.
@@ -289,6 +288,31 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
                   stored, computed);
     throw ValueError(pre + "the file is corrupt: " + msg);
   }
+  return records;
+}
+
+template <class T>
+void copy_values(const unsigned char* src, Parameter<T>& p) {
+  if constexpr (kLittleEndianHost) {
+    if (p.size()) std::memcpy(p.data(), src, p.size() * sizeof(T));
+  } else {
+    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    for (std::size_t k = 0; k < p.size(); ++k) {
+      U u = 0;
+      for (std::size_t b = 0; b < sizeof(T); ++b)
+        u |= static_cast<U>(src[k * sizeof(T) + b]) << (8 * b);
+      std::memcpy(p.data() + k, &u, sizeof(T));
+    }
+  }
+}
+
+template <class T>
+void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params) {
+  const std::string pre = prefix("load", path);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (!params[i]) throw UsageError(pre + "parameter " + std::to_string(i) + " is null");
+  std::vector<unsigned char> buf;
+  const std::vector<Record> records = parse_file<T>(path, pre, buf);
 
   // The file is sound; now it must match the parameters.
   if (records.size() != params.size())
@@ -308,21 +332,20 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
   }
 
   // All checks passed: copy.
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    Parameter<T>& p = *params[i];
-    const unsigned char* src = records[i].data;
-    if constexpr (kLittleEndianHost) {
-      if (p.size()) std::memcpy(p.data(), src, p.size() * sizeof(T));
-    } else {
-      using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-      for (std::size_t k = 0; k < p.size(); ++k) {
-        U u = 0;
-        for (std::size_t b = 0; b < sizeof(T); ++b)
-          u |= static_cast<U>(src[k * sizeof(T) + b]) << (8 * b);
-        std::memcpy(p.data() + k, &u, sizeof(T));
-      }
-    }
+  for (std::size_t i = 0; i < records.size(); ++i) copy_values(records[i].data, *params[i]);
+}
+
+template <class T>
+std::vector<Parameter<T>> load_all_impl(const std::string& path) {
+  std::vector<unsigned char> buf;
+  const std::vector<Record> records = parse_file<T>(path, prefix("load_all", path), buf);
+  std::vector<Parameter<T>> out;
+  out.reserve(records.size());
+  for (const Record& rec : records) {
+    out.emplace_back(rec.shape, rec.name);
+    copy_values(rec.data, out.back());
   }
+  return out;
 }
 
 }  // namespace
@@ -347,7 +370,14 @@ template void save<float>(const std::string&, const std::vector<const Parameter<
 template void save<double>(const std::string&, const std::vector<const Parameter<double>*>&);
 template void save<float>(const std::string&, const std::vector<Parameter<float>*>&);
 template void save<double>(const std::string&, const std::vector<Parameter<double>*>&);
+template <class T>
+std::vector<Parameter<T>> load_all(const std::string& path) {
+  return load_all_impl<T>(path);
+}
+
 template void load<float>(const std::string&, const std::vector<Parameter<float>*>&);
 template void load<double>(const std::string&, const std::vector<Parameter<double>*>&);
+template std::vector<Parameter<float>> load_all<float>(const std::string&);
+template std::vector<Parameter<double>> load_all<double>(const std::string&);
 
 }  // namespace wengert::nn

@@ -65,6 +65,12 @@ void save(const std::string& path, const std::vector<const Parameter<T>*>& param
 template <class T>
 void load(const std::string& path, const std::vector<Parameter<T>*>& params);
 
+/// Reads every tensor of `path` as a new Parameter with the file's name, shape and values — a
+/// checkpoint inspected without a model (e.g. to rebuild the model it was saved from). Same
+/// validation and errors as load() (messages start "load_all: '<path>': ...").
+template <class T>
+std::vector<Parameter<T>> load_all(const std::string& path);
+
 extern template void save<float>(const std::string&, const std::vector<const Parameter<float>*>&);
 extern template void save<double>(const std::string&,
                                   const std::vector<const Parameter<double>*>&);
@@ -72,6 +78,8 @@ extern template void save<float>(const std::string&, const std::vector<Parameter
 extern template void save<double>(const std::string&, const std::vector<Parameter<double>*>&);
 extern template void load<float>(const std::string&, const std::vector<Parameter<float>*>&);
 extern template void load<double>(const std::string&, const std::vector<Parameter<double>*>&);
+extern template std::vector<Parameter<float>> load_all<float>(const std::string&);
+extern template std::vector<Parameter<double>> load_all<double>(const std::string&);
 
 }  // namespace nn
 }  // namespace wengert
