@@ -6,8 +6,8 @@
 //   MLP/<S0..S3>/<floor|wengert|libtorch>  one training step (forward, loss, backward, SGD)
 //   MLP/<S0..S3>/paired  the same steps taken in turns (see run_paired): medians and ratios as
 //                        counters; the iteration time itself is not a figure of interest
-//   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 elementwise ops (tanh and mul by a
-//                        parameter, alternating), recorded then backpropagated
+//   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 tanh ops (kOpChainMixed in
+//                        mlp_floor.hpp: tanh and ·w alternating), recorded then backpropagated
 //   OP/<1x1|8x8>/paired  the same in turns, ns per op as counters
 // Counters: allocs_per_step (heap allocation calls per step after warm-up, all threads),
 // heap_peak_MiB (high-water mark of net heap growth from the benchmark's start, setup included),

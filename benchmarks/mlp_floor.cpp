@@ -279,7 +279,7 @@ float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, flo
   for (int i = 0; i < ops; ++i) {
     const float* in = buf + std::size_t(i) * n;
     float* out = buf + std::size_t(i + 1) * n;
-    if (i % 2 == 0)
+    if (op_is_tanh(i))
       map1(in, out, n, [](B v) { return xsimd::tanh(v); });
     else
       map2(in, w, out, n, [](B v, B ww) { return v * ww; });
@@ -288,7 +288,7 @@ float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, flo
   std::fill(gw, gw + n, 0.0f);
   for (int i = ops; i-- > 0;) {
     const float* in = buf + std::size_t(i) * n;
-    if (i % 2 == 0) {
+    if (op_is_tanh(i)) {
       map2(g, in + n, g, n, [](B d, B y) { return d * (B(1.0f) - y * y); });  // y = out
     } else {
       for (std::size_t k = 0; k < n; ++k) {

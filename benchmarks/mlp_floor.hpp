@@ -99,4 +99,10 @@ float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, flo
 /// the FPU, not of the tape.
 constexpr float kOpChainW = 1.0f;
 
+/// The OP workload is the chain of 1,000 tanh ops (tanh iterated from 0.5 decays only
+/// like √(3/2k), to ≈ 0.039 after 1,000: never subnormal). With kOpChainMixed every second op is
+/// y·w instead (w a Parameter), which exercises a two-input op and a Parameter adjoint.
+constexpr bool kOpChainMixed = false;
+inline bool op_is_tanh(int i) { return !kOpChainMixed || i % 2 == 0; }
+
 }  // namespace wengert_bench

@@ -110,7 +110,7 @@ TorchOpChain::~TorchOpChain() = default;
 float TorchOpChain::run() {
   Impl& m = *impl_;
   torch::Tensor y = m.x;
-  for (int i = 0; i < m.ops; ++i) y = i % 2 == 0 ? torch::tanh(y) : y * m.w;
+  for (int i = 0; i < m.ops; ++i) y = op_is_tanh(i) ? torch::tanh(y) : y * m.w;
   y.backward(m.seed);
   const float g = m.x.grad().data_ptr<float>()[0];
   m.x.mutable_grad().reset();

@@ -56,7 +56,7 @@ float WengertOpChain::run() {
   Var<float> x = tape_.variable(x0_.data(), Shape{side_, side_});
   Var<float> w = tape_.param(w_);
   Var<float> y = x;
-  for (int i = 0; i < ops_; ++i) y = i % 2 == 0 ? wengert::tanh(y) : y * w;
+  for (int i = 0; i < ops_; ++i) y = op_is_tanh(i) ? wengert::tanh(y) : y * w;
   tape_.backward(y, seed_.data(), nullptr, 0);
   return x.grad_data()[0];
 }

@@ -38,8 +38,8 @@ class WengertMLP {
   wengert::Tape<float> tape_;
 };
 
-/// The OP workload on a wengert tape: x [side, side] a variable, `ops` ops alternating
-/// y = tanh(y) and y = y·w (w a Parameter, see kOpChainW), backward from a seed of ones; the
+/// The OP workload on a wengert tape: x [side, side] a variable, `ops` ops y = tanh(y) (or, with
+/// kOpChainMixed, alternating with y = y·w, w a Parameter), backward from a seed of ones; the
 /// tape is cleared and reused every run, w's gradient zeroed.
 class WengertOpChain {
  public:
