@@ -629,7 +629,8 @@ TensorView<const T> Var<T>::grad() const {
 template <class T>
 const T* Var<T>::grad_data() const {
   const auto& n = node();
-  if (!n.grad)
+  // An empty Parameter's gradient storage is null yet it needs a gradient: zero elements.
+  if (!n.grad && !(n.size == 0 && (n.flags & detail::kRequiresGrad)))
     throw UsageError(std::string("grad: node #") + std::to_string(index_) + " ('" + n.name +
                      "') needs no gradient (a constant, detached, or recorded under no-grad)");
   return n.grad;

@@ -464,6 +464,16 @@ TEST(Tape, NodesRecordedAfterTheOutputReadZeroNotAnEarlierSweep) {
   EXPECT_DOUBLE_EQ(y2.grad()(0), 0.0);
 }
 
+TEST(Tape, AnEmptyParameterHasAnEmptyGradient) {
+  Parameter<double> p(Shape{0});
+  Tape<double> tape;
+  auto v = tape.param(p);
+  EXPECT_TRUE(v.requires_grad());
+  EXPECT_EQ(v.grad().size(), 0u);  // found by the fuzzer: it threw "needs no gradient"
+  auto c = tape.constant(xt::xarray<double>{1.0});
+  EXPECT_THROW(c.grad(), UsageError);  // a constant still has none
+}
+
 TEST(Tape, ClosuresAreDestroyedOnClearAndDestruction) {
   auto token = std::make_shared<int>(7);
   {
