@@ -527,6 +527,40 @@ TEST(Elementwise, ExpAndLog) {
   }
 }
 
+TEST(Elementwise, LogAndExpAtTheDomainEdges) {
+  // Subnormal inputs to log (xsimd 8's double log was off by up to 33 there), and exp of
+  // -inf, +inf, NaN and huge values (undefined behaviour inside xsimd's exp before the guard).
+  Tape<double> td;
+  const xt::xarray<double> xd{4.9406564584124654e-324, 1e-310, 2.2250738585072014e-308, 0.0};
+  auto ld = log(td.constant(xd));
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(ld.value()(i), std::log(xd(i)), 1e-12) << i;
+  EXPECT_EQ(ld.value()(3), -std::numeric_limits<double>::infinity());
+  Tape<float> tf;
+  const xt::xarray<float> xf{1e-40f, 1.4e-45f, 1.1754944e-38f};
+  auto lf = log(tf.constant(xf));
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(lf.value()(i), std::log(xf(i)), 1e-4f) << i;
+  const double inf = std::numeric_limits<double>::infinity();
+  auto e = exp(td.constant(xt::xarray<double>{-inf, inf, 1e300, -1e300, 709.0, -745.0}));
+  EXPECT_EQ(e.value()(0), 0.0);
+  EXPECT_EQ(e.value()(1), inf);
+  EXPECT_EQ(e.value()(2), inf);
+  EXPECT_EQ(e.value()(3), 0.0);
+  EXPECT_NEAR(e.value()(4), std::exp(709.0), 1e-12 * std::exp(709.0));
+  EXPECT_NEAR(e.value()(5), std::exp(-745.0), 5e-324);  // xsimd may flush this subnormal to 0
+  // NaN stays NaN (the guard's first form compared x != x, which AVX-512's ordered compare
+  // answers false for NaN, and returned exp(clamped) = 1), and so does tanh's.
+  for (std::size_t len : {1, 20}) {
+    xt::xarray<double> v = xt::zeros<double>({len});
+    v(len - 1) = std::nan("");
+    EXPECT_TRUE(std::isnan(exp(td.constant(v)).value()(len - 1))) << len;
+    EXPECT_TRUE(std::isnan(tanh(td.constant(v)).value()(len - 1))) << len;
+    xt::xarray<float> w = xt::zeros<float>({len});
+    w(len - 1) = std::nanf("");
+    EXPECT_TRUE(std::isnan(exp(tf.constant(w)).value()(len - 1))) << len;
+    EXPECT_TRUE(std::isnan(tanh(tf.constant(w)).value()(len - 1))) << len;
+  }
+}
+
 TEST(Elementwise, LogRejectsNegativeInputs) {
   Tape<double> tape;
   auto x = tape.variable(xt::xarray<double>{{1.0, 2.0}, {-0.5, 3.0}});

@@ -58,30 +58,24 @@ inline B safe_exp(const B& x) {
   const B lo(std::is_same_v<T, float> ? T(-104) : T(-746));
   const B hi(std::is_same_v<T, float> ? T(89) : T(710));
   const B r = xsimd::exp(xsimd::min(xsimd::max(x, lo), hi));
-  return xsimd::select(x != x, x, r);
+  return xsimd::select(xsimd::isnan(x), x, r);
 }
 
 template <class B>
 inline B safe_log(const B& x) {
   using T = typename B::value_type;
-  if constexpr (std::is_same_v<T, double>) {
-    const auto tiny = x < B(0x1p-1022);  // subnormal (or zero, or negative: unchanged below)
-    const B scaled = xsimd::select(tiny & (x > B(0.0)), x * B(0x1p54), x);
-    const B r = xsimd::log(scaled);
-    return xsimd::select(tiny & (x > B(0.0)), r - B(54 * 0.693147180559945309417232121458176568), r);
-  } else {
-    const auto tiny = x < B(0x1p-126f);
-    const B scaled = xsimd::select(tiny & (x > B(0.0f)), x * B(0x1p24f), x);
-    const B r = xsimd::log(scaled);
-    return xsimd::select(tiny & (x > B(0.0f)), r - B(24 * 0.693147180559945309417232121458176568f), r);
-  }
+  constexpr bool f32 = std::is_same_v<T, float>;
+  constexpr int k = f32 ? 24 : 54;  // 2^k lifts any subnormal into the normal range
+  const auto sub = (x < B(f32 ? T(0x1p-126f) : T(0x1p-1022))) & (x > B(T(0)));
+  const B r = xsimd::log(xsimd::select(sub, x * B(T(f32 ? 0x1p24f : 0x1p54)), x));
+  return xsimd::select(sub, r - B(T(k * 0.693147180559945309417232121458176568L)), r);
 }
 
 template <class B>
 inline B safe_tanh(const B& x) {
   using T = typename B::value_type;
   const B r = xsimd::tanh(xsimd::min(xsimd::max(x, B(T(-20))), B(T(20))));
-  return xsimd::select(x != x, x, r);
+  return xsimd::select(xsimd::isnan(x), x, r);
 }
 
 /// out[i] = f(in[i]) for i < n, where f maps an xsimd::batch<T> to a batch (e.g.
