@@ -66,7 +66,7 @@ const Size kSizes[] = {{"small", 32, 64, 64}, {"large", 256, 1024, 1024}};
 
 // Every buffer, the baselines' too, comes from the allocator wengert's parameters use (64-byte
 // aligned; 2 MiB and more on huge pages), so that no contender has a TLB advantage.
-using Buf = std::vector<float, detail::AlignedAllocator<float>>;
+using Buf = std::vector<float, AlignedAllocator<float>>;
 
 Buf random_vector(std::size_t n, std::uint64_t seed, float lo = -1, float hi = 1) {
   std::mt19937_64 rng(seed);

@@ -11,4 +11,4 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
   cmake --preset train >/dev/null
   cmake --build --preset train --target wengert-train
 )
-exec "$root/build/train/examples/train/wengert-train" "$@"
+exec "$root/build/train/apps/train/wengert-train" "$@"

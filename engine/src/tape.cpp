@@ -124,7 +124,7 @@ xt::xarray<T> Tape<T>::jacobian(const Var<T>& y, const Var<T>& x) {
   for (std::size_t r = 0; r < m; ++r) {
     seed[r] = T(1);
     if (external) std::fill(xn.grad, xn.grad + k, T(0));
-    sweep(y, Seed{seed.data()}, &x, 1, "jacobian");
+    sweep(y, Seed::values(seed.data()), &x, 1, "jacobian");
     seed[r] = T(0);
     // A sweep that never reaches x leaves its adjoint untouched: the row is zero.
     if (x.index_ < marks_.size() && (marks_[y.index_] & detail::kActive))

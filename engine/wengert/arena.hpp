@@ -115,7 +115,12 @@ class Arena {
   std::size_t off_ = 0;
 };
 
-/// Minimal 64-byte aligned allocator for persistent buffers (parameters, optimizer state).
+}  // namespace wengert::detail
+
+namespace wengert {
+
+/// A 64-byte aligned allocator for persistent buffers (parameters, optimizer state, datasets,
+/// batches): rows start on a cache line and SIMD loads of them never split one.
 template <class T>
 struct AlignedAllocator {
   using value_type = T;
@@ -125,7 +130,7 @@ struct AlignedAllocator {
   T* allocate(std::size_t n) {
     std::size_t bytes = (n * sizeof(T) + 63) & ~std::size_t{63};
     if (bytes == 0) bytes = 64;
-    return static_cast<T*>(buffer_alloc(bytes));
+    return static_cast<T*>(detail::buffer_alloc(bytes));
   }
   void deallocate(T* p, std::size_t) { std::free(p); }
   template <class U>
@@ -138,4 +143,8 @@ struct AlignedAllocator {
   }
 };
 
-}  // namespace wengert::detail
+/// A std::vector whose data is 64-byte aligned (AlignedAllocator).
+template <class T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+}  // namespace wengert

@@ -26,6 +26,16 @@
 // * One tape is used by one thread at a time: the first thread that records after a clear owns
 //   the tape until the next clear(); any other thread that records or sweeps gets a UsageError.
 //   Many threads may each use their own tape concurrently: wengert has no shared mutable state.
+//
+// The engine, one concept a header (read them in this order):
+//   shape.hpp, errors.hpp, grad_mode.hpp  Shape; the error types; no-grad and anomaly modes
+//   arena.hpp                             the bump allocator behind values, adjoints, closures
+//   node.hpp                              one tape entry (detail::Node) and TensorView
+//   var.hpp                               Var<T>, the 16-byte handle
+//   parameter.hpp                         Parameter<T>, persistent value + gradient
+//   op_builder.hpp                        OpBuilder<T> and BackwardContext<T>: the custom-op API
+//   tape.hpp (this file)                  Tape<T>: leaves, begin_op, the backward sweep
+//   gradcheck.hpp                         finite-difference checks of any op
 #pragma once
 
 #include <algorithm>
@@ -41,222 +51,19 @@
 #include <utility>
 #include <vector>
 
-#include <xtensor/xadapt.hpp>
 #include <xtensor/xarray.hpp>
 #include <xtensor/xnoalias.hpp>
 
 #include <wengert/arena.hpp>
 #include <wengert/errors.hpp>
 #include <wengert/grad_mode.hpp>
+#include <wengert/node.hpp>
+#include <wengert/op_builder.hpp>
+#include <wengert/parameter.hpp>
 #include <wengert/shape.hpp>
+#include <wengert/var.hpp>
 
 namespace wengert {
-
-template <class T>
-class Tape;
-template <class T>
-class Var;
-template <class T>
-class Parameter;
-template <class T>
-class BackwardContext;
-template <class T>
-class OpBuilder;
-
-/// A non-owning xtensor view of tape- or parameter-owned memory (no copy).
-/// Its shape is held inline for every rank a Shape allows, so making one never allocates.
-template <class T>
-using TensorView =
-    decltype(xt::adapt(std::declval<T*>(), std::size_t{}, xt::no_ownership(),
-                       std::declval<const xt::svector<std::size_t, Shape::kMaxRank>&>()));
-
-/// Builds a TensorView over `n = shape.size()` elements at `p`.
-template <class T>
-TensorView<T> make_view(T* p, const Shape& shape) {
-  xt::svector<std::size_t, Shape::kMaxRank> sh(shape.begin(), shape.end());
-  return xt::adapt(std::move(p), shape.size(), xt::no_ownership(), sh);
-}
-
-namespace detail {
-
-enum NodeFlags : std::uint8_t {
-  kRequiresGrad = 1,  // an adjoint buffer exists and gradients flow into this node
-  kExternalGrad = 2,  // adjoint belongs to a Parameter: accumulate, never zero
-  kLeaf = 4,          // constant, variable or parameter
-};
-
-template <class T>
-struct Node {
-  const T* value;
-  T* grad;  // null unless kRequiresGrad
-  Shape shape;
-  std::size_t size;
-  std::uint32_t in_begin;
-  std::uint32_t in_count;
-  const char* name;
-  void (*backward)(void* closure, const BackwardContext<T>& ctx);
-  void* closure;
-  void (*destroy)(void* closure);
-  SourceLoc loc;
-  std::uint8_t flags;
-};
-
-// Marks used during one backward sweep.
-enum SweepMarks : std::uint8_t { kActive = 1, kReached = 2, kOnPath = 4 };
-
-inline std::uint32_t next_tape_generation_base() {
-  // Per-thread counter: distinct tapes start far apart, so a handle from one tape is very
-  // unlikely to match another tape's generation even at the same address.
-  thread_local std::uint32_t counter = 0;
-  return (++counter) * 0x9E3779B9u;
-}
-
-}  // namespace detail
-
-/// A light handle to one node of a tape: the result of an op, or a leaf.
-template <class T>
-class Var {
- public:
-  using value_type = T;
-  Var() = default;
-
-  /// The tape this handle belongs to, to record on; throws UsageError if the handle is empty
-  /// or stale, or if another thread owns the tape (checked first: that thread may be changing
-  /// what the other checks read).
-  Tape<T>& tape() const;
-  bool valid() const;
-  /// Why the handle cannot be used ("an empty handle (default-constructed Var)", "a stale
-  /// handle to node #4: its tape was cleared after it was recorded"), or "" if it can.
-  std::string invalid_reason() const;
-
-  /// The shape, by value: a reference into the tape would dangle as soon as the next op is
-  /// recorded (the node list grows), so `const Shape& s = x.shape();` before begin_op is safe.
-  Shape shape() const;
-  std::size_t size() const { return node().size; }
-  std::size_t rank() const { return shape().rank(); }
-  bool requires_grad() const { return node().flags & detail::kRequiresGrad; }
-  const char* op_name() const { return node().name; }
-
-  /// The value, as an xtensor view of tape-owned memory (no copy).
-  TensorView<const T> value() const { return make_view(node().value, node().shape); }
-  const T* data() const { return node().value; }
-  /// The single element of a size-1 value.
-  T item() const;
-
-  /// The adjoint after backward(). Throws UsageError if this variable needs no gradient.
-  TensorView<const T> grad() const;
-  const T* grad_data() const;
-
-  std::uint32_t index() const { return index_; }
-
-  /// For ops, before they read anything through this handle: throws UsageError naming `op` if
-  /// another thread owns the handle's tape (the check begin_op makes, done before the op reads
-  /// shapes or values that the owner may be changing). Does nothing for an empty handle.
-  void check_thread(const char* op) const;
-
- private:
-  friend class Tape<T>;
-  friend class OpBuilder<T>;
-  Var(Tape<T>* t, std::uint32_t i, std::uint32_t g) : tape_(t), index_(i), gen_(g) {}
-  const detail::Node<T>& node() const;
-  [[noreturn, gnu::cold, gnu::noinline]] void throw_invalid() const;
-
-  Tape<T>* tape_ = nullptr;
-  std::uint32_t index_ = 0;
-  std::uint32_t gen_ = 0;
-};
-
-/// What an op's backward closure sees: the output's value and adjoint, the inputs' values and
-/// (for those that need one) their adjoints, into which it accumulates with +=.
-template <class T>
-class BackwardContext {
- public:
-  std::size_t num_inputs() const { return node_->in_count; }
-  /// Whether input i needs a gradient in this sweep. Skip the work when it does not.
-  bool needs_grad(std::size_t i) const {
-    return marks_[inputs_[i]] & detail::kActive;
-  }
-
-  const Shape& out_shape() const { return node_->shape; }
-  std::size_t out_size() const { return node_->size; }
-  const T* out_data() const { return node_->value; }
-  const T* out_grad_data() const { return node_->grad; }
-  TensorView<const T> out_value() const { return make_view(node_->value, node_->shape); }
-  TensorView<const T> out_grad() const {
-    return make_view(static_cast<const T*>(node_->grad), node_->shape);
-  }
-
-  const Shape& input_shape(std::size_t i) const { return in(i).shape; }
-  std::size_t input_size(std::size_t i) const { return in(i).size; }
-  const T* input_data(std::size_t i) const { return in(i).value; }
-  TensorView<const T> input(std::size_t i) const { return make_view(in(i).value, in(i).shape); }
-  /// Adjoint of input i (only valid when needs_grad(i)).
-  T* grad_data(std::size_t i) const { return in(i).grad; }
-  TensorView<T> grad(std::size_t i) const { return make_view(in(i).grad, in(i).shape); }
-
- private:
-  friend class Tape<T>;
-  BackwardContext(const detail::Node<T>* nodes, const detail::Node<T>* node,
-                  const std::uint32_t* inputs, const std::uint8_t* marks)
-      : nodes_(nodes), node_(node), inputs_(inputs), marks_(marks) {}
-  const detail::Node<T>& in(std::size_t i) const { return nodes_[inputs_[i]]; }
-
-  const detail::Node<T>* nodes_;
-  const detail::Node<T>* node_;
-  const std::uint32_t* inputs_;
-  const std::uint8_t* marks_;
-};
-
-/// Records one op. Obtained from Tape::begin_op; write the forward value into out(), then call
-/// finish() with the backward closure. If the builder is destroyed without finish() (e.g. the
-/// forward computation threw), the tape is rolled back to exactly where it was.
-template <class T>
-class OpBuilder {
- public:
-  OpBuilder(const OpBuilder&) = delete;
-  OpBuilder& operator=(const OpBuilder&) = delete;
-  ~OpBuilder() {
-    if (!done_) tape_->rollback(rollback_);
-  }
-
-  /// Whether the output needs a gradient (grad mode on and some input needs one). When false,
-  /// finish() discards the closure: there is nothing to do in backward.
-  bool requires_grad() const { return node().flags & detail::kRequiresGrad; }
-
-  const Shape& out_shape() const { return node().shape; }
-  std::size_t out_size() const { return node().size; }
-  T* out_data() const { return const_cast<T*>(node().value); }
-  TensorView<T> out() const { return make_view(out_data(), node().shape); }
-
-  std::size_t num_inputs() const { return node().in_count; }
-  const Shape& input_shape(std::size_t i) const { return in(i).shape; }
-  std::size_t input_size(std::size_t i) const { return in(i).size; }
-  const T* input_data(std::size_t i) const { return in(i).value; }
-  TensorView<const T> input(std::size_t i) const { return make_view(in(i).value, in(i).shape); }
-
-  /// Allocates `n` elements of scratch memory on the tape (e.g. a softmax kept for backward),
-  /// 64-byte aligned, valid until the tape is cleared. Not zeroed.
-  T* scratch(std::size_t n) { return tape_->template arena_alloc<T>(n); }
-
-  /// Completes the op. `backward` is called as backward(const BackwardContext<T>&) during the
-  /// sweep; it must accumulate (+=) into ctx.grad(i) for the inputs with ctx.needs_grad(i).
-  template <class F>
-  Var<T> finish(F&& backward);
-
- private:
-  friend class Tape<T>;
-  OpBuilder(Tape<T>* tape, std::uint32_t index, typename Tape<T>::RollbackPoint rb)
-      : tape_(tape), index_(index), rollback_(rb) {}
-  const detail::Node<T>& node() const { return tape_->nodes_[index_]; }
-  const detail::Node<T>& in(std::size_t i) const {
-    return tape_->nodes_[tape_->inputs_[node().in_begin + i]];
-  }
-
-  Tape<T>* tape_;
-  std::uint32_t index_;
-  typename Tape<T>::RollbackPoint rollback_;
-  bool done_ = false;
-};
 
 template <class T>
 class Tape {
@@ -357,7 +164,7 @@ class Tape {
   /// General form: seed (y.size() contiguous values) may be null (y must then be scalar); wrt
   /// may be empty (all).
   void backward(const Var<T>& y, const T* seed, const Var<T>* wrt, std::size_t n_wrt) {
-    sweep(y, Seed{seed}, wrt, n_wrt, "backward");
+    sweep(y, Seed::values(seed), wrt, n_wrt, "backward");
   }
 
   /// The Jacobian dy/dx as a [y.size(), x.size()] array, by one VJP per element of y.
@@ -473,6 +280,11 @@ class Tape {
     const void* expr = nullptr;
     void (*add)(const void* expr, T* grad, const Shape& shape, bool accumulate) = nullptr;
     Shape shape;  // the expression's shape, checked against y's before anything is touched
+    static Seed values(const T* p) {
+      Seed s;
+      s.data = p;
+      return s;
+    }
     bool present() const { return data || add; }
   };
   template <class E>
@@ -523,118 +335,7 @@ class Tape {
   std::atomic<std::thread::id> owner_{};
 };
 
-// ---- Parameter -------------------------------------------------------------------------------
-
-/// A persistent tensor with a gradient: its value and gradient live here, outlive any tape, and
-/// backward accumulates into the gradient until zero_grad(). Storage is 64-byte aligned and
-/// is not reallocated except by assigning another Parameter to this one, so optimizers hold
-/// pointers to it and update it in place.
-template <class T>
-class Parameter {
- public:
-  /// An empty parameter, shape [0].
-  Parameter() : shape_{0} {}
-  explicit Parameter(const Shape& shape, std::string name = {})
-      : shape_(shape), value_(shape.size(), T(0)), grad_(shape.size(), T(0)),
-        name_(std::move(name)) {}
-  template <class E>
-  explicit Parameter(const xt::xexpression<E>& init, std::string name = {})
-      : Parameter(Shape(init.derived_cast().shape()), std::move(name)) {
-    xt::noalias(value()) = init.derived_cast();
-  }
-
-  const Shape& shape() const { return shape_; }
-  std::size_t size() const { return value_.size(); }
-  const std::string& name() const { return name_; }
-  void set_name(std::string n) { name_ = std::move(n); }
-
-  T* data() { return value_.data(); }
-  const T* data() const { return value_.data(); }
-  T* grad_data() { return grad_.data(); }
-  const T* grad_data() const { return grad_.data(); }
-
-  TensorView<T> value() { return make_view(value_.data(), shape_); }
-  TensorView<const T> value() const { return make_view(value_.data(), shape_); }
-  TensorView<T> grad() { return make_view(grad_.data(), shape_); }
-  TensorView<const T> grad() const { return make_view(grad_.data(), shape_); }
-
-  void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
-
- private:
-  Shape shape_;
-  std::vector<T, detail::AlignedAllocator<T>> value_;
-  std::vector<T, detail::AlignedAllocator<T>> grad_;
-  std::string name_;
-};
-
 // ---- inline definitions ----------------------------------------------------------------------
-
-template <class T>
-Tape<T>& Var<T>::tape() const {
-  // Custom ops reach their tape through here: the checks stay inline, the messages out of line.
-  if (tape_) tape_->check_not_foreign("tape");
-  if (!valid()) throw_invalid();
-  return *tape_;
-}
-
-template <class T>
-void Var<T>::throw_invalid() const {
-  throw UsageError("Var: " + invalid_reason());
-}
-
-template <class T>
-std::string Var<T>::invalid_reason() const {
-  if (!tape_) return "an empty handle (default-constructed Var)";
-  if (valid()) return "";
-  return "a stale handle to node #" + std::to_string(index_) +
-         ": its tape was cleared after it was recorded";
-}
-
-template <class T>
-void Var<T>::check_thread(const char* op) const {
-  if (tape_) tape_->check_owner(op);
-}
-
-template <class T>
-bool Var<T>::valid() const {
-  return tape_ && gen_ == tape_->gen_ && index_ < tape_->nodes_.size();
-}
-
-template <class T>
-const detail::Node<T>& Var<T>::node() const {
-  // Reads (shape, value, grad) are allowed from any thread once the owner is done with them.
-  if (!valid()) throw_invalid();
-  return tape_->nodes_[index_];
-}
-
-template <class T>
-Shape Var<T>::shape() const {
-  return node().shape;
-}
-
-template <class T>
-T Var<T>::item() const {
-  const auto& n = node();
-  if (n.size != 1)
-    throw ShapeError(std::string("item: '") + n.name + "' output is " + n.shape.str() +
-                     ", not a single element");
-  return n.value[0];
-}
-
-template <class T>
-TensorView<const T> Var<T>::grad() const {
-  return make_view(grad_data(), node().shape);
-}
-
-template <class T>
-const T* Var<T>::grad_data() const {
-  const auto& n = node();
-  // An empty Parameter's gradient storage is null yet it needs a gradient: zero elements.
-  if (!n.grad && !(n.size == 0 && (n.flags & detail::kRequiresGrad)))
-    throw UsageError(std::string("grad: node #") + std::to_string(index_) + " ('" + n.name +
-                     "') needs no gradient (a constant, detached, or recorded under no-grad)");
-  return n.grad;
-}
 
 template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
@@ -684,29 +385,6 @@ OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size
   node.flags = needs ? detail::kRequiresGrad : 0;
   building_ = true;
   return OpBuilder<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), rb);
-}
-
-template <class T>
-template <class F>
-Var<T> OpBuilder<T>::finish(F&& backward) {
-  using Fn = std::decay_t<F>;
-  static_assert(std::is_invocable_v<Fn&, const BackwardContext<T>&>,
-                "backward closure must be callable as f(const BackwardContext<T>&)");
-  detail::Node<T>& n = tape_->nodes_[index_];
-  if (anomaly_mode()) tape_->check_finite_output(n);
-  if (n.flags & detail::kRequiresGrad) {
-    static_assert(alignof(Fn) <= detail::Arena::kBlockAlign,
-                  "a backward closure may not need more than 64-byte alignment");
-    void* mem = tape_->arena_.allocate(sizeof(Fn), alignof(Fn));
-    Fn* f = new (mem) Fn(std::forward<F>(backward));
-    n.closure = f;
-    n.backward = [](void* c, const BackwardContext<T>& ctx) { (*static_cast<Fn*>(c))(ctx); };
-    if constexpr (!std::is_trivially_destructible_v<Fn>)
-      n.destroy = [](void* c) { static_cast<Fn*>(c)->~Fn(); };
-  }
-  done_ = true;
-  tape_->building_ = false;
-  return tape_->handle(index_);
 }
 
 template <class T>
@@ -813,3 +491,4 @@ extern template class Tape<float>;
 extern template class Tape<double>;
 
 }  // namespace wengert
+

@@ -6,8 +6,8 @@
 
 #include <wengert/ops/activations.hpp>
 
-#include <wengert/ops/detail/record.hpp>
-#include <wengert/ops/detail/simd.hpp>
+#include "detail/record.hpp"
+#include "detail/simd.hpp"
 
 namespace wengert {
 

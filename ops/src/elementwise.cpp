@@ -21,9 +21,9 @@
 #include <sstream>
 #include <type_traits>
 
-#include <wengert/ops/detail/broadcast.hpp>
-#include <wengert/ops/detail/record.hpp>
-#include <wengert/ops/detail/simd.hpp>
+#include "detail/broadcast.hpp"
+#include "detail/record.hpp"
+#include "detail/simd.hpp"
 
 namespace wengert {
 namespace {

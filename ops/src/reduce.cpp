@@ -13,8 +13,8 @@
 
 #include <string>
 
-#include <wengert/ops/detail/record.hpp>
-#include <wengert/ops/detail/simd.hpp>
+#include "detail/record.hpp"
+#include "detail/simd.hpp"
 
 namespace wengert {
 namespace {

@@ -3,6 +3,7 @@
 
 #include <wengert/ops/activations.hpp>
 #include <wengert/ops/bias_add.hpp>
+#include <wengert/ops/linear.hpp>
 #include <wengert/ops/elementwise.hpp>
 #include <wengert/ops/losses.hpp>
 #include <wengert/ops/matmul.hpp>

@@ -1,4 +1,4 @@
-// Tests for ops/wengert/io/batches.hpp: reproducible shuffles, every row once per epoch, the
+// Tests for io/wengert/io/batches.hpp: reproducible shuffles, every row once per epoch, the
 // last partial batch (kept or dropped), correct gathering, no allocation per batch, and an
 // unbiased shuffle.
 #include <wengert/io/batches.hpp>

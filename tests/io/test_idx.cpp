@@ -1,4 +1,4 @@
-// Tests for ops/wengert/io/idx.hpp: small IDX files written here (plain and gzip) read back
+// Tests for io/wengert/io/idx.hpp: small IDX files written here (plain and gzip) read back
 // exactly; each documented error names the file; the installed Fashion-MNIST loads (skipped if
 // the dataset package is absent).
 #include <wengert/io/idx.hpp>

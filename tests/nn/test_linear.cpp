@@ -1,4 +1,4 @@
-// Tests for ops/wengert/nn/linear.hpp: initialisation statistics for each scheme, determinism
+// Tests for nn/wengert/nn/linear.hpp: initialisation statistics for each scheme, determinism
 // for a seed, parameter naming and collection, and (forward) x·W + b against an independent
 // loop, with gradients flowing into the layer's Parameters.
 #include <wengert/nn/linear.hpp>

@@ -1,4 +1,4 @@
-// Tests for ops/wengert/nn/optim.hpp: each update rule against numbers worked out by hand and
+// Tests for nn/wengert/nn/optim.hpp: each update rule against numbers worked out by hand and
 // against an independent reference loop (in double) over several steps on a quadratic; no
 // allocation per step; aligned state; argument validation.
 #include <wengert/nn/optim.hpp>

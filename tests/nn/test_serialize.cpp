@@ -1,4 +1,4 @@
-// Tests for ops/wengert/nn/serialize.hpp: bit-exact round trips (float and double, special
+// Tests for nn/wengert/nn/serialize.hpp: bit-exact round trips (float and double, special
 // values, every rank), the byte layout the header documents, and each documented error —
 // with the file named in the message and the parameters left untouched.
 #include <wengert/nn/serialize.hpp>

@@ -3,6 +3,7 @@
 // finite differences and in closed form, constants, fan-out, shape errors, float32, replay
 // without allocation, and linear ≡ bias_add(matmul(x, W), b).
 #include <wengert/ops/bias_add.hpp>
+#include <wengert/ops/linear.hpp>
 
 #include <wengert/gradcheck.hpp>
 #include <wengert/ops/elementwise.hpp>

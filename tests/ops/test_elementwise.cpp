@@ -4,7 +4,7 @@
 // Forward values are checked against xtensor's own broadcasting arithmetic or std:: functions;
 // gradients against closed forms and through the public gradcheck (float64 central differences
 // plus the dot-product test) on broadcasting edge cases and seeded random shape pairs.
-#include <wengert/ops/detail/broadcast.hpp>
+#include "detail/broadcast.hpp"
 #include <wengert/wengert.hpp>
 
 #include <gtest/gtest.h>

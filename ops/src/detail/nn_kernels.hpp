@@ -16,7 +16,7 @@
 
 #include <xsimd/xsimd.hpp>
 
-#include <wengert/ops/detail/simd.hpp>
+#include "simd.hpp"
 
 #include <wengert/tape.hpp>
 

@@ -20,15 +20,14 @@
 
 namespace wengert {
 
-namespace detail {
-// Keeps a scalar parameter out of template deduction, so that `x * 2.0` works for Var<float>.
+/// Keeps a scalar parameter out of template deduction, so that `x * 2.0` works for Var<float>
+/// (the scalar converts to T instead of deducing a second, conflicting T).
 template <class T>
 struct scalar_of {
   using type = T;
 };
-}  // namespace detail
 template <class T>
-using scalar_t = typename detail::scalar_of<T>::type;
+using scalar_t = typename scalar_of<T>::type;
 
 // ---- two tensors (broadcasting) --------------------------------------------------------------
 

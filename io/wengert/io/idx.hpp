@@ -38,7 +38,7 @@ IdxArray read_idx(const std::string& path);
 template <class T = float>
 struct Images {
   std::size_t count = 0, rows = 0, cols = 0;
-  std::vector<T, detail::AlignedAllocator<T>> pixels;
+  AlignedVector<T> pixels;
 
   std::size_t features() const { return rows * cols; }
   const T* image(std::size_t i) const { return pixels.data() + i * features(); }

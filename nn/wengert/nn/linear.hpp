@@ -23,6 +23,7 @@
 
 #include <wengert/ops/activations.hpp>
 #include <wengert/ops/bias_add.hpp>
+#include <wengert/ops/linear.hpp>
 #include <wengert/tape.hpp>
 
 namespace wengert::nn {

@@ -1,4 +1,4 @@
-// Tests for examples/train/trainer.hpp: the main job's training core.
+// Tests for apps/train/trainer.hpp: the main job's training core.
 #include "trainer.hpp"
 
 #include <gtest/gtest.h>
@@ -49,7 +49,7 @@ TEST(Trainer, TrainingStepAllocatesNothingAfterWarmUp) {
   train::Classifier clf({784, 256, 128, 10}, nn::Activation::kTanh, 3, 1e-3);
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> U(0, 1);
-  std::vector<float, detail::AlignedAllocator<float>> x(128 * 784);
+  std::vector<float, AlignedAllocator<float>> x(128 * 784);
   std::vector<std::int32_t> y(128);
   for (auto& v : x) v = U(rng);
   for (auto& v : y) v = std::int32_t(rng() % 10);

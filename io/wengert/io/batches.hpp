@@ -148,7 +148,7 @@ class Batcher {
   LastBatch last_;
   std::mt19937_64 rng_;
   std::vector<std::size_t> order_;
-  std::vector<T, detail::AlignedAllocator<T>> x_;
+  AlignedVector<T> x_;
   std::vector<std::int32_t> y_;
   std::vector<std::size_t> idx_;
   std::uint64_t epoch_ = 0;

@@ -71,7 +71,7 @@ class Optimizer {
   const char* who_;
 
  private:
-  std::vector<T, detail::AlignedAllocator<T>> state_;
+  AlignedVector<T> state_;
   std::vector<std::size_t> offsets_;  // start of parameter i's state in state_
   std::vector<std::size_t> strides_;  // size of one slice for parameter i (rounded to 64 bytes)
 };

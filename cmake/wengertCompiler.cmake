@@ -1,0 +1,39 @@
+# Compiler settings of wengert's own targets. Warnings apply to the code in this source tree
+# only (directory scope): a project that adds wengert with add_subdirectory keeps its own flags.
+include(CheckCXXCompilerFlag)
+
+if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  add_compile_options(-Wall -Wextra)
+  if(WENGERT_WERROR)
+    add_compile_options(-Werror)
+  endif()
+endif()
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  # gcc 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (avx512fintrin.h)
+  # wherever xsimd's kernels are inlined into our code; the reports are false positives, and
+  # being inlined they escape the system-header exemption.
+  add_compile_options(-Wno-maybe-uninitialized)
+endif()
+
+# -march=native: xsimd then uses AVX-512 where the CPU has it. Added to the engine's PUBLIC
+# options, because xsimd's batch types (and so the layout of what the headers inline) follow it.
+set(WENGERT_ARCH_FLAGS "")
+if(WENGERT_NATIVE)
+  check_cxx_compiler_flag(-march=native WENGERT_HAVE_MARCH_NATIVE)
+  if(WENGERT_HAVE_MARCH_NATIVE)
+    set(WENGERT_ARCH_FLAGS -march=native)
+  else()
+    message(WARNING "wengert: ${CMAKE_CXX_COMPILER_ID} does not take -march=native; building for the default target")
+  endif()
+endif()
+
+# Settings every layer library shares.
+function(wengert_library_settings target)
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    # xsimd 8's AVX-512 kernels (exp, log, select) do not compile without optimisation: gcc's
+    # intrinsics are macros with narrower casts when __OPTIMIZE__ is not defined. A Debug build
+    # of the libraries therefore uses -Og (debuggable, and it defines __OPTIMIZE__).
+    target_compile_options(${target} PRIVATE $<$<CONFIG:Debug>:-Og>)
+  endif()
+endfunction()
