@@ -120,9 +120,10 @@ TYPED_TEST(SerializeTyped, RoundTripIsBitExact) {
   nn::load(f, b.list());
   auto la = a.list(), lb = b.list();
   for (std::size_t i = 0; i < la.size(); ++i)  // (an empty tensor's data() is null)
-    if (la[i]->size())
+    if (la[i]->size()) {
       EXPECT_EQ(std::memcmp(la[i]->data(), lb[i]->data(), la[i]->size() * sizeof(T)), 0)
           << "tensor " << i << " '" << la[i]->name() << "'";
+    }
   EXPECT_FALSE(fs::exists(f + ".tmp"));
 
   // Saving through const pointers writes the same bytes.
@@ -144,9 +145,10 @@ TYPED_TEST(SerializeTyped, LoadAllReadsEveryTensorWithoutAModel) {
   for (std::size_t i = 0; i < la.size(); ++i) {
     EXPECT_EQ(all[i].name(), la[i]->name());
     EXPECT_EQ(all[i].shape(), la[i]->shape());
-    if (la[i]->size())
+    if (la[i]->size()) {
       EXPECT_EQ(std::memcmp(all[i].data(), la[i]->data(), la[i]->size() * sizeof(T)), 0)
           << "tensor " << i;
+    }
   }
   // Validated like load: a flipped byte fails the checksum, naming load_all and the file.
   auto bytes = read_bytes(f);

@@ -196,9 +196,15 @@ TYPED_TEST(Seed003, EachGradientAloneWithVariables) {
         auto y = fused ? linear(x, Wv, bv) : bias_add(matmul(x, Wv), bv);
         const Var<T>& chosen = which == 0 ? x : which == 1 ? Wv : bv;
         tape.backward(y, G, {chosen});
-        if (which == 0) EXPECT_TRUE(matches(x.grad(), e.dX, rtol<T>(), "dX alone"));
-        if (which == 1) EXPECT_TRUE(matches(Wv.grad(), e.dW, rtol<T>(), "dW alone"));
-        if (which == 2) EXPECT_TRUE(matches(bv.grad(), e.db, rtol<T>(), "db alone"));
+        if (which == 0) {
+          EXPECT_TRUE(matches(x.grad(), e.dX, rtol<T>(), "dX alone"));
+        }
+        if (which == 1) {
+          EXPECT_TRUE(matches(Wv.grad(), e.dW, rtol<T>(), "dW alone"));
+        }
+        if (which == 2) {
+          EXPECT_TRUE(matches(bv.grad(), e.db, rtol<T>(), "db alone"));
+        }
       }
   }
 }
