@@ -26,10 +26,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -248,7 +248,9 @@ struct CheckResult {
   }
 };
 
-double rel_scalar(float a, float b) { return std::fabs(double(a) - double(b)) / std::max(1e-30, std::fabs(double(b))); }
+double rel_scalar(float a, float b) {
+  return std::fabs(double(a) - double(b)) / std::max(1e-30, std::fabs(double(b)));
+}
 
 bool check_all() {
   bool ok = true;
@@ -281,8 +283,8 @@ bool check_all() {
 #endif
     const float lf2 = floor.step();
     cw.loss2 = rel_scalar(weng.step(), lf2);
-    std::string line = std::string(w.name) + " (" + w.describe() + "): loss " +
-                       std::to_string(lf) + "; " + cw.str("wengert");
+    std::string line = std::string(w.name) + " (" + w.describe() + "): loss " + std::to_string(lf) +
+                       "; " + cw.str("wengert");
     ok = ok && cw.pass();
 #ifdef WENGERT_BENCH_HAVE_TORCH
     ct.loss2 = rel_scalar(torch.step(), lf2);
@@ -353,27 +355,36 @@ void add_context(int threads) {
 // and exits, without the check or the benchmark harness: a clean target for perf and callgrind.
 int profile(const std::string& what, long steps) {
   const auto slash = what.find('/');
-  const std::string wl = what.substr(0, slash), who = slash == std::string::npos ? "" : what.substr(slash + 1);
+  const std::string wl = what.substr(0, slash),
+                    who = slash == std::string::npos ? "" : what.substr(slash + 1);
   double sink = 0;
   auto loop = [&](auto&& c) {
     for (long i = 0; i < steps; ++i) sink += c.step();
   };
   if (wl == "OP1x1" || wl == "OP8x8") {
     const std::size_t side = wl == "OP1x1" ? 1 : 8;
-    if (who == "plain") loop(PlainChain(side, kChainOps));
-    else if (who == "wengert") loop(WengertChain(side, kChainOps));
+    if (who == "plain")
+      loop(PlainChain(side, kChainOps));
+    else if (who == "wengert")
+      loop(WengertChain(side, kChainOps));
 #ifdef WENGERT_BENCH_HAVE_TORCH
-    else if (who == "libtorch") loop(TorchChain(side, kChainOps));
+    else if (who == "libtorch")
+      loop(TorchChain(side, kChainOps));
 #endif
-    else return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;
+    else
+      return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;
   } else {
     const Problem& p = problem(wl);
-    if (who == "floor") loop(FloorMLP(p));
-    else if (who == "wengert") loop(WengertMLP(p));
+    if (who == "floor")
+      loop(FloorMLP(p));
+    else if (who == "wengert")
+      loop(WengertMLP(p));
 #ifdef WENGERT_BENCH_HAVE_TORCH
-    else if (who == "libtorch") loop(TorchMLP(p));
+    else if (who == "libtorch")
+      loop(TorchMLP(p));
 #endif
-    else return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;
+    else
+      return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;
   }
   std::printf("%s: %ld steps, checksum %g\n", what.c_str(), steps, sink);
   return 0;

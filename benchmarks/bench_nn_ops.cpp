@@ -94,20 +94,29 @@ Parameter<float> make_param(const Shape& s, std::uint64_t seed, float lo = -1, f
 Var<float> noop(const Var<float>& x) {
   auto op = x.tape().begin_op("noop", {x}, x.shape());
   std::copy(op.input_data(0), op.input_data(0) + op.input_size(0), op.out_data());
-  return op.finish([](const BackwardContext<float>& c) { benchmark::DoNotOptimize(c.out_grad_data()); });
+  return op.finish(
+      [](const BackwardContext<float>& c) { benchmark::DoNotOptimize(c.out_grad_data()); });
 }
 
 // ---- matmul and linear -----------------------------------------------------------------------
 
 struct MatmulData {
   explicit MatmulData(Size s)
-      : s(s), X(make_param({s.m, s.k}, 1)), W(make_param({s.k, s.n}, 2)), b(make_param({s.n}, 4)),
-        G(random_vector(s.m * s.n, 3)), x(X.data(), X.data() + X.size()),
-        w(W.data(), W.data() + W.size()), bv(b.data(), b.data() + b.size()), Y(s.m * s.n),
-        dX(s.m * s.k), dW(s.k * s.n), db(s.n) {}
+      : s(s),
+        X(make_param({s.m, s.k}, 1)),
+        W(make_param({s.k, s.n}, 2)),
+        b(make_param({s.n}, 4)),
+        G(random_vector(s.m * s.n, 3)),
+        x(X.data(), X.data() + X.size()),
+        w(W.data(), W.data() + W.size()),
+        bv(b.data(), b.data() + b.size()),
+        Y(s.m * s.n),
+        dX(s.m * s.k),
+        dW(s.k * s.n),
+        db(s.n) {}
   Size s;
-  Parameter<float> X, W, b;  // wengert's leaves
-  Buf G;                     // upstream gradient [m,n]
+  Parameter<float> X, W, b;     // wengert's leaves
+  Buf G;                        // upstream gradient [m,n]
   Buf x, w, bv, Y, dX, dW, db;  // the baseline's buffers (same values)
   Tape<float> tape;
 };
@@ -129,7 +138,8 @@ std::vector<Turn> mm_fwd(Size s, bool with_bias) {
                  const Size& s = d->s;
                  base::gemm(false, false, s.m, s.n, s.k, d->x.data(), s.k, d->w.data(), s.n, 0.0f,
                             d->Y.data(), s.n);
-                 if (with_bias) base::bias_add_forward(d->Y.data(), d->bv.data(), d->Y.data(), s.m, s.n);
+                 if (with_bias)
+                   base::bias_add_forward(d->Y.data(), d->bv.data(), d->Y.data(), s.m, s.n);
                  benchmark::ClobberMemory();
                  return d->Y[0];
                }});
@@ -188,9 +198,16 @@ enum class Unary { kBiasAdd, kSigmoid, kTanh, kSoftmax, kNoop };
 
 struct UnaryData {
   explicit UnaryData(Size s)
-      : s(s), n(s.m * s.k), X(make_param({s.m, s.k}, 1, -3, 3)), b(make_param({s.k}, 4)),
-        G(random_vector(n, 3)), x(X.data(), X.data() + n), bv(b.data(), b.data() + s.k), Y(n),
-        dX(n), db(s.k) {}
+      : s(s),
+        n(s.m * s.k),
+        X(make_param({s.m, s.k}, 1, -3, 3)),
+        b(make_param({s.k}, 4)),
+        G(random_vector(n, 3)),
+        x(X.data(), X.data() + n),
+        bv(b.data(), b.data() + s.k),
+        Y(n),
+        dX(n),
+        db(s.k) {}
   Size s;
   std::size_t n;
   Parameter<float> X, b;
@@ -201,11 +218,16 @@ struct UnaryData {
 Var<float> record_unary(Unary u, UnaryData& d) {
   auto x = d.tape.param(d.X);
   switch (u) {
-    case Unary::kBiasAdd: return bias_add(x, d.tape.param(d.b));
-    case Unary::kSigmoid: return sigmoid(x);
-    case Unary::kTanh: return tanh(x);
-    case Unary::kSoftmax: return softmax(x);
-    case Unary::kNoop: return noop(x);
+    case Unary::kBiasAdd:
+      return bias_add(x, d.tape.param(d.b));
+    case Unary::kSigmoid:
+      return sigmoid(x);
+    case Unary::kTanh:
+      return tanh(x);
+    case Unary::kSoftmax:
+      return softmax(x);
+    case Unary::kNoop:
+      return noop(x);
   }
   return {};
 }
@@ -216,11 +238,20 @@ std::vector<Turn> unary_fwd(Size s, Unary u) {
            [d, u] {
              const Size& s = d->s;
              switch (u) {
-               case Unary::kBiasAdd: base::bias_add_forward(d->x.data(), d->bv.data(), d->Y.data(), s.m, s.k); break;
-               case Unary::kSigmoid: base::sigmoid_forward(d->x.data(), d->Y.data(), d->n); break;
-               case Unary::kTanh: base::tanh_forward(d->x.data(), d->Y.data(), d->n); break;
-               case Unary::kSoftmax: base::softmax_forward(d->x.data(), d->Y.data(), s.m, s.k); break;
-               case Unary::kNoop: break;
+               case Unary::kBiasAdd:
+                 base::bias_add_forward(d->x.data(), d->bv.data(), d->Y.data(), s.m, s.k);
+                 break;
+               case Unary::kSigmoid:
+                 base::sigmoid_forward(d->x.data(), d->Y.data(), d->n);
+                 break;
+               case Unary::kTanh:
+                 base::tanh_forward(d->x.data(), d->Y.data(), d->n);
+                 break;
+               case Unary::kSoftmax:
+                 base::softmax_forward(d->x.data(), d->Y.data(), s.m, s.k);
+                 break;
+               case Unary::kNoop:
+                 break;
              }
              benchmark::ClobberMemory();
              return d->Y[0];
@@ -248,11 +279,20 @@ std::vector<Turn> unary_bwd(Size s, Unary u) {
            [d, u] {
              const Size& s = d->s;
              switch (u) {
-               case Unary::kBiasAdd: base::bias_add_backward(d->G.data(), d->dX.data(), d->db.data(), s.m, s.k); break;
-               case Unary::kSigmoid: base::sigmoid_backward(d->Y.data(), d->G.data(), d->dX.data(), d->n); break;
-               case Unary::kTanh: base::tanh_backward(d->Y.data(), d->G.data(), d->dX.data(), d->n); break;
-               case Unary::kSoftmax: base::softmax_backward(d->Y.data(), d->G.data(), d->dX.data(), s.m, s.k); break;
-               case Unary::kNoop: break;
+               case Unary::kBiasAdd:
+                 base::bias_add_backward(d->G.data(), d->dX.data(), d->db.data(), s.m, s.k);
+                 break;
+               case Unary::kSigmoid:
+                 base::sigmoid_backward(d->Y.data(), d->G.data(), d->dX.data(), d->n);
+                 break;
+               case Unary::kTanh:
+                 base::tanh_backward(d->Y.data(), d->G.data(), d->dX.data(), d->n);
+                 break;
+               case Unary::kSoftmax:
+                 base::softmax_backward(d->Y.data(), d->G.data(), d->dX.data(), s.m, s.k);
+                 break;
+               case Unary::kNoop:
+                 break;
              }
              benchmark::ClobberMemory();
              return d->dX[0];
@@ -267,8 +307,13 @@ enum class Loss { kSoftmaxCE, kSigmoidBCE, kMse };
 
 struct LossData {
   explicit LossData(Size s)
-      : s(s), n(s.m * s.k), z(make_param({s.m, s.k}, 1, -4, 4)), y(random_vector(n, 5, 0, 1)),
-        labels(random_labels(s.m, s.k, 6)), stats(2 * s.m), dz(n) {}
+      : s(s),
+        n(s.m * s.k),
+        z(make_param({s.m, s.k}, 1, -4, 4)),
+        y(random_vector(n, 5, 0, 1)),
+        labels(random_labels(s.m, s.k, 6)),
+        stats(2 * s.m),
+        dz(n) {}
   Size s;
   std::size_t n;
   Parameter<float> z;
@@ -281,10 +326,12 @@ struct LossData {
 Var<float> record_loss(Loss l, LossData& d) {
   auto z = d.tape.param(d.z);
   switch (l) {
-    case Loss::kSoftmaxCE: return softmax_cross_entropy(z, d.labels.data(), d.labels.size());
+    case Loss::kSoftmaxCE:
+      return softmax_cross_entropy(z, d.labels.data(), d.labels.size());
     case Loss::kSigmoidBCE:
       return sigmoid_binary_cross_entropy(z, d.tape.constant_view(d.y.data(), Shape{d.s.m, d.s.k}));
-    case Loss::kMse: return mse(z, d.tape.constant_view(d.y.data(), Shape{d.s.m, d.s.k}));
+    case Loss::kMse:
+      return mse(z, d.tape.constant_view(d.y.data(), Shape{d.s.m, d.s.k}));
   }
   return {};
 }
@@ -292,9 +339,12 @@ Var<float> record_loss(Loss l, LossData& d) {
 float loss_forward_by_hand(Loss l, LossData& d) {
   const float* z = d.z.data();
   switch (l) {
-    case Loss::kSoftmaxCE: return base::softmax_ce_forward(z, d.labels.data(), d.s.m, d.s.k, d.stats.data());
-    case Loss::kSigmoidBCE: return base::sigmoid_bce_forward(z, d.y.data(), d.n);
-    case Loss::kMse: return base::mse_forward(z, d.y.data(), d.n);
+    case Loss::kSoftmaxCE:
+      return base::softmax_ce_forward(z, d.labels.data(), d.s.m, d.s.k, d.stats.data());
+    case Loss::kSigmoidBCE:
+      return base::sigmoid_bce_forward(z, d.y.data(), d.n);
+    case Loss::kMse:
+      return base::mse_forward(z, d.y.data(), d.n);
   }
   return 0;
 }
@@ -318,10 +368,15 @@ std::vector<Turn> loss_bwd(Size s, Loss l) {
              const float* z = d->z.data();
              switch (l) {
                case Loss::kSoftmaxCE:
-                 base::softmax_ce_backward(z, d->labels.data(), d->stats.data(), d->s.m, d->s.k, 1.0f, d->dz.data());
+                 base::softmax_ce_backward(z, d->labels.data(), d->stats.data(), d->s.m, d->s.k,
+                                           1.0f, d->dz.data());
                  break;
-               case Loss::kSigmoidBCE: base::sigmoid_bce_backward(z, d->y.data(), d->n, 1.0f, d->dz.data()); break;
-               case Loss::kMse: base::mse_backward(z, d->y.data(), d->n, 1.0f, d->dz.data()); break;
+               case Loss::kSigmoidBCE:
+                 base::sigmoid_bce_backward(z, d->y.data(), d->n, 1.0f, d->dz.data());
+                 break;
+               case Loss::kMse:
+                 base::mse_backward(z, d->y.data(), d->n, 1.0f, d->dz.data());
+                 break;
              }
              benchmark::ClobberMemory();
              return d->dz[0];
@@ -348,9 +403,11 @@ void reg(const std::string& name, double target, std::function<std::vector<Turn>
   benchmark::RegisterBenchmark(name.c_str(), [make](benchmark::State& state) {
     std::vector<Turn> cs = make();
     const wengert_bench::TurnMedians m = wengert_bench::take_turns(state, cs, kWarmup);
-    for (std::size_t c = 0; c < cs.size(); ++c) state.counters[cs[c].name + "_us"] = m.wall[c] * 1e6;
+    for (std::size_t c = 0; c < cs.size(); ++c)
+      state.counters[cs[c].name + "_us"] = m.wall[c] * 1e6;
     state.counters["wengert/baseline"] = m.wall[1] / m.wall[0];
-    if (cs.size() > 2 && cs[2].name == "unfused") state.counters["unfused/baseline"] = m.wall[2] / m.wall[0];
+    if (cs.size() > 2 && cs[2].name == "unfused")
+      state.counters["unfused/baseline"] = m.wall[2] / m.wall[0];
     if (cs.size() > 2 && cs[2].name == "sweep")
       state.counters["net/baseline"] = (m.wall[1] - m.wall[2]) / m.wall[0];
     state.counters["calls_per_turn"] = m.steps_per_batch;
@@ -364,9 +421,10 @@ void register_all() {
     reg("matmul/bwd" + sz, 1.03, [s] { return mm_bwd(s, false); });
     reg("linear/fwd" + sz, 0, [s] { return mm_fwd(s, true); });
     reg("linear/bwd" + sz, 0, [s] { return mm_bwd(s, true); });
-    const std::pair<const char*, Unary> unary[] = {
-        {"bias_add", Unary::kBiasAdd}, {"sigmoid", Unary::kSigmoid}, {"tanh", Unary::kTanh},
-        {"softmax", Unary::kSoftmax}};
+    const std::pair<const char*, Unary> unary[] = {{"bias_add", Unary::kBiasAdd},
+                                                   {"sigmoid", Unary::kSigmoid},
+                                                   {"tanh", Unary::kTanh},
+                                                   {"softmax", Unary::kSoftmax}};
     for (auto [name, u] : unary) {
       const double target = u == Unary::kSoftmax ? 0 : 1.2;
       reg(std::string(name) + "/fwd" + sz, target, [s, u = u] { return unary_fwd(s, u); });
@@ -401,8 +459,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::printf("\n| op/direction/size | baseline µs | wengert µs | wengert/baseline | target | "
-                "other |\n| --- | ---: | ---: | ---: | ---: | --- |\n");
+    std::printf(
+        "\n| op/direction/size | baseline µs | wengert µs | wengert/baseline | target | "
+        "other |\n| --- | ---: | ---: | ---: | ---: | --- |\n");
     for (const Pair& p : pairs()) {
       const auto it = rows_.find(p.name);
       if (it == rows_.end()) continue;

@@ -132,8 +132,7 @@ void bias_tanh(float* z, const float* b, std::size_t rows, std::size_t cols) {
   map1(z, z, rows * cols, [](B v) { return xsimd::tanh(v); });
 }
 
-void bias_add(float* __restrict z, const float* __restrict b, std::size_t rows,
-              std::size_t cols) {
+void bias_add(float* __restrict z, const float* __restrict b, std::size_t rows, std::size_t cols) {
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t j = 0; j < cols; ++j) z[r * cols + j] += b[j];
 }
@@ -236,8 +235,8 @@ float FloorMLP::step() {
   // Forward: Z_l = A_l·W_l (GEMM), then bias and tanh fused in one pass (the last layer keeps Z).
   for (std::size_t l = 0; l < L; ++l) {
     const int in = int(w.sizes[l]), out = int(w.sizes[l + 1]);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, out, in, 1.0f, A_[l], in, W_[l],
-                out, 0.0f, A_[l + 1], out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, out, in, 1.0f, A_[l], in, W_[l], out,
+                0.0f, A_[l + 1], out);
     if (l + 1 < L)
       bias_tanh(A_[l + 1], b_[l], Bt, std::size_t(out));
     else
@@ -246,21 +245,20 @@ float FloorMLP::step() {
 
   // Loss and its gradient with respect to the logits.
   const std::size_t C = w.sizes.back();
-  const float loss =
-      w.loss == LossKind::kSoftmaxCrossEntropy
-          ? softmax_ce(A_[L], p_->labels.data(), dZ_[L - 1], Bt, C)
-          : sigmoid_bce(A_[L], p_->targets.data(), dZ_[L - 1], rowtmp_, Bt * C);
+  const float loss = w.loss == LossKind::kSoftmaxCrossEntropy
+                         ? softmax_ce(A_[L], p_->labels.data(), dZ_[L - 1], Bt, C)
+                         : sigmoid_bce(A_[L], p_->targets.data(), dZ_[L - 1], rowtmp_, Bt * C);
 
   // Backward: dW = Aᵀ·dZ and dA = dZ·Wᵀ as GEMMs with transpose flags; dA lands directly in the
   // previous layer's dZ buffer and is multiplied in place by tanh' = 1 − A².
   for (std::size_t l = L; l-- > 0;) {
     const int in = int(w.sizes[l]), out = int(w.sizes[l + 1]);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, bi, 1.0f, A_[l], in, dZ_[l],
-                out, 0.0f, dW_[l], out);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, bi, 1.0f, A_[l], in, dZ_[l], out,
+                0.0f, dW_[l], out);
     column_sums(dZ_[l], db_[l], Bt, std::size_t(out));
     if (l == 0) break;  // X needs no gradient
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, in, out, 1.0f, dZ_[l], out, W_[l],
-                out, 0.0f, dZ_[l - 1], in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, in, out, 1.0f, dZ_[l], out, W_[l], out,
+                0.0f, dZ_[l - 1], in);
     map2(dZ_[l - 1], A_[l], dZ_[l - 1], Bt * std::size_t(in),
          [](B g, B a) { return g * (B(1.0f) - a * a); });
   }
@@ -273,8 +271,8 @@ float FloorMLP::step() {
   return loss;
 }
 
-float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, float* buf,
-                     float* g, float* gw) {
+float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, float* buf, float* g,
+                     float* gw) {
   std::copy(x, x + n, buf);
   for (int i = 0; i < ops; ++i) {
     const float* in = buf + std::size_t(i) * n;

@@ -4,8 +4,8 @@
 //   forward   Z_l = A_l·W_l + b_l,  A_{l+1} = tanh(Z_l) for hidden layers   (A_0 = X)
 //   loss      softmax cross-entropy on integer labels, or sigmoid + binary cross-entropy on
 //             0/1 targets (one output), averaged over the batch
-//   backward  dW_l = A_lᵀ·dZ_l,  db_l = Σ_rows dZ_l,  dA_l = dZ_l·W_lᵀ,  dZ_{l-1} = dA_l ⊙ (1 − A_l²)
-//   update    plain SGD of every weight and bias: p ← p − lr·dp
+//   backward  dW_l = A_lᵀ·dZ_l,  db_l = Σ_rows dZ_l,  dA_l = dZ_l·W_lᵀ,  dZ_{l-1} = dA_l ⊙ (1 −
+//   A_l²) update    plain SGD of every weight and bias: p ← p − lr·dp
 // float32, row-major: X [batch, in], W [in, out], b [out].
 //
 // The floor is what one would write by hand for exactly this network: buffers allocated once,
@@ -89,8 +89,8 @@ class FloorMLP {
 /// ones, accumulating w's gradient into gw (zeroed first). tanh goes through the same xsimd
 /// kernel as wengert's. `buf` holds (ops + 1)·n values, `g` and `gw` n values each.
 /// Returns g[0], the gradient with respect to x[0].
-float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, float* buf,
-                     float* g, float* gw);
+float plain_op_chain(const float* x, const float* w, std::size_t n, int ops, float* buf, float* g,
+                     float* gw);
 
 /// The OP workload's multiplier: 1, so that the chain's values (≈ 0.05 after 500 tanh) and its
 /// gradient (≈ 1e-3) stay normal floats. With w < 1 the values decay geometrically into the

@@ -34,18 +34,20 @@ float WengertMLP::step() {
     Var<float> z = wengert::linear(h, tape_.param(*W_[l]), tape_.param(*b_[l]));
     h = l + 1 < L ? wengert::tanh(z) : z;
   }
-  Var<float> loss =
-      w.loss == LossKind::kSoftmaxCrossEntropy
-          ? wengert::softmax_cross_entropy(h, p_->labels.data(), p_->labels.size())
-          : wengert::sigmoid_binary_cross_entropy(
-                h, tape_.constant_view(p_->targets.data(), Shape{w.batch, 1}));
+  Var<float> loss = w.loss == LossKind::kSoftmaxCrossEntropy
+                        ? wengert::softmax_cross_entropy(h, p_->labels.data(), p_->labels.size())
+                        : wengert::sigmoid_binary_cross_entropy(
+                              h, tape_.constant_view(p_->targets.data(), Shape{w.batch, 1}));
   tape_.backward(loss);
   opt_->step();
   return loss.item();
 }
 
 WengertOpChain::WengertOpChain(std::size_t side, int ops)
-    : side_(side), ops_(ops), x0_(side * side, 0.5f), seed_(side * side, 1.0f),
+    : side_(side),
+      ops_(ops),
+      x0_(side * side, 0.5f),
+      seed_(side * side, 1.0f),
       w_(Shape{side, side}) {
   std::fill(w_.data(), w_.data() + w_.size(), kOpChainW);
 }

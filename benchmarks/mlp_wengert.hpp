@@ -10,8 +10,8 @@
 #include <memory>
 #include <vector>
 
-#include <wengert/wengert.hpp>
 #include <wengert/nn/optim.hpp>
+#include <wengert/wengert.hpp>
 
 #include "mlp_floor.hpp"
 

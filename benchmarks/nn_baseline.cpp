@@ -43,8 +43,8 @@ const char* blas_config() { return openblas_get_config(); }
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* A,
           std::size_t lda, const float* Bm, std::size_t ldb, float beta, float* C,
           std::size_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              int(m), int(n), int(k), 1.0f, A, int(lda), Bm, int(ldb), beta, C, int(ldc));
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
+              int(n), int(k), 1.0f, A, int(lda), Bm, int(ldb), beta, C, int(ldc));
 }
 
 void bias_add_forward(const float* __restrict x, const float* __restrict b, float* __restrict y,
@@ -90,8 +90,8 @@ void tanh_backward(const float* __restrict y, const float* __restrict g, float* 
   for (std::size_t i = 0; i < n; ++i) dx[i] += g[i] * (1.0f - y[i] * y[i]);
 }
 
-float softmax_ce_forward(const float* z, const std::int32_t* labels, std::size_t m,
-                         std::size_t c, float* stats) {
+float softmax_ce_forward(const float* z, const std::int32_t* labels, std::size_t m, std::size_t c,
+                         float* stats) {
   float loss = 0;
   for (std::size_t r = 0; r < m; ++r, z += c) {
     const float mx = row_max(z, c);
@@ -134,7 +134,8 @@ float sigmoid_bce_forward(const float* z, const float* y, std::size_t n) {
            xsimd::log1p(xsimd::exp(-xsimd::abs(v)));
   }
   float s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += std::max(z[i], 0.0f) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i])));
+  for (; i < n; ++i)
+    s += std::max(z[i], 0.0f) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i])));
   return s / float(n);
 }
 

@@ -84,9 +84,9 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<xt::xarray<dou
         << unravel(r.input_index, inputs[r.input].shape()) << " of "
         << Shape(inputs[r.input].shape()).str() << "), output element " << r.output_index
         << " (index " << unravel(r.output_index, y0.shape()) << " of " << Shape(y0.shape()).str()
-        << "): analytic " << r.analytic << " vs numeric " << r.numeric
-        << " (|diff| " << std::abs(r.analytic - r.numeric) << " > atol " << o.atol << " + rtol "
-        << o.rtol << "·|numeric|)\n";
+        << "): analytic " << r.analytic << " vs numeric " << r.numeric << " (|diff| "
+        << std::abs(r.analytic - r.numeric) << " > atol " << o.atol << " + rtol " << o.rtol
+        << "·|numeric|)\n";
   }
 
   // Dot-product test: <J v, u> (finite difference along v) against <v, Jᵀ u> (one sweep).

@@ -93,12 +93,12 @@ void Tape<T>::to_dot(std::ostream& os) const {
   os << "digraph wengert {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n";
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     const detail::Node<T>& n = nodes_[i];
-    const char* style = (n.flags & detail::kLeaf)
-                            ? ((n.flags & detail::kRequiresGrad) ? ", style=filled, fillcolor=\"#cfe8ff\""
-                                                                 : ", style=filled, fillcolor=\"#eeeeee\"")
-                            : "";
-    os << "  n" << i << " [label=\"#" << i << ' ' << n.name << "\\n" << n.shape.str() << '"'
-       << style << "];\n";
+    const char* style = (n.flags & detail::kLeaf) ? ((n.flags & detail::kRequiresGrad)
+                                                         ? ", style=filled, fillcolor=\"#cfe8ff\""
+                                                         : ", style=filled, fillcolor=\"#eeeeee\"")
+                                                  : "";
+    os << "  n" << i << " [label=\"#" << i << ' ' << n.name << "\\n"
+       << n.shape.str() << '"' << style << "];\n";
     for (std::uint32_t k = 0; k < n.in_count; ++k)
       os << "  n" << inputs_[n.in_begin + k] << " -> n" << i << ";\n";
   }

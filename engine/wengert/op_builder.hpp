@@ -32,9 +32,7 @@ class BackwardContext {
  public:
   std::size_t num_inputs() const { return node_->in_count; }
   /// Whether input i needs a gradient in this sweep. Skip the work when it does not.
-  bool needs_grad(std::size_t i) const {
-    return marks_[inputs_[i]] & detail::kActive;
-  }
+  bool needs_grad(std::size_t i) const { return marks_[inputs_[i]] & detail::kActive; }
 
   const Shape& out_shape() const { return node_->shape; }
   std::size_t out_size() const { return node_->size; }

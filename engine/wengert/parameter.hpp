@@ -27,7 +27,9 @@ class Parameter {
   /// An empty parameter, shape [0].
   Parameter() : shape_{0} {}
   explicit Parameter(const Shape& shape, std::string name = {})
-      : shape_(shape), value_(shape.size(), T(0)), grad_(shape.size(), T(0)),
+      : shape_(shape),
+        value_(shape.size(), T(0)),
+        grad_(shape.size(), T(0)),
         name_(std::move(name)) {}
   template <class E>
   explicit Parameter(const xt::xexpression<E>& init, std::string name = {})

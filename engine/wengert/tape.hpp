@@ -158,7 +158,8 @@ class Tape {
     sweep(y, Seed{}, wrt.begin(), wrt.size(), "backward");
   }
   template <class E>
-  void backward(const Var<T>& y, const xt::xexpression<E>& seed, std::initializer_list<Var<T>> wrt) {
+  void backward(const Var<T>& y, const xt::xexpression<E>& seed,
+                std::initializer_list<Var<T>> wrt) {
     sweep(y, expression_seed(seed), wrt.begin(), wrt.size(), "backward");
   }
   /// General form: seed (y.size() contiguous values) may be null (y must then be scalar); wrt
@@ -248,8 +249,7 @@ class Tape {
       throw_bad_handle(v, op, arg);
   }
 
-  std::uint32_t push_leaf(const char* name, const Shape& s, const T* external,
-                          std::uint8_t flags) {
+  std::uint32_t push_leaf(const char* name, const Shape& s, const T* external, std::uint8_t flags) {
     check_idle(name);
     const Shape shape = s;  // may live in nodes_ (detach): copy before emplace_back
     const std::size_t n = shape.size();
@@ -318,8 +318,8 @@ class Tape {
 
   void sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::size_t n_wrt,
              const char* what);
-  [[noreturn]] void throw_anomaly(const detail::Node<T>& n, const char* where,
-                                  std::size_t elem, T value) const;
+  [[noreturn]] void throw_anomaly(const detail::Node<T>& n, const char* where, std::size_t elem,
+                                  T value) const;
   void check_finite_output(const detail::Node<T>& n) const {
     for (std::size_t k = 0; k < n.size; ++k)
       if (!std::isfinite(n.value[k])) throw_anomaly(n, "forward output", k, n.value[k]);
@@ -330,8 +330,8 @@ class Tape {
   std::vector<std::uint8_t> marks_;
   detail::Arena arena_;
   std::uint32_t gen_;
-  bool building_ = false;   // between begin_op and finish (or the builder's rollback)
-  bool sweeping_ = false;   // inside backward, while closures run
+  bool building_ = false;  // between begin_op and finish (or the builder's rollback)
+  bool sweeping_ = false;  // inside backward, while closures run
   std::atomic<std::thread::id> owner_{};
 };
 
@@ -348,7 +348,8 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
   node.size = p.size();
   node.in_begin = static_cast<std::uint32_t>(inputs_.size());
   node.name = "param";
-  node.flags = detail::kLeaf | (grad_enabled() ? (detail::kRequiresGrad | detail::kExternalGrad) : 0);
+  node.flags =
+      detail::kLeaf | (grad_enabled() ? (detail::kRequiresGrad | detail::kExternalGrad) : 0);
   return handle(static_cast<std::uint32_t>(nodes_.size() - 1));
 }
 
@@ -467,8 +468,7 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
   std::uint8_t* marks = marks_.data();
   for (std::size_t i = n; i-- > 0;) {
     const detail::Node<T>& nd = nodes[i];
-    if ((marks[i] & (detail::kActive | detail::kReached)) !=
-            (detail::kActive | detail::kReached) ||
+    if ((marks[i] & (detail::kActive | detail::kReached)) != (detail::kActive | detail::kReached) ||
         !nd.backward)
       continue;
     const std::uint32_t* in = ins + nd.in_begin;
@@ -491,4 +491,3 @@ extern template class Tape<float>;
 extern template class Tape<double>;
 
 }  // namespace wengert
-

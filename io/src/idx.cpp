@@ -70,8 +70,7 @@ class GzReader {
     std::size_t got = read_some(dst, n);
     if (got != n)
       throw ValueError(prefix(who_, path_) + "the file is truncated: " + what + " needs " +
-                       std::to_string(n) + " bytes but only " + std::to_string(got) +
-                       " remain");
+                       std::to_string(n) + " bytes but only " + std::to_string(got) + " remain");
   }
 
   const char* who() const { return who_; }
@@ -104,7 +103,10 @@ IdxArray read_ubyte_idx(const char* who, const std::string& path, std::uint8_t w
     throw ValueError(prefix(who, path) + "magic " + hex32(magic) + " is a rank-" +
                      std::to_string(m[3]) + " IDX file; expected rank " +
                      std::to_string(want_rank) + " (magic " + hex32(0x800u | want_rank) + ", " +
-                     (want_rank == 3 ? "images" : want_rank == 1 ? "labels" : "data") + ")");
+                     (want_rank == 3   ? "images"
+                      : want_rank == 1 ? "labels"
+                                       : "data") +
+                     ")");
   if (m[3] == 0)
     throw ValueError(prefix(who, path) + "magic " + hex32(magic) + " announces rank 0");
 
@@ -114,8 +116,8 @@ IdxArray read_ubyte_idx(const char* who, const std::string& path, std::uint8_t w
   for (std::size_t d = 0; d < a.dims.size(); ++d) {
     unsigned char b[4];
     in.read_exact(b, 4, "dimension " + std::to_string(d));
-    a.dims[d] = std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 |
-                b[3];
+    a.dims[d] =
+        std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 | b[3];
     if (a.dims[d] != 0 && total > (std::uint64_t{1} << 62) / a.dims[d])
       throw ValueError(prefix(who, path) + "the header announces an implausibly large array");
     total *= a.dims[d];
@@ -126,22 +128,23 @@ IdxArray read_ubyte_idx(const char* who, const std::string& path, std::uint8_t w
   constexpr std::size_t kChunk = std::size_t{1} << 22;
   a.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(total, kChunk)));
   while (a.data.size() < total) {
-    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(total - a.data.size(), kChunk));
+    std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(total - a.data.size(), kChunk));
     std::size_t at = a.data.size();
     a.data.resize(at + want);
     std::size_t n = in.read_some(a.data.data() + at, want);
     if (n != want) {
       std::string shape;
       for (std::size_t d : a.dims) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-      throw ValueError(prefix(who, path) + "the file is truncated: the header announces [" +
-                       shape + "] = " + std::to_string(total) + " bytes of data but only " +
+      throw ValueError(prefix(who, path) + "the file is truncated: the header announces [" + shape +
+                       "] = " + std::to_string(total) + " bytes of data but only " +
                        std::to_string(at + n) + " follow");
     }
   }
   unsigned char extra;
   if (in.read_some(&extra, 1) != 0)
-    throw ValueError(prefix(who, path) + "the file has bytes after the " +
-                     std::to_string(total) + " bytes of data its header announces; it is corrupt "
+    throw ValueError(prefix(who, path) + "the file has bytes after the " + std::to_string(total) +
+                     " bytes of data its header announces; it is corrupt "
                      "or not the file it seems");
   return a;
 }

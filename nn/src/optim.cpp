@@ -51,8 +51,7 @@ void nesterov_kernel(T* __restrict p, const T* __restrict g, T* __restrict v, st
 // One Adam element update; c1 = 1/(1 − β1ᵗ), c2 = 1/(1 − β2ᵗ). Written once for scalars and
 // xsimd batches so the vector body and the tail compute the same thing.
 template <class V, class T>
-inline void adam_update(V& p, const V& g0, V& m, V& v, T lr, T b1, T b2, T eps, T wd, T c1,
-                        T c2) {
+inline void adam_update(V& p, const V& g0, V& m, V& v, T lr, T b1, T b2, T eps, T wd, T c1, T c2) {
   V g = g0 + V(wd) * p;
   m = V(b1) * m + V(T(1) - b1) * g;
   v = V(b2) * v + V(T(1) - b2) * g * g;
@@ -141,8 +140,7 @@ SGD<T>::SGD(std::vector<Parameter<T>*> params, const SGDOptions& o)
       nesterov_(o.nesterov) {
   check_hyper("SGD", "momentum", o.momentum);
   check_hyper("SGD", "weight_decay", o.weight_decay);
-  if (o.nesterov && o.momentum == 0)
-    throw ValueError("SGD: nesterov = true needs momentum > 0");
+  if (o.nesterov && o.momentum == 0) throw ValueError("SGD: nesterov = true needs momentum > 0");
   if (momentum_ != T(0)) this->allocate_state(1);
 }
 
@@ -192,8 +190,8 @@ void Adam<T>::step() {
   const T c2 = T(1.0 / (1.0 - beta2_pow_));
   for (std::size_t i = 0; i < this->params_.size(); ++i) {
     Parameter<T>& p = *this->params_[i];
-    adam_kernel(p.data(), p.grad_data(), this->state(i, 0), this->state(i, 1), p.size(),
-                this->lr_, beta1_, beta2_, eps_, weight_decay_, c1, c2);
+    adam_kernel(p.data(), p.grad_data(), this->state(i, 0), this->state(i, 1), p.size(), this->lr_,
+                beta1_, beta2_, eps_, weight_decay_, c1, c2);
   }
 }
 

@@ -148,12 +148,12 @@ void save_impl(const std::string& path, const Parameter<T>* const* params, std::
 
 std::vector<unsigned char> read_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f)
-    throw ValueError(prefix("load", path) + "cannot open it (" + std::strerror(errno) + ")");
+  if (!f) throw ValueError(prefix("load", path) + "cannot open it (" + std::strerror(errno) + ")");
   std::vector<unsigned char> buf;
   unsigned char chunk[1 << 16];
   std::size_t got;
-  while ((got = std::fread(chunk, 1, sizeof chunk, f)) > 0) buf.insert(buf.end(), chunk, chunk + got);
+  while ((got = std::fread(chunk, 1, sizeof chunk, f)) > 0)
+    buf.insert(buf.end(), chunk, chunk + got);
   bool failed = std::ferror(f);
   std::fclose(f);
   if (failed) throw ValueError(prefix("load", path) + "read error");
@@ -172,9 +172,8 @@ class Reader {
   const unsigned char* take(std::size_t n, const std::string& what) {
     if (n > remaining())
       throw ValueError(prefix("load", path_) + "the file is truncated or corrupt: " + what +
-                       " needs " + std::to_string(n) + " bytes at offset " +
-                       std::to_string(pos_) + " but the data end at offset " +
-                       std::to_string(end_));
+                       " needs " + std::to_string(n) + " bytes at offset " + std::to_string(pos_) +
+                       " but the data end at offset " + std::to_string(end_));
     const unsigned char* p = data_ + pos_;
     pos_ += n;
     return p;
@@ -232,14 +231,14 @@ std::vector<Record> parse_file(const std::string& path, const std::string& pre,
     throw ValueError(pre + "unknown dtype code " + std::to_string(dtype) +
                      " (1 = float32, 2 = float64); the file is corrupt");
   if (dtype != dtype_code<T>())
-    throw ValueError(pre + "the file holds " + dtype_name(dtype) + " tensors but the parameters are " +
-                     dtype_name(dtype_code<T>()));
+    throw ValueError(pre + "the file holds " + dtype_name(dtype) +
+                     " tensors but the parameters are " + dtype_name(dtype_code<T>()));
   const auto count = r.uint<std::uint64_t>("tensor count");
   constexpr std::size_t kMinRecord = 4 + 4;  // empty name, rank 0 … plus at least one value
   if (count > r.remaining() / kMinRecord)
     throw ValueError(pre + "the file is truncated or corrupt: the header announces " +
-                     std::to_string(count) + " tensors but only " +
-                     std::to_string(r.remaining()) + " bytes follow");
+                     std::to_string(count) + " tensors but only " + std::to_string(r.remaining()) +
+                     " bytes follow");
 
   // Structure: every record must fit, and the records must end exactly at the checksum.
   std::vector<Record> records(static_cast<std::size_t>(count));
@@ -252,9 +251,8 @@ std::vector<Record> parse_file(const std::string& path, const std::string& pre,
     const std::string named = which + " ('" + rec.name + "')";
     const auto rank = r.uint<std::uint32_t>(named + "'s rank");
     if (rank > Shape::kMaxRank)
-      throw ValueError(pre + "the file is corrupt: " + named + " has rank " +
-                       std::to_string(rank) + ", above the maximum " +
-                       std::to_string(Shape::kMaxRank));
+      throw ValueError(pre + "the file is corrupt: " + named + " has rank " + std::to_string(rank) +
+                       ", above the maximum " + std::to_string(Shape::kMaxRank));
     std::uint64_t elems = 1;
     bool overflow = false;
     for (std::uint32_t d = 0; d < rank; ++d) {
@@ -284,8 +282,8 @@ std::vector<Record> parse_file(const std::string& path, const std::string& pre,
                                             buf.data(), size - kTrailerBytes);
   if (stored != computed) {
     char msg[96];
-    std::snprintf(msg, sizeof msg, "checksum mismatch (stored CRC-32 %08x, computed %08x)",
-                  stored, computed);
+    std::snprintf(msg, sizeof msg, "checksum mismatch (stored CRC-32 %08x, computed %08x)", stored,
+                  computed);
     throw ValueError(pre + "the file is corrupt: " + msg);
   }
   return records;
@@ -316,9 +314,8 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
 
   // The file is sound; now it must match the parameters.
   if (records.size() != params.size())
-    throw ValueError(pre + "the file holds " + std::to_string(records.size()) +
-                     " tensors but " + std::to_string(params.size()) +
-                     " parameters were given");
+    throw ValueError(pre + "the file holds " + std::to_string(records.size()) + " tensors but " +
+                     std::to_string(params.size()) + " parameters were given");
   for (std::size_t i = 0; i < records.size(); ++i) {
     const Parameter<T>& p = *params[i];
     if (records[i].name != p.name())

@@ -9,9 +9,9 @@
 #include <cmath>
 #include <vector>
 
-#include "alloc_counter.hpp"
 #include "../../benchmarks/mlp_floor.hpp"
 #include "../../benchmarks/mlp_wengert.hpp"
+#include "alloc_counter.hpp"
 
 namespace {
 
@@ -77,7 +77,8 @@ Reference reference(const Problem& p) {
     for (std::size_t r = 0; r < B; ++r)
       for (std::size_t j = 0; j < out; ++j) {
         ref.db[l][j] += dZ[r * out + j];
-        for (std::size_t k = 0; k < in; ++k) ref.dW[l][k * out + j] += A[l][r * in + k] * dZ[r * out + j];
+        for (std::size_t k = 0; k < in; ++k)
+          ref.dW[l][k * out + j] += A[l][r * in + k] * dZ[r * out + j];
       }
     if (l == 0) break;
     std::vector<double> prev(B * in, 0.0);  // dZ_{l-1} = (dZ_l·W_lᵀ) ⊙ (1 − A_l²)
@@ -105,7 +106,8 @@ TEST_P(MlpFloor, MatchesWengertLossGradientsAndUpdate) {
     const std::size_t nW = p.w.sizes[l] * p.w.sizes[l + 1], nb = p.w.sizes[l + 1];
     EXPECT_LT(rel_err(weng.weight(l).grad_data(), floor.grad_weight(l), nW), 1e-4) << "dW" << l;
     EXPECT_LT(rel_err(weng.bias(l).grad_data(), floor.grad_bias(l), nb), 1e-4) << "db" << l;
-    EXPECT_LT(rel_err(weng.weight(l).data(), floor.weight(l), nW), 1e-5) << "W" << l << " after SGD";
+    EXPECT_LT(rel_err(weng.weight(l).data(), floor.weight(l), nW), 1e-5)
+        << "W" << l << " after SGD";
     EXPECT_LT(rel_err(weng.bias(l).data(), floor.bias(l), nb), 1e-5) << "b" << l << " after SGD";
   }
   // The second step starts from the updated parameters: equal losses mean equal updates.
@@ -177,7 +179,8 @@ TEST(MlpOpChain, PlainLoopMatchesWengertAndChainRule) {
     y = 0.5;
     std::vector<double> fwd(1001);
     fwd[0] = y;
-    for (int i = 0; i < 1000; ++i) fwd[i + 1] = op_is_tanh(i) ? std::tanh(fwd[i]) : fwd[i] * kOpChainW;
+    for (int i = 0; i < 1000; ++i)
+      fwd[i + 1] = op_is_tanh(i) ? std::tanh(fwd[i]) : fwd[i] * kOpChainW;
     for (int i = 1000; i-- > 0;) {
       if (op_is_tanh(i)) {
         above *= 1 - fwd[i + 1] * fwd[i + 1];

@@ -527,15 +527,13 @@ TEST(Tape, LeavesCannotBeRecordedInsideAnOp) {
   auto op = tape.begin_op("outer", {x}, x.shape());
   const std::size_t size = tape.size();
   for (auto record : std::vector<std::function<void()>>{
-           [&] { tape.constant(2.0); }, [&] { tape.variable(2.0); },
-           [&] { tape.param(p); }, [&] { tape.detach(x); },
-           [&] { tape.constant_view(x.data(), Shape{}); }}) {
+           [&] { tape.constant(2.0); }, [&] { tape.variable(2.0); }, [&] { tape.param(p); },
+           [&] { tape.detach(x); }, [&] { tape.constant_view(x.data(), Shape{}); }}) {
     try {
       record();
       ADD_FAILURE() << "a leaf was recorded inside op 'outer'";
     } catch (const UsageError& e) {
-      EXPECT_NE(std::string(e.what()).find("while op 'outer' is being recorded"),
-                std::string::npos)
+      EXPECT_NE(std::string(e.what()).find("while op 'outer' is being recorded"), std::string::npos)
           << e.what();
     }
     EXPECT_EQ(tape.size(), size);
@@ -610,8 +608,7 @@ TEST(Tape, ClearBetweenBeginOpAndFinishIsRefused) {
     tape.clear();
     ADD_FAILURE() << "clear() freed the nodes of an op being recorded";
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("while op 'pending' is being recorded"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("while op 'pending' is being recorded"), std::string::npos)
         << e.what();
   }
   EXPECT_EQ(tape.size(), 2u);

@@ -79,9 +79,8 @@ void expect_value_error(F&& f, const std::string& file, std::vector<std::string>
 }
 
 // 3 images of 2×4 pixels with every byte distinct, including 0 and 255.
-const std::vector<std::uint8_t> kPixels = {0,   255, 1,   254, 51,  102, 153, 204,
-                                           17,  34,  68,  136, 3,   6,   9,   12,
-                                           100, 200, 150, 50,  128, 127, 64,  192};
+const std::vector<std::uint8_t> kPixels = {0, 255, 1, 254, 51,  102, 153, 204, 17,  34,  68, 136,
+                                           3, 6,   9, 12,  100, 200, 150, 50,  128, 127, 64, 192};
 const std::vector<std::uint8_t> kLabels = {7, 0, 9};
 
 }  // namespace

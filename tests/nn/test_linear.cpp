@@ -105,9 +105,9 @@ TYPED_TEST(LinearTest, XavierUniformBoundAndVariance) {
   const double a = std::sqrt(6.0 / double(in + out));
   Stats s = stats(l.weight());
   EXPECT_LE(s.max_abs, a);
-  EXPECT_GT(s.max_abs, 0.999 * a);              // the bound is reached, not a smaller one
-  EXPECT_NEAR(s.mean, 0.0, 0.01 * a);           // sd of the mean ≈ a/√(3·60000) ≈ 0.0024a
-  EXPECT_NEAR(s.var, a * a / 3, 0.02 * a * a / 3);  // U(−a, a) has variance a²/3
+  EXPECT_GT(s.max_abs, 0.999 * a);     // the bound is reached, not a smaller one
+  EXPECT_NEAR(s.mean, 0.0, 0.01 * a);  // sd of the mean ≈ a/√(3·60000) ≈ 0.0024a
+  EXPECT_NEAR(s.var, a * a / 3, 0.02 * a * a / 3);      // U(−a, a) has variance a²/3
   EXPECT_NEAR(s.within_1sd, 1 / std::sqrt(3.0), 0.01);  // uniform: P(|w| ≤ a/√3) = 1/√3
 }
 
@@ -133,7 +133,7 @@ TYPED_TEST(LinearTest, NormalSchemesHaveTheirStandardDeviation) {
     EXPECT_NEAR(s.mean, 0.0, 0.02 * sd);
     EXPECT_NEAR(s.var, var, 0.02 * var);
     EXPECT_NEAR(s.within_1sd, 0.6827, 0.01);  // normal, not uniform (which gives 0.577)
-    EXPECT_GT(s.max_abs, 3.5 * sd);            // normal tails exist among 65536 draws
+    EXPECT_GT(s.max_abs, 3.5 * sd);           // normal tails exist among 65536 draws
   }
 }
 

@@ -85,11 +85,11 @@ TEST(LongRun, HundredThousandAdamStepsKeepResidentMemoryFlat) {
     return loss.item();
   };
 
-  std::vector<long> rss;          // after steps 0, 10k, 20k, ..., 100k
-  std::vector<double> mean_loss;  // over each interval
+  std::vector<long> rss;                // after steps 0, 10k, 20k, ..., 100k
+  std::vector<double> mean_loss;        // over each interval
   rss.reserve(kSteps / kInterval + 1);  // (so that recording them allocates nothing)
   mean_loss.reserve(kSteps / kInterval);
-  double first_loss = 0;          // mean over the first 1,000 steps
+  double first_loss = 0;  // mean over the first 1,000 steps
   std::size_t allocations = 0, blas_allocations = 0;
   const auto t0 = std::chrono::steady_clock::now();
   rss.push_back(resident_bytes());
@@ -128,8 +128,9 @@ TEST(LongRun, HundredThousandAdamStepsKeepResidentMemoryFlat) {
   EXPECT_EQ(allocations, 0u) << "heap allocations in steady-state training steps";
 
 #ifdef WENGERT_RSS_UNRELIABLE
-  std::printf("[ long run ] RSS bound not checked: RSS is not meaningful under ASan/TSan "
-              "(quarantine, shadow memory); LeakSanitizer checks leaks in this build\n");
+  std::printf(
+      "[ long run ] RSS bound not checked: RSS is not meaningful under ASan/TSan "
+      "(quarantine, shadow memory); LeakSanitizer checks leaks in this build\n");
 #else
   const long after_warmup = rss[kWarmup / kInterval];
   for (std::size_t k = kWarmup / kInterval; k < rss.size(); ++k)

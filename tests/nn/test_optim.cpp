@@ -33,14 +33,16 @@ double tol() {
 // f(p) = ½ Σ a_i (p_i − c_i)²  ⇒  ∇f = a ⊙ (p − c). Writes the gradient into p's grad.
 template <class T>
 void quadratic_grad(Parameter<T>& p, const std::vector<double>& a, const std::vector<double>& c) {
-  for (std::size_t i = 0; i < p.size(); ++i) p.grad_data()[i] = T(a[i] * (double(p.data()[i]) - c[i]));
+  for (std::size_t i = 0; i < p.size(); ++i)
+    p.grad_data()[i] = T(a[i] * (double(p.data()[i]) - c[i]));
 }
 
 // A parameter of n elements with deterministic, varied values (not a multiple of any SIMD width).
 template <class T>
 Parameter<T> make_param(std::size_t n, const char* name, double scale = 1.0) {
   Parameter<T> p(Shape{n}, name);
-  for (std::size_t i = 0; i < n; ++i) p.data()[i] = T(scale * std::sin(0.7 * double(i) + 0.3) * 2.0);
+  for (std::size_t i = 0; i < n; ++i)
+    p.data()[i] = T(scale * std::sin(0.7 * double(i) + 0.3) * 2.0);
   return p;
 }
 
@@ -148,7 +150,8 @@ TYPED_TEST(OptimTest, MomentumAndNesterovMatchReferenceOnVectors) {
       ref_step(r1, v1, q);
       ref_step(r2, v2, q2);
       for (std::size_t i = 0; i < n; ++i)
-        ASSERT_NEAR(p1.data()[i], r1[i], 4 * tol<T>()) << "nesterov " << nesterov << " step " << s << " i " << i;
+        ASSERT_NEAR(p1.data()[i], r1[i], 4 * tol<T>())
+            << "nesterov " << nesterov << " step " << s << " i " << i;
       for (std::size_t i = 0; i < 5; ++i)
         ASSERT_NEAR(p2.data()[i], r2[i], 4 * tol<T>()) << "nesterov " << nesterov << " step " << s;
     }

@@ -71,7 +71,8 @@ void expect_value_error(F&& f, const std::string& file, std::vector<std::string>
   } catch (const ValueError& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("'" + file + "'"), std::string::npos) << "file not named: " << msg;
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << n << " not in: " << msg;
+    for (const auto& n : needles)
+      EXPECT_NE(msg.find(n), std::string::npos) << n << " not in: " << msg;
   }
 }
 
@@ -172,13 +173,13 @@ TYPED_TEST(SerializeTyped, ByteLayoutIsAsDocumented) {
   nn::save(f, std::vector<Parameter<T>*>{&w, &b});
   const auto bytes = read_bytes(f);
 
-  const std::size_t expected_size = 20 + (4 + 1 + 4 + 2 * 8 + 6 * sizeof(T)) +
-                                    (4 + 4 + 4 + 1 * 8 + 3 * sizeof(T)) + 4;
+  const std::size_t expected_size =
+      20 + (4 + 1 + 4 + 2 * 8 + 6 * sizeof(T)) + (4 + 4 + 4 + 1 * 8 + 3 * sizeof(T)) + 4;
   ASSERT_EQ(bytes.size(), expected_size);
   EXPECT_EQ(std::string(bytes.begin(), bytes.begin() + 4), "WGRT");
-  EXPECT_EQ(le32(bytes, 4), 1u);                                     // version
+  EXPECT_EQ(le32(bytes, 4), 1u);                                    // version
   EXPECT_EQ(le32(bytes, 8), (std::is_same_v<T, float> ? 1u : 2u));  // dtype code
-  EXPECT_EQ(le64(bytes, 12), 2u);                                    // tensor count
+  EXPECT_EQ(le64(bytes, 12), 2u);                                   // tensor count
   std::size_t at = 20;
   EXPECT_EQ(le32(bytes, at), 1u);  // name length
   EXPECT_EQ(bytes[at + 4], 'W');
@@ -262,8 +263,8 @@ TEST_F(SerializeTest, TruncatedFile) {
   nn::save(f, a.list());
   const auto full = read_bytes(f);
   // Cut inside the data, inside the header, inside a name, and just before the checksum's end.
-  for (std::size_t keep : {full.size() - 30, std::size_t{10}, std::size_t{23}, std::size_t{27},
-                           full.size() - 1}) {
+  for (std::size_t keep :
+       {full.size() - 30, std::size_t{10}, std::size_t{23}, std::size_t{27}, full.size() - 1}) {
     write_bytes(f, std::vector<unsigned char>(full.begin(), full.begin() + keep));
     SCOPED_TRACE("kept " + std::to_string(keep) + " of " + std::to_string(full.size()));
     expect_value_error([&] { nn::load(f, b.list()); }, f, {"truncated"});

@@ -18,8 +18,8 @@ namespace {
 using namespace wengert;
 
 struct RunResult {
-  std::vector<float> losses;  // every step's loss
-  std::vector<float> weights; // every parameter, flattened, after the last step
+  std::vector<float> losses;   // every step's loss
+  std::vector<float> weights;  // every parameter, flattened, after the last step
 };
 
 /// Trains an 8-16-16-2 tanh MLP with Adam for `steps` steps of batch 16 on a data set drawn

@@ -50,8 +50,13 @@ class Batcher {
   /// copied: both must outlive the Batcher. Starts at epoch 0 (start_epoch(0) is implied).
   Batcher(const T* features, const std::int32_t* labels, std::size_t n, std::size_t dim,
           std::size_t batch_size, std::uint64_t seed, LastBatch last = LastBatch::kKeep)
-      : features_(features), labels_(labels), n_(n), dim_(dim), batch_(batch_size),
-        seed_(seed), last_(last) {
+      : features_(features),
+        labels_(labels),
+        n_(n),
+        dim_(dim),
+        batch_(batch_size),
+        seed_(seed),
+        last_(last) {
     if (batch_size == 0) throw ValueError("Batcher: batch_size must be > 0");
     if (n > 0 && dim > 0 && !features)
       throw UsageError("Batcher: features is null but n = " + std::to_string(n));

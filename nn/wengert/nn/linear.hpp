@@ -48,8 +48,7 @@ void initialize(Parameter<T>& p, Init scheme, std::size_t fan_in, std::size_t fa
     }
     case Init::kXavierNormal:
     case Init::kHeNormal: {
-      const double sigma =
-          std::sqrt(2.0 / (scheme == Init::kHeNormal ? double(fan_in) : fan_sum));
+      const double sigma = std::sqrt(2.0 / (scheme == Init::kHeNormal ? double(fan_in) : fan_sum));
       const double two_pi = 6.283185307179586;
       for (std::size_t i = 0; i < n; i += 2) {  // Box–Muller: two normals per pair of draws
         const double r = std::sqrt(-2.0 * std::log(1.0 - uniform01()));  // 1 − u ∈ (0, 1]
@@ -139,18 +138,18 @@ inline Init default_init(Activation a) {
 }
 
 /// A multi-layer perceptron: Linear → activation → … → Linear. The last layer has no
-/// activation (it returns logits, e.g. for softmax_cross_entropy). sizes = {in, hidden…, out}; layer k is named "fc<k>".
+/// activation (it returns logits, e.g. for softmax_cross_entropy). sizes = {in, hidden…, out};
+/// layer k is named "fc<k>".
 template <class T>
 class MLP {
  public:
   MLP(const std::vector<std::size_t>& sizes, Activation activation, std::uint64_t seed)
       : MLP(sizes, activation, seed, default_init(activation)) {}
-  MLP(const std::vector<std::size_t>& sizes, Activation activation, std::uint64_t seed,
-      Init scheme)
+  MLP(const std::vector<std::size_t>& sizes, Activation activation, std::uint64_t seed, Init scheme)
       : activation_(activation) {
     if (sizes.size() < 2)
-      throw ShapeError("MLP: sizes needs at least {in, out}, got " +
-                       std::to_string(sizes.size()) + " entries");
+      throw ShapeError("MLP: sizes needs at least {in, out}, got " + std::to_string(sizes.size()) +
+                       " entries");
     std::mt19937_64 rng(seed);
     layers_.reserve(sizes.size() - 1);
     for (std::size_t k = 0; k + 1 < sizes.size(); ++k)

@@ -72,8 +72,7 @@ template <class T>
 std::vector<Parameter<T>> load_all(const std::string& path);
 
 extern template void save<float>(const std::string&, const std::vector<const Parameter<float>*>&);
-extern template void save<double>(const std::string&,
-                                  const std::vector<const Parameter<double>*>&);
+extern template void save<double>(const std::string&, const std::vector<const Parameter<double>*>&);
 extern template void save<float>(const std::string&, const std::vector<Parameter<float>*>&);
 extern template void save<double>(const std::string&, const std::vector<Parameter<double>*>&);
 extern template void load<float>(const std::string&, const std::vector<Parameter<float>*>&);
