@@ -3,7 +3,8 @@
 # Idempotent; run as root. Usage: scripts/setup.sh [build] [test] [train] [bench]
 #   build        compiler, CMake and the library's dependencies (always included)
 #   test         GoogleTest; clang 14 with its sanitizer/libFuzzer runtimes (the fuzz target);
-#                valgrind (memcheck over the engine tests)
+#                valgrind (memcheck over the engine tests); clang-format (the format check);
+#                python3 (extracts README.md's C++ examples, which the tests compile)
 #   train        the Fashion-MNIST data set and gnuplot (for the main job's plot)
 #   bench        Google Benchmark (+ compare.py tools); libtorch-dev too if WENGERT_BENCH_TORCH=1
 set -euo pipefail
@@ -13,7 +14,7 @@ pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libop
 for profile in "$@"; do
   case "$profile" in
     build) ;;
-    test) pkgs+=(libgtest-dev clang-14 libclang-rt-14-dev valgrind) ;;
+    test) pkgs+=(libgtest-dev clang-14 libclang-rt-14-dev valgrind clang-format python3) ;;
     train) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
     bench) pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox)
            if [ "${WENGERT_BENCH_TORCH:-0}" = 1 ]; then pkgs+=(libtorch-dev); fi ;;
