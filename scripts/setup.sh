@@ -10,7 +10,7 @@
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libopenblas-dev
-      libxsimd-dev zlib1g-dev)
+      libxsimd-dev zlib1g-dev libcli11-dev)
 for profile in "$@"; do
   case "$profile" in
     build) ;;
