@@ -2,16 +2,23 @@
 // seed networks (seed 004's 3-4-3-1 tanh/sigmoid net, XOR). Run with --help for the flags.
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <limits>
+#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "trainer.hpp"
 
@@ -36,8 +43,8 @@ Modes:
 Options for fashion / --eval:
   --data DIR            data set directory (default /usr/share/datasets/fashion-mnist)
   --epochs N            epochs (default 10)
-  --batch N             mini-batch size (default 128)
-  --hidden A,B,...      hidden layer sizes (default 256,128)
+  --batch N             mini-batch size, at most 65536 (default 128)
+  --hidden A,B,...      hidden layer sizes, each at most 16384 (default 256,128)
   --activation NAME     tanh or relu (default relu)
   --lr X                Adam learning rate (default 0.001)
   --schedule NAME       cosine (default: lr decays to 0 over the run) or constant
@@ -51,8 +58,23 @@ Options for seed004 / xor:
   --seed N              seed (default 1)
 
   --help                this text
+
+Values follow the flag (--epochs 5) or an '=' (--epochs=5); if a flag is repeated, its last
+value counts. Integers are decimal digits only (no sign, spaces, hex or exponent).
 Exit codes: 0 success, 1 runtime error (e.g. unreadable data), 2 bad command line.
 )";
+
+// Upper limits of the size flags, refused as usage errors (exit 2) before anything is allocated.
+// A batch costs memory in proportion to its rows: the batch buffer holds 784 floats a row and
+// the tape a value and a gradient per row for every layer's outputs. Measured with the default
+// model, a full batch of Fashion-MNIST's 60,000 rows peaks at 0.8 GB resident (0.28 GB at batch
+// 128, most of it the data set): 2^16 keeps full-batch training possible and bounds the rest. A
+// layer of a×b weights costs 16 bytes a weight (value, gradient, Adam's two moments): with hidden
+// sizes up to 2^14, the largest layer between two hidden layers takes 4 GiB; at 2^16 a single such
+// layer would take 64 GiB.
+constexpr std::size_t kMaxBatch = std::size_t(1) << 16;
+constexpr std::size_t kMaxHidden = std::size_t(1) << 14;
+constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
 
 struct Args {
   std::string mode = "fashion";
@@ -73,83 +95,117 @@ struct Args {
   std::exit(2);
 }
 
-std::size_t parse_count(const std::string& flag, const std::string& v, bool allow_zero = false) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-  if (v.empty() || *end || errno || v[0] == '-' || (!allow_zero && n == 0))
-    usage_error(flag + " needs a " + (allow_zero ? "non-negative" : "positive") +
-                " integer, got '" + v + "'");
-  return static_cast<std::size_t>(n);
+// A bad value inside a flag's callback: CLI11 stops parsing and parse() reports it.
+[[noreturn]] void bad_value(const std::string& msg) { throw CLI::ValidationError(msg); }
+
+// A count, strictly: decimal digits only (no sign, space, "0x" or exponent), min ≤ n ≤ max.
+std::size_t parse_count(const std::string& flag, const std::string& v, std::size_t min = 1,
+                        std::size_t max = kNoLimit, const std::string& why = "") {
+  const bool digits =
+      !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits)
+    bad_value(flag + " needs a " + (min == 0 ? "non-negative" : "positive") +
+              " integer (decimal digits), got '" + v + "'");
+  std::size_t n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n, 10);
+  if (ec == std::errc::result_out_of_range || n > max)
+    bad_value(flag + " must be at most " + std::to_string(max) + why + ", got '" + v + "'");
+  if (ec != std::errc() || end != v.data() + v.size() || n < min)
+    bad_value(flag + " needs a positive integer, got '" + v + "'");
+  return n;
+}
+
+// A positive, finite decimal number ("0.001", "1e-3"); from_chars takes no space, sign '+' or hex.
+double parse_rate(const std::string& flag, const std::string& v) {
+  double x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !(x > 0) || !std::isfinite(x))
+    bad_value(flag + " needs a positive number, got '" + v + "'");
+  return x;
 }
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
+  CLI::App app{"wengert-train", "wengert-train"};
+  // Unknown arguments are collected and reported below, in this program's words.
+  app.allow_extras();
+  // Each flag converts its value as soon as it is read, in command-line order: the first bad
+  // value is the one reported, and a repeated flag's last value wins.
+  auto flag = [&](const char* name, std::function<void(const std::string&)> set) {
+    app.add_option_function<std::string>(name, std::move(set))->trigger_on_parse();
+  };
+  auto count = [&](const char* name, std::size_t& to, std::size_t min = 1,
+                   std::size_t max = kNoLimit, std::string why = "") {
+    flag(name, [&to, name, min, max, why](const std::string& v) {
+      to = parse_count(name, v, min, max, why);
+    });
+  };
+  flag("--mode", [&](const std::string& v) {
+    if (v != "fashion" && v != "seed004" && v != "xor")
+      bad_value("--mode must be fashion, seed004 or xor, got '" + v + "'");
+    a.mode = v;
+  });
+  flag("--data", [&](const std::string& v) { a.data = v; });
+  flag("--eval", [&](const std::string& v) { a.eval = v; });
+  flag("--out", [&](const std::string& v) { a.out = v; });
+  count("--epochs", a.epochs);
+  count("--batch", a.batch, 1, kMaxBatch, " (2^16, more rows than Fashion-MNIST's training set)");
+  count("--limit", a.limit);
+  count("--steps", a.steps);
+  flag("--seed", [&](const std::string& v) { a.seed = parse_count("--seed", v, 0); });
+  flag("--lr", [&](const std::string& v) { a.lr = parse_rate("--lr", v); });
+  flag("--schedule", [&](const std::string& v) {
+    if (v != "cosine" && v != "constant")
+      bad_value("--schedule must be cosine or constant, got '" + v + "'");
+    a.cosine = v == "cosine";
+  });
+  flag("--activation", [&](const std::string& v) {
+    if (v == "tanh")
+      a.activation = nn::Activation::kTanh;
+    else if (v == "relu")
+      a.activation = nn::Activation::kRelu;
+    else
+      bad_value("--activation must be tanh or relu, got '" + v + "'");
+    a.activation_given = true;
+  });
+  flag("--hidden", [&](const std::string& v) {
+    if (v.empty() || v.front() == ',' || v.back() == ',' || v.find(",,") != std::string::npos)
+      bad_value("--hidden needs sizes like 256,128, got '" + v + "'");
+    a.hidden.clear();
+    std::stringstream ss(v);
+    std::string part;
+    while (std::getline(ss, part, ','))
+      a.hidden.push_back(parse_count("--hidden", part, 1, kMaxHidden,
+                                     " (2^14: a 16384x16384 layer takes 4 GiB with its "
+                                     "gradient and Adam's moments)"));
+    a.hidden_given = true;
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help before any bad value prints the usage (CLI11 raises CallForHelp only after the
+    // whole command line has been read).
+    if (app.get_help_ptr()->count() > 0) {
       std::cout << kUsage;
       std::exit(0);
     }
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(f + " needs a value");
-      return argv[++i];
-    };
-    if (f == "--mode") {
-      a.mode = value();
-      if (a.mode != "fashion" && a.mode != "seed004" && a.mode != "xor")
-        usage_error("--mode must be fashion, seed004 or xor, got '" + a.mode + "'");
-    } else if (f == "--data") {
-      a.data = value();
-    } else if (f == "--eval") {
-      a.eval = value();
-    } else if (f == "--out") {
-      a.out = value();
-    } else if (f == "--epochs") {
-      a.epochs = parse_count(f, value());
-    } else if (f == "--batch") {
-      a.batch = parse_count(f, value());
-    } else if (f == "--limit") {
-      a.limit = parse_count(f, value());
-    } else if (f == "--steps") {
-      a.steps = parse_count(f, value());
-    } else if (f == "--seed") {
-      a.seed = parse_count(f, value(), true);
-    } else if (f == "--lr") {
-      std::string v = value();
-      char* end = nullptr;
-      a.lr = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || !(a.lr > 0) || !std::isfinite(a.lr))
-        usage_error("--lr needs a positive number, got '" + v + "'");
-    } else if (f == "--schedule") {
-      std::string v = value();
-      if (v != "cosine" && v != "constant")
-        usage_error("--schedule must be cosine or constant, got '" + v + "'");
-      a.cosine = v == "cosine";
-    } else if (f == "--activation") {
-      std::string v = value();
-      a.activation_given = true;
-      if (v == "tanh")
-        a.activation = nn::Activation::kTanh;
-      else if (v == "relu")
-        a.activation = nn::Activation::kRelu;
-      else
-        usage_error("--activation must be tanh or relu, got '" + v + "'");
-    } else if (f == "--hidden") {
-      std::string v = value();
-      a.hidden.clear();
-      std::stringstream ss(v);
-      std::string part;
-      while (std::getline(ss, part, ',')) a.hidden.push_back(parse_count("--hidden", part));
-      if (a.hidden.empty() || v.back() == ',')
-        usage_error("--hidden needs sizes like 256,128, got '" + v + "'");
-      a.hidden_given = true;
-    } else {
-      usage_error("unknown option '" + f + "'");
+    // Every flag takes exactly one value and takes the next argument whatever it is, so a value
+    // can only be missing after the last argument.
+    if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) {
+      const std::string last = argv[argc - 1];
+      usage_error(last.substr(0, last.find('=')) + " needs a value");  // "--epochs" or "--epochs="
     }
+    usage_error(e.what());
+  }
+  if (!app.remaining().empty()) {
+    const std::string r = app.remaining().front();
+    usage_error((r.size() > 1 && r[0] == '-' ? "unknown option '" : "unexpected argument '") + r +
+                "'");
   }
   if (!a.eval.empty() && a.mode != "fashion")
-    usage_error("--eval evaluates Fashion-MNIST weights; it does not combine with --mode " + a.mode);
+    usage_error("--eval evaluates Fashion-MNIST weights; it does not combine with --mode " +
+                a.mode);
   return a;
 }
 
@@ -160,7 +216,10 @@ const char* kFashionClasses[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress"
 class Progress {
  public:
   Progress(std::size_t epoch, std::size_t epochs, std::size_t total)
-      : epoch_(epoch), epochs_(epochs), total_(total), tty_(isatty(STDOUT_FILENO)),
+      : epoch_(epoch),
+        epochs_(epochs),
+        total_(total),
+        tty_(isatty(STDOUT_FILENO)),
         start_(std::chrono::steady_clock::now()) {}
   void update(std::size_t done, std::size_t examples, double running_loss) {
     const double secs = seconds();
@@ -175,8 +234,8 @@ class Progress {
       std::fflush(stdout);
       if (done == total_) std::printf("\r%*s\r", 100, "");
     } else if (done * 4 / total_ != (done - 1) * 4 / total_ && done != total_) {
-      std::printf("epoch %zu/%zu: %zu/%zu batches, %.0f ex/s, running loss %.4f\n", epoch_,
-                  epochs_, done, total_, rate, running_loss);
+      std::printf("epoch %zu/%zu: %zu/%zu batches, %.0f ex/s, running loss %.4f\n", epoch_, epochs_,
+                  done, total_, rate, running_loss);
       std::fflush(stdout);
     }
   }
@@ -270,8 +329,8 @@ int run_fashion(const Args& a) {
                        (a.activation == nn::Activation::kTanh ? "tanh" : "relu"));
     if (arch.sizes.front() != test.features())
       throw ValueError("eval: '" + a.eval + "' takes " + std::to_string(arch.sizes.front()) +
-                       " inputs but the test set's images have " +
-                       std::to_string(test.features()) + " pixels");
+                       " inputs but the test set's images have " + std::to_string(test.features()) +
+                       " pixels");
     train::Classifier clf(arch.sizes, arch.activation, a.seed, 1e-3);
     nn::load(a.eval, clf.saved_parameters());
     clf.normalize(test);
@@ -287,9 +346,10 @@ int run_fashion(const Args& a) {
   const std::size_t n = a.limit ? std::min(a.limit, trainset.size()) : trainset.size();
   const auto sizes = layer_sizes(a, trainset.features(), std::size_t(trainset.num_classes));
   const double lr = a.lr > 0 ? a.lr : 1e-3;
-  std::printf("MLP %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
-              sizes_str(sizes).c_str(), a.activation == nn::Activation::kRelu ? "relu" : "tanh",
-              lr, a.cosine ? "cosine decay" : "constant", a.batch, a.epochs, n, test.size());
+  std::printf(
+      "MLP %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
+      sizes_str(sizes).c_str(), a.activation == nn::Activation::kRelu ? "relu" : "tanh", lr,
+      a.cosine ? "cosine decay" : "constant", a.batch, a.epochs, n, test.size());
 
   train::Classifier clf(sizes, a.activation, a.seed, lr);
   clf.fit_input_norm(trainset, n);
@@ -316,8 +376,8 @@ int run_fashion(const Args& a) {
     while (batches.next()) {
       const std::size_t m = batches.size();
       if (a.cosine)  // lr · ½(1 + cos(π·t/T)) over all steps of the run
-        clf.optimizer().set_lr(float(lr * 0.5 *
-                                     (1 + std::cos(3.141592653589793 * double(step++) / total_steps))));
+        clf.optimizer().set_lr(
+            float(lr * 0.5 * (1 + std::cos(3.141592653589793 * double(step++) / total_steps))));
       loss_sum += double(clf.train_step(batches.features(), batches.labels(), m, &correct)) * m;
       seen += m;
       bar.update(++done, seen, loss_sum / seen);
@@ -326,13 +386,14 @@ int run_fashion(const Args& a) {
     test_acc = clf.evaluate(test);
     const double secs = bar.seconds();
     total_secs += secs;
-    std::printf("epoch %2zu/%zu  train loss %.4f  train acc %.4f  test acc %.4f  %.1f s "
-                "(%.0f ex/s training)\n",
-                epoch, a.epochs, loss_sum / seen, double(correct) / seen, test_acc, secs,
-                seen / train_secs);
+    std::printf(
+        "epoch %2zu/%zu  train loss %.4f  train acc %.4f  test acc %.4f  %.1f s "
+        "(%.0f ex/s training)\n",
+        epoch, a.epochs, loss_sum / seen, double(correct) / seen, test_acc, secs,
+        seen / train_secs);
     std::fflush(stdout);
-    metrics << epoch << ',' << loss_sum / seen << ',' << double(correct) / seen << ','
-            << test_acc << ',' << secs << '\n';
+    metrics << epoch << ',' << loss_sum / seen << ',' << double(correct) / seen << ',' << test_acc
+            << ',' << secs << '\n';
     metrics.flush();
   }
   metrics.close();
@@ -356,21 +417,24 @@ int run_binary(const Args& a) {
     sizes = {3, 4, 3, 1};
     steps = a.steps ? a.steps : 3000;
     lr = a.lr > 0 ? a.lr : 0.5;
-    std::printf("seed 004: 3-4-3-1 network (tanh, tanh, sigmoid), binary cross-entropy, gradient "
-                "descent lr %g, 400 points in 3-D (class 1 outside radius 1.54)\n", lr);
+    std::printf(
+        "seed 004: 3-4-3-1 network (tanh, tanh, sigmoid), binary cross-entropy, gradient "
+        "descent lr %g, 400 points in 3-D (class 1 outside radius 1.54)\n",
+        lr);
   } else {
     x = {0, 0, 0, 1, 1, 0, 1, 1};
     y = {0, 1, 1, 0};
     sizes = {2, 4, 1};
     steps = a.steps ? a.steps : 2000;
     lr = a.lr > 0 ? a.lr : 1.0;
-    std::printf("XOR: 2-4-1 network (tanh, sigmoid), binary cross-entropy, gradient descent "
-                "lr %g\n", lr);
+    std::printf(
+        "XOR: 2-4-1 network (tanh, sigmoid), binary cross-entropy, gradient descent "
+        "lr %g\n",
+        lr);
   }
-  auto run = train::train_binary(sizes, x, y, steps, lr, a.seed, steps / 10,
-                                 [](std::size_t step, double loss) {
-                                   std::printf("step %5zu  loss %.6f\n", step, loss);
-                                 });
+  auto run = train::train_binary(
+      sizes, x, y, steps, lr, a.seed, steps / 10,
+      [](std::size_t step, double loss) { std::printf("step %5zu  loss %.6f\n", step, loss); });
   std::printf("final loss %.6f, training accuracy %.4f\n", run.final_loss, run.accuracy);
   return 0;
 }
