@@ -68,10 +68,10 @@ Exit codes: 0 success, 1 runtime error (e.g. unreadable data), 2 bad command lin
 // A batch costs memory in proportion to its rows: the batch buffer holds 784 floats a row and
 // the tape a value and a gradient per row for every layer's outputs. Measured with the default
 // model, a full batch of Fashion-MNIST's 60,000 rows peaks at 0.8 GB resident (0.28 GB at batch
-// 128, most of it the data set): 2^16 keeps full-batch training possible and bounds the rest. A
-// layer of a×b weights costs 16 bytes a weight (value, gradient, Adam's two moments): with hidden
-// sizes up to 2^14, the largest layer between two hidden layers takes 4 GiB; at 2^16 a single such
-// layer would take 64 GiB.
+// 128, most of it the data set): 2^16 keeps full-batch training possible and bounds the rest (a
+// larger batch is cut to the training rows anyway). A layer of a×b weights costs 16 bytes a
+// weight (value, gradient, Adam's two moments): with hidden sizes up to 2^14, the largest layer
+// between two hidden layers takes 4 GiB; at 2^16 a single such layer would take 64 GiB.
 constexpr std::size_t kMaxBatch = std::size_t(1) << 16;
 constexpr std::size_t kMaxHidden = std::size_t(1) << 14;
 constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
@@ -345,18 +345,20 @@ int run_fashion(const Args& a) {
   io::Dataset<float> trainset = io::load_mnist_like<float>(a.data, "train");
   const std::size_t n = a.limit ? std::min(a.limit, trainset.size()) : trainset.size();
   const auto sizes = layer_sizes(a, trainset.features(), std::size_t(trainset.num_classes));
+  // A batch larger than the training rows is one batch of all of them: allocate only that.
+  const std::size_t batch = std::min(a.batch, std::max<std::size_t>(n, 1));
   const double lr = a.lr > 0 ? a.lr : 1e-3;
   std::printf(
       "MLP %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
       sizes_str(sizes).c_str(), a.activation == nn::Activation::kRelu ? "relu" : "tanh", lr,
-      a.cosine ? "cosine decay" : "constant", a.batch, a.epochs, n, test.size());
+      a.cosine ? "cosine decay" : "constant", batch, a.epochs, n, test.size());
 
   train::Classifier clf(sizes, a.activation, a.seed, lr);
   clf.fit_input_norm(trainset, n);
   clf.normalize(trainset);
   clf.normalize(test);
   io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,
-                             trainset.features(), a.batch, a.seed);
+                             trainset.features(), batch, a.seed);
   std::error_code ec;
   std::filesystem::create_directories(a.out, ec);
   if (ec) throw std::runtime_error("cannot create output directory " + a.out + ": " + ec.message());
@@ -432,8 +434,9 @@ int run_binary(const Args& a) {
         "lr %g\n",
         lr);
   }
+  // Ten reports over the run, or one per step for fewer than ten steps.
   auto run = train::train_binary(
-      sizes, x, y, steps, lr, a.seed, steps / 10,
+      sizes, x, y, steps, lr, a.seed, std::max<std::size_t>(1, steps / 10),
       [](std::size_t step, double loss) { std::printf("step %5zu  loss %.6f\n", step, loss); });
   std::printf("final loss %.6f, training accuracy %.4f\n", run.final_loss, run.accuracy);
   return 0;
@@ -445,6 +448,11 @@ int main(int argc, char** argv) {
   Args a = parse(argc, argv);
   try {
     return a.mode == "fashion" ? run_fashion(a) : run_binary(a);
+  } catch (const std::bad_alloc&) {
+    // The flags' limits keep single values sane; their product can still exceed the machine.
+    std::cerr << "wengert-train: out of memory (memory grows with the --hidden sizes and the "
+                 "--batch size: try smaller ones)\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "wengert-train: " << e.what() << "\n";
     return 1;

@@ -69,11 +69,11 @@ expect_in("${out}" "--hidden must be at most 16384")
 run(2 --seed 18446744073709551616)
 expect_in("${out}" "--seed must be at most 18446744073709551615")
 # The limits themselves are accepted (xor mode parses --batch and --hidden but does not use them);
-# flag=value, and a repeated flag's last value.
-run(0 --mode=seed004 --mode xor --steps=20 --lr=0.25 --batch 65536 --hidden 16384,16384 --seed 0)
+# flag=value, and a repeated flag's last value; fewer than ten steps (one report per step).
+run(0 --mode=seed004 --mode xor --steps=5 --lr=0.25 --batch 65536 --hidden 16384,16384 --seed 0)
 expect_in("${out}" "XOR: 2-4-1 network")
 expect_in("${out}" "gradient descent lr 0.25")
-expect_in("${out}" "step    20  loss")
+expect_in("${out}" "step     5  loss")
 expect_in("${out}" "final loss")
 
 set(data /usr/share/datasets/fashion-mnist)
@@ -96,3 +96,7 @@ run(1 --eval ${WORK}/run/weights.wgrt --activation relu)
 expect_in("${out}" "was trained with tanh but --activation asks for relu")
 run(1 --eval ${WORK}/run/weights.wgrt --hidden 64)
 expect_in("${out}" "holds an MLP 784-32-10 but --hidden asks for 784-64-10")
+# A batch larger than the training rows is one batch of all of them.
+run(0 --epochs 1 --limit 300 --batch 65536 --hidden 8 --out ${WORK}/full-batch)
+expect_in("${out}" "batch 300, 1 epochs, 300 training")
+
