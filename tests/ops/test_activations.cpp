@@ -18,6 +18,7 @@
 #include <xtensor/xmath.hpp>
 
 #include "alloc_counter.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 
@@ -258,4 +259,28 @@ TEST(Activations, RewoundReplayAllocatesNothing) {
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_EQ(tape.arena_capacity(), cap);
   EXPECT_EQ(first, again);
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+TEST(Activations, SigmoidThroughOpTest) {
+  wengert::testing::op_test<1>("sigmoid", [](auto&&... v) { return sigmoid(v...); })
+      .domain({-6.0, 6.0})
+      .elementwise_reference(sigmoid_ref)
+      .run();
+}
+
+TEST(Activations, TanhThroughOpTest) {
+  wengert::testing::op_test<1>("tanh", [](auto&&... v) { return tanh(v...); })
+      .domain({-4.0, 4.0})
+      .elementwise_reference([](double x) { return std::tanh(x); })
+      .run();
+}
+
+TEST(Activations, ReluThroughOpTest) {
+  // Inputs at least 0.05 from the kink, which the finite-difference stencil must not cross.
+  wengert::testing::op_test<1>("relu", [](auto&&... v) { return relu(v...); })
+      .domain({-3.0, 3.0, 0.05})
+      .elementwise_reference([](double x) { return x > 0 ? x : 0.0; })
+      .run();
 }

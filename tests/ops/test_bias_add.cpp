@@ -19,6 +19,7 @@
 
 #include "alloc_counter.hpp"
 #include "nn_test_util.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 using nntest::all_close;
@@ -280,4 +281,70 @@ TEST(Linear, Float32AndReplayWithoutAllocation) {
   EXPECT_NEAR(first, want(1, 1), 1e-5);
   EXPECT_TRUE(all_close(W.grad(), naive_matmul(X, G, true, false), 1e-5, 1e-5));
   EXPECT_TRUE(all_close(b.grad(), column_sums(G), 1e-5, 1e-5));
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+TEST(BiasAdd, ThroughOpTest) {
+  using wengert::testing::Dims;
+  using wengert::testing::ShapeCase;
+  using wengert::testing::Values;
+  // x [..., n] with b [n]: rows of 1, 7 and 17 (SIMD tails), rank 1 to 3 (a rank-1 x and its
+  // bias can be one variable), no rows, empty rows.
+  auto family = wengert::testing::shapes::fixed({{{2, 3}, {3}},
+                                                 {{1, 1}, {1}},
+                                                 {{1, 7}, {7}},
+                                                 {{6, 1}, {1}},
+                                                 {{2, 3, 4}, {4}},
+                                                 {{9}, {9}},
+                                                 {{4, 17}, {17}},
+                                                 {{0, 3}, {3}},
+                                                 {{2, 0}, {0}}});
+  family.random = [](std::mt19937_64& rng) {
+    std::uniform_int_distribution<std::size_t> rank(1, 3), d(1, 5);
+    Dims x(rank(rng));
+    for (auto& v : x) v = d(rng);
+    return ShapeCase{x, {x.back()}};
+  };
+  wengert::testing::op_test<2>("bias_add", [](auto&&... v) { return bias_add(v...); })
+      .shapes(family)
+      .bad_shapes({{{3, 4}, {3}}, {{3, 4}, {1, 4}}, {{3, 4}, {}}, {{}, {1}}})
+      .reference([](const Values& v) { return xt::xarray<double>(v[0] + v[1]); })
+      .run();
+}
+
+TEST(Linear, ThroughOpTest) {
+  using wengert::testing::ShapeCase;
+  using wengert::testing::Values;
+  auto shapes = [](std::size_t m, std::size_t k, std::size_t n) {
+    return ShapeCase{{m, k}, {k, n}, {n}};
+  };
+  wengert::testing::ShapeFamily family;
+  family.name = "linear";
+  // 1s, a square x and W (one variable for both), a SIMD-sized k, empty k, m and n.
+  for (auto [m, k, n] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{2, 3, 4},
+                                                                                       {1, 1, 1},
+                                                                                       {1, 5, 1},
+                                                                                       {5, 1, 5},
+                                                                                       {3, 3, 3},
+                                                                                       {4, 17, 3},
+                                                                                       {3, 0, 2},
+                                                                                       {0, 4, 2},
+                                                                                       {2, 3, 0}})
+    family.fixed.push_back(shapes(m, k, n));
+  family.random = [shapes](std::mt19937_64& rng) {
+    std::uniform_int_distribution<std::size_t> d(1, 6);
+    const std::size_t m = d(rng), k = d(rng);
+    return shapes(m, k, d(rng));
+  };
+  wengert::testing::op_test<3>("linear", [](auto&&... v) { return linear(v...); })
+      .shapes(family)
+      .bad_shapes({{{3, 4}, {5, 2}, {2}},
+                   {{3, 4}, {4, 2}, {3}},
+                   {{3}, {4, 2}, {2}},
+                   {{3, 4}, {4}, {1}},
+                   {{3, 4}, {4, 2}, {1, 2}}})
+      .reference(
+          [](const Values& v) { return xt::xarray<double>(naive_matmul(v[0], v[1]) + v[2]); })
+      .run();
 }

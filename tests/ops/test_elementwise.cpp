@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <random>
@@ -23,6 +24,7 @@
 #include <xtensor/xoperation.hpp>
 
 #include "alloc_counter.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 
@@ -640,4 +642,103 @@ TEST(Elementwise, RewoundReplayAllocatesNothing) {
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_EQ(tape.arena_capacity(), cap);
   EXPECT_EQ(first, again);
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+namespace {
+
+using wengert::testing::Domain;
+using wengert::testing::op_test;
+using wengert::testing::Values;
+namespace op_shapes = wengert::testing::shapes;
+
+}  // namespace
+
+TEST(Elementwise, BroadcastingOpsThroughOpTest) {
+  auto check = [](const char* name, auto f, auto ref, Domain b = {}) {
+    op_test<2>(name, f)
+        .shapes(op_shapes::broadcast())
+        .domain(1, b)
+        .reference([ref](const Values& v) { return xt::xarray<double>(ref(v[0], v[1])); })
+        .run();
+  };
+  auto plus = [](const auto& a, const auto& b) { return a + b; };
+  auto minus = [](const auto& a, const auto& b) { return a - b; };
+  auto times = [](const auto& a, const auto& b) { return a * b; };
+  auto over = [](const auto& a, const auto& b) { return a / b; };
+  const Domain nonzero{-2.0, 2.0, 0.5};  // divisors
+  check(
+      "add", [](auto&&... v) { return add(v...); }, plus);
+  check(
+      "sub", [](auto&&... v) { return sub(v...); }, minus);
+  check(
+      "mul", [](auto&&... v) { return mul(v...); }, times);
+  check(
+      "div", [](auto&&... v) { return div(v...); }, over, nonzero);
+  // The operators record the same ops (without a call site).
+  check("add (operator +)", plus, plus);
+  check("sub (operator -)", minus, minus);
+  check("mul (operator *)", times, times);
+  check("div (operator /)", over, over, nonzero);
+}
+
+TEST(Elementwise, ScalarOperandFormsThroughOpTest) {
+  const double s = 2.5;
+  auto check = [](const char* name, auto f, double (*ref)(double), Domain d = {}) {
+    op_test<1>(name, f).domain(d).elementwise_reference(ref).run();
+  };
+  const Domain nonzero{-2.0, 2.0, 0.3};
+  check(
+      "add_scalar (x + s)", [s](auto&& x) { return add(x, s); }, [](double x) { return x + 2.5; });
+  check(
+      "add_scalar (s + x)", [s](auto&& x) { return add(s, x); }, [](double x) { return 2.5 + x; });
+  check(
+      "sub_scalar (x - s)", [s](auto&& x) { return sub(x, s); }, [](double x) { return x - 2.5; });
+  check(
+      "rsub_scalar (s - x)", [s](auto&& x) { return sub(s, x); }, [](double x) { return 2.5 - x; });
+  check(
+      "mul_scalar (x * s)", [s](auto&& x) { return mul(x, s); }, [](double x) { return x * 2.5; });
+  check(
+      "mul_scalar (s * x)", [s](auto&& x) { return mul(s, x); }, [](double x) { return 2.5 * x; });
+  check(
+      "div_scalar (x / s)", [s](auto&& x) { return div(x, s); }, [](double x) { return x / 2.5; });
+  check(
+      "rdiv_scalar (s / x)", [s](auto&& x) { return div(s, x); }, [](double x) { return 2.5 / x; },
+      nonzero);
+}
+
+TEST(Elementwise, UnaryOpsThroughOpTest) {
+  op_test<1>("neg", [](auto&&... v) {
+    return neg(v...);
+  }).elementwise_reference([](double x) {
+      return -x;
+    }).run();
+  op_test<1>("square", [](auto&&... v) {
+    return square(v...);
+  }).elementwise_reference([](double x) {
+      return x * x;
+    }).run();
+  op_test<1>("exp", [](auto&&... v) { return exp(v...); })
+      .domain({-3.0, 3.0})
+      .elementwise_reference([](double x) { return std::exp(x); })
+      .run();
+  op_test<1>("log", [](auto&&... v) { return log(v...); })
+      .domain({0.2, 4.0})
+      .elementwise_reference([](double x) { return std::log(x); })
+      .run();
+}
+
+TEST(Elementwise, PowThroughOpTest) {
+  // Integer exponents take any base (kept 0.3 from 0, where negative powers have a pole);
+  // the others positive bases.
+  for (double p : {0.0, 1.0, 2.0, 3.0, 0.5, -1.0, -2.0, 1.7, -0.5}) {
+    const bool integer = p == std::floor(p);
+    char name[32];
+    std::snprintf(name, sizeof name, "pow %g", p);
+    op_test<1>(name, [p](auto&& x) { return pow(x, p); })
+        .domain(integer ? Domain{-2.0, 2.0, 0.3} : Domain{0.2, 3.0})
+        .elementwise_reference([p](double x) { return std::pow(x, p); })
+        .run();
+  }
 }

@@ -22,6 +22,7 @@
 
 #include "alloc_counter.hpp"
 #include "nn_test_util.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 using nntest::all_close;
@@ -525,4 +526,96 @@ TEST(Losses, ReplayAllocatesNothing) {
   for (int i = 0; i < 10; ++i) again = step();
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_EQ(first, again);
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+namespace {
+
+xt::xarray<double> scalar_array(double v) {
+  xt::xarray<double> r = xt::xarray<double>::from_shape(std::vector<std::size_t>{});
+  r() = v;
+  return r;
+}
+
+using wengert::testing::Domain;
+using wengert::testing::op_test;
+using wengert::testing::ShapeCase;
+using wengert::testing::Values;
+namespace op_shapes = wengert::testing::shapes;
+
+const Domain kProbability{0.02, 0.98};  // inside [0, 1] with room for the finite differences
+
+}  // namespace
+
+TEST(SoftmaxCrossEntropy, ThroughOpTest) {
+  // The labels are not a tensor input: the op captures them, and prepare() draws one per row
+  // for each case's shape before anything is recorded (the replay reads them in place).
+  std::vector<std::int32_t> labels;
+  auto family =
+      op_shapes::fixed({{{1, 1}}, {{1, 6}}, {{5, 1}}, {{4, 3}}, {{7, 10}}, {{2, 33}}, {{3, 17}}});
+  family.random = [](std::mt19937_64& rng) {
+    std::uniform_int_distribution<std::size_t> m(1, 6), c(1, 8);
+    const std::size_t rows = m(rng);
+    return ShapeCase{{rows, c(rng)}};
+  };
+  op_test<1>("softmax_cross_entropy",
+             [&labels](auto&& z) { return softmax_cross_entropy(z, labels); })
+      .shapes(family)
+      .bad_shapes({{{5}}, {{}}, {{2, 3, 4}}})
+      .domain({-3.0, 3.0})
+      .prepare([&labels](const ShapeCase& s, std::mt19937_64& rng) {
+        const bool matrix = s[0].size() == 2;
+        labels = random_labels(matrix ? s[0][0] : 1, matrix ? s[0][1] : 1, rng);
+      })
+      .reference([&labels](const Values& v) { return scalar_array(ref_ce_labels(v[0], labels)); })
+      .run();
+}
+
+TEST(SoftmaxCrossEntropyProbs, ThroughOpTest) {
+  op_test<2>("softmax_cross_entropy", [](auto&&... v) { return softmax_cross_entropy(v...); })
+      .shapes(op_shapes::same(2, 2, 2, false))
+      .domain(0, {-3.0, 3.0})
+      .domain(1, {0.0, 1.0})
+      .reference([](const Values& v) { return scalar_array(ref_ce_probs(v[0], v[1])); })
+      .run();
+}
+
+TEST(SigmoidBinaryCrossEntropy, ThroughOpTest) {
+  op_test<2>("sigmoid_binary_cross_entropy",
+             [](auto&&... v) { return sigmoid_binary_cross_entropy(v...); })
+      .shapes(op_shapes::same(2, 0, 4, false))
+      .domain(0, {-4.0, 4.0})
+      .domain(1, kProbability)
+      .reference([](const Values& v) { return scalar_array(ref_sigmoid_bce(v[0], v[1])); })
+      .run();
+}
+
+TEST(BinaryCrossEntropy, ThroughOpTest) {
+  op_test<2>("binary_cross_entropy", [](auto&&... v) { return binary_cross_entropy(v...); })
+      .shapes(op_shapes::same(2, 0, 4, false))
+      .domain(kProbability)
+      .reference([](const Values& v) {
+        long double L = 0;
+        for (std::size_t i = 0; i < v[0].size(); ++i) {
+          const long double p = v[0].data()[i], y = v[1].data()[i];
+          L -= y * std::log(p) + (1 - y) * std::log1p(-p);
+        }
+        return scalar_array(double(L / v[0].size()));
+      })
+      .run();
+}
+
+TEST(Mse, ThroughOpTest) {
+  op_test<2>("mse", [](auto&&... v) { return mse(v...); })
+      .shapes(op_shapes::same(2, 0, 4, false))
+      .reference([](const Values& v) {
+        long double L = 0;
+        for (std::size_t i = 0; i < v[0].size(); ++i) {
+          const long double d = (long double)v[0].data()[i] - v[1].data()[i];
+          L += d * d;
+        }
+        return scalar_array(double(L / v[0].size()));
+      })
+      .run();
 }

@@ -14,6 +14,7 @@
 
 #include "alloc_counter.hpp"
 #include "nn_test_util.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 using nntest::all_close;
@@ -256,4 +257,61 @@ TEST(Matmul, ReplayAllocatesNothing) {
   for (int i = 0; i < 20; ++i) again = step();
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_EQ(first, again);
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+namespace {
+
+// op(a) [m,k] · op(b) [k,n] as stored shapes: edge sizes (1s, a square product whose operands
+// can be one variable, empty m, k and n, a SIMD-sized k) and seeded random ones.
+wengert::testing::ShapeFamily matmul_shapes(bool ta, bool tb) {
+  using wengert::testing::ShapeCase;
+  auto stored = [ta, tb](std::size_t m, std::size_t k, std::size_t n) {
+    return ShapeCase{a_shape(m, k, ta), b_shape(k, n, tb)};
+  };
+  wengert::testing::ShapeFamily f;
+  f.name = "matmul";
+  for (auto [m, k, n] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{2, 3, 4},
+                                                                                       {1, 1, 1},
+                                                                                       {1, 5, 1},
+                                                                                       {5, 1, 5},
+                                                                                       {3, 3, 3},
+                                                                                       {4, 17, 3},
+                                                                                       {2, 0, 3},
+                                                                                       {0, 4, 2},
+                                                                                       {3, 4, 0}})
+    f.fixed.push_back(stored(m, k, n));
+  f.random = [stored](std::mt19937_64& rng) {
+    std::uniform_int_distribution<std::size_t> d(1, 6);
+    const std::size_t m = d(rng), k = d(rng);
+    return stored(m, k, d(rng));
+  };
+  // Inner dimensions that differ in every transpose form, and operands that are not 2-D.
+  f.bad = {{{3, 4}, {5, 2}}, {{3}, {3, 4}}, {{3, 4}, {4}}, {{}, {}}, {{2, 3, 4}, {4, 2}}};
+  return f;
+}
+
+}  // namespace
+
+TEST(Matmul, AllFormsThroughOpTest) {
+  using wengert::testing::op_test;
+  using wengert::testing::Values;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const char* name = ta ? (tb ? "matmul_tt" : "matmul_tn") : (tb ? "matmul_nt" : "matmul");
+      op_test<2>(name, [ta, tb](auto&& a, auto&& b) { return matmul(a, b, ta, tb); })
+          .shapes(matmul_shapes(ta, tb))
+          .reference([ta, tb](const Values& v) { return naive_matmul(v[0], v[1], ta, tb); })
+          .run();
+    }
+  // The named forms are the same op.
+  op_test<2>("matmul_nt", [](auto&&... v) { return matmul_nt(v...); })
+      .shapes(matmul_shapes(false, true))
+      .reference([](const Values& v) { return naive_matmul(v[0], v[1], false, true); })
+      .run();
+  op_test<2>("matmul_tn", [](auto&&... v) { return matmul_tn(v...); })
+      .shapes(matmul_shapes(true, false))
+      .reference([](const Values& v) { return naive_matmul(v[0], v[1], true, false); })
+      .run();
 }

@@ -18,6 +18,7 @@
 #include <xtensor/xreducer.hpp>
 
 #include "alloc_counter.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 
@@ -235,4 +236,74 @@ TEST(Reduce, RewoundReplayAllocatesNothing) {
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_EQ(tape.arena_capacity(), cap);
   EXPECT_EQ(first, again);
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+namespace {
+
+// Sum or mean of x along `axis` (or of everything when axis is absent), by plain loops over
+// x viewed as [outer, n, inner].
+xt::xarray<double> ref_reduce(const xt::xarray<double>& x, bool mean, bool whole, int axis = 0,
+                              bool keepdims = false) {
+  if (whole) {
+    double s = 0;
+    for (double v : x) s += v;
+    xt::xarray<double> r = xt::xarray<double>::from_shape(Dims{});
+    r() = mean ? s / double(x.size()) : s;
+    return r;
+  }
+  const Dims d(x.shape().begin(), x.shape().end());
+  const std::size_t ax = axis < 0 ? std::size_t(axis + int(d.size())) : std::size_t(axis);
+  std::size_t outer = 1, inner = 1;
+  for (std::size_t i = 0; i < ax; ++i) outer *= d[i];
+  for (std::size_t i = ax + 1; i < d.size(); ++i) inner *= d[i];
+  const std::size_t n = d[ax];
+  xt::xarray<double> r = xt::xarray<double>::from_shape(reduced(d, ax, keepdims));
+  for (std::size_t o = 0; o < outer; ++o)
+    for (std::size_t i = 0; i < inner; ++i) {
+      double s = 0;
+      for (std::size_t k = 0; k < n; ++k) s += x.data()[(o * n + k) * inner + i];
+      r.data()[o * inner + i] = mean ? s / double(n) : s;
+    }
+  return r;
+}
+
+}  // namespace
+
+TEST(Reduce, WholeTensorThroughOpTest) {
+  using wengert::testing::op_test;
+  using wengert::testing::Values;
+  op_test<1>("sum", [](auto&& x) {
+    return sum(x);
+  }).reference([](const Values& v) {
+      return ref_reduce(v[0], false, true);
+    }).run();
+  // The mean of nothing is a ValueError: no empty shapes.
+  op_test<1>("mean", [](auto&& x) { return mean(x); })
+      .shapes(wengert::testing::shapes::same(1, 0, 4, false))
+      .reference([](const Values& v) { return ref_reduce(v[0], true, true); })
+      .run();
+}
+
+TEST(Reduce, AxisFormsThroughOpTest) {
+  using wengert::testing::op_test;
+  using wengert::testing::Values;
+  for (int axis : {0, 1, 2, -1, -2})
+    for (bool keep : {false, true})
+      for (bool is_mean : {false, true}) {
+        // Needs rank > axis (axis ≥ 0) or rank ≥ −axis; a lower rank is the wrong shape. A mean
+        // along an empty axis is a ValueError: no empty shapes for mean.
+        const std::size_t min_rank = axis >= 0 ? std::size_t(axis) + 1 : std::size_t(-axis);
+        const std::string name = std::string(is_mean ? "mean" : "sum") + "(axis " +
+                                 std::to_string(axis) + (keep ? ", keepdims)" : ")");
+        auto op = [axis, keep, is_mean](auto&& x) {
+          return is_mean ? mean(x, axis, keep) : sum(x, axis, keep);
+        };
+        op_test<1>(name, op)
+            .shapes(wengert::testing::shapes::same(1, min_rank, 4, !is_mean))
+            .reference(
+                [=](const Values& v) { return ref_reduce(v[0], is_mean, false, axis, keep); })
+            .run();
+      }
 }

@@ -13,6 +13,7 @@
 
 #include "alloc_counter.hpp"
 #include "nn_test_util.hpp"
+#include "op_test.hpp"
 
 using namespace wengert;
 using nntest::all_close;
@@ -233,4 +234,24 @@ TEST(Softmax, ReplayAllocatesNothing) {
   for (int i = 0; i < 10; ++i) again = step();
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_EQ(first, again);
+}
+
+// ---- the shared op-test helper (tests/support/op_test.hpp) --------------------------------------
+
+TEST(Softmax, BothThroughOpTest) {
+  using wengert::testing::Values;
+  // Rank ≥ 1 (a scalar is the wrong shape), empty rows and empty row counts included.
+  auto rows_of = [](auto ref) {
+    return [ref](const Values& v) { return v[0].size() ? ref(v[0]) : v[0]; };
+  };
+  wengert::testing::op_test<1>("softmax", [](auto&&... v) { return softmax(v...); })
+      .shapes(wengert::testing::shapes::same(1, 1))
+      .domain({-4.0, 4.0})
+      .reference(rows_of(ref_softmax))
+      .run();
+  wengert::testing::op_test<1>("log_softmax", [](auto&&... v) { return log_softmax(v...); })
+      .shapes(wengert::testing::shapes::same(1, 1))
+      .domain({-4.0, 4.0})
+      .reference(rows_of(ref_log_softmax))
+      .run();
 }
