@@ -16,7 +16,8 @@
 // [8,8] the kernels start to matter. per_op = time per iteration / 1,000.
 //
 // Run with OPENBLAS_NUM_THREADS=1; the BLAS configuration is printed in the context block.
-#include "detail/simd.hpp"
+#include "detail/kernels.hpp"  // first of all: see its note on gcc 12
+
 #include <wengert/wengert.hpp>
 
 #include <benchmark/benchmark.h>

@@ -1,13 +1,9 @@
 // wengert — activations (see activations.hpp).
-// gcc 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (avx512fintrin.h)
-// wherever xsimd kernels are inlined; the warning is spurious (shared/notes/xtensor.md). It
-// is located in a header, so it can only be silenced before the first include.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "detail/kernels.hpp"  // first of all: see its note on gcc 12
 
 #include <wengert/ops/activations.hpp>
 
 #include "detail/record.hpp"
-#include "detail/simd.hpp"
 
 namespace wengert {
 
@@ -16,12 +12,7 @@ Var<T> sigmoid(const Var<T>& x, SourceLoc loc) {
   return detail::record_unary<T>(
       "sigmoid", x, loc,
       [](const T* in, T* out, std::size_t n) {
-        detail::simd_map(in, out, n, [](auto v) {
-          using B = decltype(v);
-          const B e = detail::safe_exp(-xsimd::abs(v));  // in (0, 1]: no overflow for any x
-          const B r = B(T(1)) / (B(T(1)) + e);
-          return xsimd::select(v >= B(T(0)), r, e * r);
-        });
+        detail::simd_map(in, out, n, [](auto v) { return detail::safe_sigmoid(v); });
       },
       [](T g, T, T y) { return g * y * (T(1) - y); });  // ∂/∂x = y(1 − y)
 }

@@ -3,15 +3,15 @@
 
 #include <string>
 
-#include "detail/nn_kernels.hpp"
+#include "detail/record.hpp"
 #include "detail/rows.hpp"
 
 namespace wengert {
 
 template <class T>
 Var<T> bias_add(const Var<T>& x, const Var<T>& b, SourceLoc loc) {
-  detail::nn::check_handle("bias_add", "x", x);
-  detail::nn::check_handle("bias_add", "b", b);
+  detail::check_handle("bias_add", "x", x);
+  detail::check_handle("bias_add", "b", b);
   const Shape& sx = x.shape();
   const Shape& sb = b.shape();
   if (sx.rank() == 0)
@@ -31,7 +31,8 @@ Var<T> bias_add(const Var<T>& x, const Var<T>& b, SourceLoc loc) {
     const std::size_t rows = n ? c.out_size() / n : 0;
     const T* G = c.out_grad_data();
     if (c.needs_grad(0)) detail::accumulate(G, c.grad_data(0), c.out_size());  // dx += G
-    if (c.needs_grad(1)) detail::accumulate_column_sums(G, c.grad_data(1), rows, n);  // db += Σ_rows G
+    if (c.needs_grad(1))
+      detail::accumulate_column_sums(G, c.grad_data(1), rows, n);  // db += Σ_rows G
   });
 }
 

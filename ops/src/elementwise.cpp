@@ -6,14 +6,11 @@
 // nothing beyond the tape's arena.
 //
 // Kernels: arithmetic is plain loops over __restrict pointers, which gcc vectorises at -O3
-// -march=native; exp, log and sqrt go through xsimd (detail/simd.hpp). Two-tensor ops take a
-// flat loop when both inputs have as many elements as the output (equal shapes, or shapes that
-// differ only by size-1 dimensions, which lay out the same) and the strided broadcast walk of
-// detail/broadcast.hpp otherwise.
-// gcc 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (avx512fintrin.h)
-// wherever xsimd kernels are inlined; the warning is spurious (shared/notes/xtensor.md). It
-// is located in a header, so it can only be silenced before the first include.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// -march=native; exp, log and sqrt go through xsimd (detail::simd_map of detail/kernels.hpp).
+// Two-tensor ops take a flat loop when both inputs have as many elements as the output (equal
+// shapes, or shapes that differ only by size-1 dimensions, which lay out the same) and the strided
+// broadcast walk of detail/broadcast.hpp otherwise.
+#include "detail/kernels.hpp"  // first of all: see its note on gcc 12
 
 #include <wengert/ops/elementwise.hpp>
 
@@ -23,7 +20,6 @@
 
 #include "detail/broadcast.hpp"
 #include "detail/record.hpp"
-#include "detail/simd.hpp"
 
 namespace wengert {
 namespace {
@@ -31,7 +27,7 @@ namespace {
 using detail::check_arg;
 using detail::record_unary;
 
-// out[i] = f(in[i]).
+// out[i] = f(in[i]) for the one-operation lambdas, a plain loop that gcc vectorises itself.
 template <class T, class F>
 inline void map1(const T* __restrict in, T* __restrict out, std::size_t n, F f) {
   for (std::size_t i = 0; i < n; ++i) out[i] = f(in[i]);

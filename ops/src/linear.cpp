@@ -4,24 +4,25 @@
 #include <string>
 
 #include "detail/gemm.hpp"
-#include "detail/nn_kernels.hpp"
+#include "detail/record.hpp"
 #include "detail/rows.hpp"
 
 namespace wengert {
 
-using detail::nn::gemm;
+using detail::gemm;
 
 template <class T>
 Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b, SourceLoc loc) {
-  detail::nn::check_handle("linear", "x", x);
-  detail::nn::check_handle("linear", "W", W);
-  detail::nn::check_handle("linear", "b", b);
+  detail::check_handle("linear", "x", x);
+  detail::check_handle("linear", "W", W);
+  detail::check_handle("linear", "b", b);
   const Shape& sx = x.shape();
   const Shape& sw = W.shape();
   const Shape& sb = b.shape();
   if (sx.rank() != 2 || sw.rank() != 2)
     throw ShapeError("linear: x is " + sx.str() + " and W is " + sw.str() + ": " +
-                     (sx.rank() != 2 ? "x" : "W") + " is not 2-D; linear is x [m,k]·W [k,n] + b [n]");
+                     (sx.rank() != 2 ? "x" : "W") +
+                     " is not 2-D; linear is x [m,k]·W [k,n] + b [n]");
   const std::size_t m = sx[0], k = sx[1], n = sw[1];
   if (sw[0] != k)
     throw ShapeError("linear: x is " + sx.str() + " but W is " + sw.str() + ": inner dimensions " +
@@ -30,7 +31,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b, SourceLoc loc) 
     throw ShapeError("linear: W is " + sw.str() + " but b is " + sb.str() + ": b must be [" +
                      std::to_string(n) + "] (one bias per column of x·W)");
   for (std::size_t d : {m, n, k})
-    if (d > detail::nn::kMaxGemmDim)
+    if (d > detail::kMaxGemmDim)
       throw ShapeError("linear: x is " + sx.str() + " and W is " + sw.str() +
                        ": a dimension exceeds the BLAS integer range");
 
@@ -46,7 +47,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b, SourceLoc loc) 
     const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
     const std::size_t k = c.input_shape(0)[1];
     const T* G = c.out_grad_data();  // [m,n]
-    if (c.needs_grad(0))  // dx [m,k] += G [m,n] · Wᵀ [n,k]
+    if (c.needs_grad(0))             // dx [m,k] += G [m,n] · Wᵀ [n,k]
       gemm<T>(false, true, m, k, n, G, n, c.input_data(1), n, T(1), c.grad_data(0), k);
     if (c.needs_grad(1))  // dW [k,n] += xᵀ [k,m] · G [m,n]
       gemm<T>(true, false, k, n, m, c.input_data(0), k, G, n, T(1), c.grad_data(1), n);

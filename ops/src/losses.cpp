@@ -1,4 +1,6 @@
 // wengert — losses (see losses.hpp).
+#include "detail/kernels.hpp"  // first of all: see its note on gcc 12
+
 #include <wengert/ops/losses.hpp>
 
 #include <cmath>
@@ -6,21 +8,20 @@
 #include <string>
 #include <type_traits>
 
-#include "detail/nn_kernels.hpp"
+#include "detail/record.hpp"
 
 namespace wengert {
 
 namespace {
 
-namespace k = detail::nn;
-using k::Batch;
+using detail::Batch;
 
 // The two inputs of an elementwise loss must have one shape, with at least one element.
 template <class T>
 std::size_t check_same_shape(const char* name, const char* an, const Var<T>& a, const char* bn,
                              const Var<T>& b) {
-  k::check_handle(name, an, a);
-  k::check_handle(name, bn, b);
+  detail::check_handle(name, an, a);
+  detail::check_handle(name, bn, b);
   if (a.shape() != b.shape())
     throw ShapeError(std::string(name) + ": " + an + " is " + a.shape().str() + " but " + bn +
                      " is " + b.shape().str() + ": they must have the same shape");
@@ -36,20 +37,20 @@ std::size_t check_same_shape(const char* name, const char* an, const Var<T>& a, 
 template <class T>
 void check_unit_interval(const char* name, const char* arg, const Var<T>& v) {
   const T* p = v.data();
-  if (!k::any_outside(p, v.size(), T(0), T(1))) return;
+  if (!detail::any_outside(p, v.size(), T(0), T(1))) return;
   std::size_t i = 0;
   while (!(p[i] < T(0) || p[i] > T(1))) ++i;
   std::ostringstream os;
   os.precision(std::is_same_v<T, float> ? 9 : 17);
-  os << name << ": " << arg << "[" << i << "] = " << p[i] << " is outside [0, 1] (" << arg
-     << " is " << v.shape().str() << ")";
+  os << name << ": " << arg << "[" << i << "] = " << p[i] << " is outside [0, 1] (" << arg << " is "
+     << v.shape().str() << ")";
   throw ValueError(os.str());
 }
 
 // logits must be [m,c] with m, c ≥ 1.
 template <class T>
 void check_logits(const char* name, const Var<T>& logits) {
-  k::check_handle(name, "logits", logits);
+  detail::check_handle(name, "logits", logits);
   const Shape& s = logits.shape();
   if (s.rank() != 2)
     throw ShapeError(std::string(name) + ": logits is " + s.str() +
@@ -64,15 +65,15 @@ void check_logits(const char* name, const Var<T>& logits) {
 // ---- softmax cross-entropy, class indices -----------------------------------------------------
 
 template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels,
-                             std::size_t n_labels, SourceLoc loc) {
+Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels, std::size_t n_labels,
+                             SourceLoc loc) {
   const char* name = "softmax_cross_entropy";
   check_logits(name, logits);
   const std::size_t m = logits.shape()[0], c = logits.shape()[1];
   if (n_labels != m)
-    throw ShapeError(std::string(name) + ": logits is " + logits.shape().str() + " but labels has " +
-                     std::to_string(n_labels) + " entries: expected one class index per row (" +
-                     std::to_string(m) + ")");
+    throw ShapeError(std::string(name) + ": logits is " + logits.shape().str() +
+                     " but labels has " + std::to_string(n_labels) +
+                     " entries: expected one class index per row (" + std::to_string(m) + ")");
   if (!labels) throw UsageError(std::string(name) + ": labels is a null pointer");
   for (std::size_t r = 0; r < m; ++r)
     if (labels[r] < 0 || std::size_t(labels[r]) >= c)
@@ -93,7 +94,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels,
   T loss = 0;
   for (std::size_t r = 0; r < m; ++r, z += c) {
     // −log softmax(z)_label = log Σ exp(z − M) − (z_label − M)
-    const k::RowLse<T> s = k::row_lse(z, c);
+    const detail::RowLse<T> s = detail::row_lse(z, c);
     loss += s.log_sum - (z[labels[r]] - s.max);
     if (stats) {
       stats[2 * r] = s.max;
@@ -112,7 +113,7 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels,
     for (std::size_t r = 0; r < m; ++r, z += c, dz += c) {
       // dz += G/m · (softmax(z) − onehot(label)), softmax(z) = exp((z − M) − log_sum)
       const Batch<T> gb(g), mx(stats[2 * r]), ls(stats[2 * r + 1]);
-      k::for_batches<T>(c, [&](auto at) {
+      detail::for_batches<T>(c, [&](auto at) {
         at.store(at.load(dz, T(0)) + gb * detail::safe_exp((at.load(z, T(0)) - mx) - ls), dz);
       });
       dz[lab[r]] -= g;
@@ -126,7 +127,7 @@ template <class T>
 Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, SourceLoc loc) {
   const char* name = "softmax_cross_entropy";
   check_logits(name, logits);
-  k::check_handle(name, "targets", targets);
+  detail::check_handle(name, "targets", targets);
   if (targets.shape() != logits.shape())
     throw ShapeError(std::string(name) + ": logits is " + logits.shape().str() +
                      " but targets is " + targets.shape().str() +
@@ -140,11 +141,10 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
   T loss = 0;
   for (std::size_t r = 0; r < m; ++r, z += c, y += c) {
     // −Σⱼ yⱼ log softmax(z)ⱼ = Σⱼ yⱼ (log_sum − (zⱼ − M))
-    const k::RowLse<T> s = k::row_lse(z, c);
+    const detail::RowLse<T> s = detail::row_lse(z, c);
     const Batch<T> mx(s.max), ls(s.log_sum);
-    loss += k::reduce_batches<T>(c, [&](auto at) {
-      return at.load(y, T(0)) * (ls - (at.load(z, s.max) - mx));
-    });
+    loss += detail::reduce_batches<T>(
+        c, [&](auto at) { return at.load(y, T(0)) * (ls - (at.load(z, s.max) - mx)); });
     if (stats) {
       stats[2 * r] = s.max;
       stats[2 * r + 1] = s.log_sum;
@@ -162,8 +162,8 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
       T* dz = ctx.grad_data(0);
       for (std::size_t r = 0; r < m; ++r, z += c, y += c, dz += c) {
         // dz += G/m · (softmax(z) · Σy − y)
-        const Batch<T> mx(stats[2 * r]), ls(stats[2 * r + 1]), sy(k::sum(y, c));
-        k::for_batches<T>(c, [&](auto at) {
+        const Batch<T> mx(stats[2 * r]), ls(stats[2 * r + 1]), sy(detail::sum(y, c));
+        detail::for_batches<T>(c, [&](auto at) {
           const auto p = detail::safe_exp((at.load(z, T(0)) - mx) - ls);
           at.store(at.load(dz, T(0)) + gb * (p * sy - at.load(y, T(0))), dz);
         });
@@ -195,9 +195,10 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
   const T* y = op.input_data(1);
   const Batch<T> zero(T(0));
   // max(z, 0) − z·y + log(1 + e^(−|z|)): e^(−|z|) ≤ 1, so nothing overflows.
-  const T loss = k::reduce_batches<T>(n, [&](auto at) {
+  const T loss = detail::reduce_batches<T>(n, [&](auto at) {
     const auto zv = at.load(z, T(0));
-    return xsimd::max(zv, zero) - zv * at.load(y, T(0)) + xsimd::log1p(detail::safe_exp(-xsimd::abs(zv)));
+    return xsimd::max(zv, zero) - zv * at.load(y, T(0)) +
+           xsimd::log1p(detail::safe_exp(-xsimd::abs(zv)));
   });
   op.out_data()[0] = loss / T(n);
 
@@ -206,15 +207,12 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
     const T g = ctx.out_grad_data()[0] / T(n);
     const T* z = ctx.input_data(0);
     const T* y = ctx.input_data(1);
-    const Batch<T> gb(g), one(T(1)), zero(T(0));
+    const Batch<T> gb(g);
     if (ctx.needs_grad(0)) {
       T* dz = ctx.grad_data(0);
-      // dz += G/n · (σ(z) − y), σ from e^(−|z|): 1/(1 + e) for z ≥ 0, e/(1 + e) below.
-      k::for_batches<T>(n, [&](auto at) {
-        const auto zv = at.load(z, T(0));
-        const auto e = detail::safe_exp(-xsimd::abs(zv));
-        const auto r = one / (one + e);
-        const auto sig = xsimd::select(zv >= zero, r, e * r);
+      // dz += G/n · (σ(z) − y)
+      detail::for_batches<T>(n, [&](auto at) {
+        const auto sig = detail::safe_sigmoid(at.load(z, T(0)));
         at.store(at.load(dz, T(0)) + gb * (sig - at.load(y, T(0))), dz);
       });
     }
@@ -248,7 +246,7 @@ Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, 
   const T* y = op.input_data(1);
   const Batch<T> one(T(1));
   // −[y log p̂ + (1 − y) log(1 − p̂)]
-  const T loss = k::reduce_batches<T>(n, [&](auto at) {
+  const T loss = detail::reduce_batches<T>(n, [&](auto at) {
     const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
     const auto yv = at.load(y, T(0));
     return -(yv * xsimd::log(ph) + (one - yv) * xsimd::log(one - ph));
@@ -264,7 +262,7 @@ Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, 
     if (ctx.needs_grad(0)) {
       T* dp = ctx.grad_data(0);
       // dp += G/n · (p̂ − y) / (p̂ (1 − p̂))
-      k::for_batches<T>(n, [&](auto at) {
+      detail::for_batches<T>(n, [&](auto at) {
         const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
         at.store(at.load(dp, T(0)) + gb * (ph - at.load(y, T(0))) / (ph * (one - ph)), dp);
       });
@@ -272,7 +270,7 @@ Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, 
     if (ctx.needs_grad(1)) {
       T* dy = ctx.grad_data(1);
       // dy += G/n · (log(1 − p̂) − log p̂)
-      k::for_batches<T>(n, [&](auto at) {
+      detail::for_batches<T>(n, [&](auto at) {
         const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
         at.store(at.load(dy, T(0)) + gb * (xsimd::log(one - ph) - xsimd::log(ph)), dy);
       });
@@ -289,7 +287,7 @@ Var<T> mse(const Var<T>& prediction, const Var<T>& target, SourceLoc loc) {
   auto op = prediction.tape().begin_op(name, {prediction, target}, Shape{}, loc);
   const T* p = op.input_data(0);
   const T* t = op.input_data(1);
-  const T loss = k::reduce_batches<T>(n, [&](auto at) {
+  const T loss = detail::reduce_batches<T>(n, [&](auto at) {
     const auto d = at.load(p, T(0)) - at.load(t, T(0));
     return d * d;
   });
@@ -311,12 +309,12 @@ Var<T> mse(const Var<T>& prediction, const Var<T>& target, SourceLoc loc) {
   });
 }
 
-#define WENGERT_LOSSES(T)                                                                     \
-  template Var<T> softmax_cross_entropy<T>(const Var<T>&, const std::int32_t*, std::size_t,   \
-                                           SourceLoc);                                        \
-  template Var<T> softmax_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc);          \
-  template Var<T> sigmoid_binary_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc);   \
-  template Var<T> binary_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc);           \
+#define WENGERT_LOSSES(T)                                                                   \
+  template Var<T> softmax_cross_entropy<T>(const Var<T>&, const std::int32_t*, std::size_t, \
+                                           SourceLoc);                                      \
+  template Var<T> softmax_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc);        \
+  template Var<T> sigmoid_binary_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc); \
+  template Var<T> binary_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc);         \
   template Var<T> mse<T>(const Var<T>&, const Var<T>&, SourceLoc);
 
 WENGERT_LOSSES(float)

@@ -4,13 +4,13 @@
 #include <string>
 
 #include "detail/gemm.hpp"
-#include "detail/nn_kernels.hpp"
+#include "detail/record.hpp"
 
 namespace wengert {
 
 namespace {
 
-using detail::nn::gemm;
+using detail::gemm;
 
 const char* matmul_name(bool ta, bool tb) {
   return ta ? (tb ? "matmul_tt" : "matmul_tn") : (tb ? "matmul_nt" : "matmul");
@@ -27,8 +27,8 @@ std::string operand_str(const Shape& s, bool transposed) {
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc) {
   const char* name = matmul_name(ta, tb);
-  detail::nn::check_handle(name, "a", a);
-  detail::nn::check_handle(name, "b", b);
+  detail::check_handle(name, "a", a);
+  detail::check_handle(name, "b", b);
   const Shape& sa = a.shape();
   const Shape& sb = b.shape();
   if (sa.rank() != 2 || sb.rank() != 2)
@@ -43,7 +43,7 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc)
                      operand_str(sb, tb) + ": inner dimensions " + std::to_string(k) + " and " +
                      std::to_string(kb) + " differ");
   for (std::size_t d : {m, n, k})
-    if (d > detail::nn::kMaxGemmDim)
+    if (d > detail::kMaxGemmDim)
       throw ShapeError(std::string(name) + ": a is " + sa.str() + " and b is " + sb.str() +
                        ": a dimension exceeds the BLAS integer range");
 
@@ -78,7 +78,6 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc)
 }
 
 template Var<float> matmul<float>(const Var<float>&, const Var<float>&, bool, bool, SourceLoc);
-template Var<double> matmul<double>(const Var<double>&, const Var<double>&, bool, bool,
-                                    SourceLoc);
+template Var<double> matmul<double>(const Var<double>&, const Var<double>&, bool, bool, SourceLoc);
 
 }  // namespace wengert

@@ -4,17 +4,13 @@
 // [outer, inner]. With inner = 1 (the last axis) each output element is the sum of a
 // contiguous run; otherwise whole rows of `inner` elements are added, which vectorises along
 // inner. Backward spreads the output adjoint back along the axis (divided by n for mean).
-// gcc 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (avx512fintrin.h)
-// wherever xsimd kernels are inlined; the warning is spurious (shared/notes/xtensor.md). It
-// is located in a header, so it can only be silenced before the first include.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "detail/kernels.hpp"  // first of all: see its note on gcc 12
 
 #include <wengert/ops/reduce.hpp>
 
 #include <string>
 
 #include "detail/record.hpp"
-#include "detail/simd.hpp"
 
 namespace wengert {
 namespace {
@@ -41,7 +37,7 @@ Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
                      ", which has no elements; its mean is undefined");
   auto op = x.tape().begin_op(name, &x, 1, Shape{}, loc);  // in place, as record_unary
   const std::size_t n = op.input_size(0);
-  const T s = detail::simd_sum(op.input_data(0), n);
+  const T s = detail::sum(op.input_data(0), n);
   op.out_data()[0] = Mean ? s / T(n) : s;
   return op.finish([](const BackwardContext<T>& c) {
     if (!c.needs_grad(0)) return;
@@ -76,7 +72,7 @@ Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, S
   T* __restrict y = op.out_data();
   if (inner == 1) {
     for (std::size_t o = 0; o < outer; ++o) {
-      const T sum = detail::simd_sum(xv + o * n, n);
+      const T sum = detail::sum(xv + o * n, n);
       y[o] = Mean ? sum / T(n) : sum;
     }
   } else {

@@ -13,7 +13,7 @@
 #include <cstddef>
 #include <type_traits>
 
-namespace wengert::detail::nn {
+namespace wengert::detail {
 
 /// Largest dimension a GEMM accepts (CBLAS takes int sizes).
 constexpr std::size_t kMaxGemmDim = std::size_t(INT_MAX);
@@ -49,4 +49,4 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
                 C, int(ldc));
 }
 
-}  // namespace wengert::detail::nn
+}  // namespace wengert::detail

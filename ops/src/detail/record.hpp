@@ -11,6 +11,19 @@
 
 namespace wengert::detail {
 
+[[noreturn]] inline void throw_bad_handle(const char* op, const char* arg, const std::string& why) {
+  throw UsageError(std::string(op) + ": argument " + arg + " is " + why);
+}
+
+/// Throws UsageError naming `op` and the argument `arg` (its name in the op's signature, e.g.
+/// "b") if `v` is empty or stale: "matmul: argument b is a stale handle to node #3: ...". Done
+/// before any shape is read, so that the message names the op and not only the handle.
+template <class T>
+inline void check_handle(const char* op, const char* arg, const Var<T>& v) {
+  v.check_thread(op);  // before any read of the tape, which another thread may own
+  if (!v.valid()) throw_bad_handle(op, arg, v.invalid_reason());
+}
+
 template <class T>
 [[noreturn]] void throw_bad_arg(const char* op, const Var<T>& v, std::size_t k) {
   throw UsageError(std::string(op) + ": argument " + std::to_string(k) + " is " +
