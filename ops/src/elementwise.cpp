@@ -24,7 +24,7 @@
 namespace wengert {
 namespace {
 
-using detail::check_arg;
+using detail::check_handle;
 using detail::record_unary;
 
 // out[i] = f(in[i]) for the one-operation lambdas, a plain loop that gcc vectorises itself.
@@ -38,8 +38,8 @@ inline void map1(const T* __restrict in, T* __restrict out, std::size_t n, F f) 
 template <class T, class F, class DA, class DB>
 Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceLoc loc, F f, DA da,
                      DB db) {
-  check_arg(name, a, 0);
-  check_arg(name, b, 1);
+  check_handle(name, "a", a);
+  check_handle(name, "b", b);
   const Shape sa = a.shape(), sb = b.shape();  // copies: valid after begin_op grows the tape
   const Shape out = sa == sb ? sa : broadcast_shapes(name, sa, sb);
   auto op = a.tape().begin_op(name, {a, b}, out, loc);
@@ -226,7 +226,7 @@ Var<T> square(const Var<T>& x, SourceLoc loc) {
 
 template <class T>
 Var<T> pow(const Var<T>& x, scalar_t<T> p, SourceLoc loc) {
-  check_arg("pow", x, 0);
+  check_handle("pow", "x", x);
   if (!std::isfinite(p))
     throw ValueError("pow: the exponent must be finite, got " + num(p) + " (x is " +
                      x.shape().str() + ")");
@@ -285,7 +285,7 @@ Var<T> exp(const Var<T>& x, SourceLoc loc) {
 
 template <class T>
 Var<T> log(const Var<T>& x, SourceLoc loc) {
-  check_arg("log", x, 0);
+  check_handle("log", "x", x);
   const std::size_t n = x.size();
   const std::size_t k = first_negative(x.data(), n);
   if (k < n)

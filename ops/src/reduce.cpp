@@ -15,7 +15,7 @@
 namespace wengert {
 namespace {
 
-using detail::check_arg;
+using detail::check_handle;
 
 // The axis in [0, rank), from an axis in [−rank, rank).
 std::size_t normalize_axis(const char* op, const Shape& s, int axis) {
@@ -31,7 +31,7 @@ std::size_t normalize_axis(const char* op, const Shape& s, int axis) {
 
 template <class T, bool Mean>
 Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
-  check_arg(name, x, 0);
+  check_handle(name, "x", x);
   if (Mean && x.size() == 0)
     throw ValueError(std::string(name) + ": x is " + x.shape().str() +
                      ", which has no elements; its mean is undefined");
@@ -50,7 +50,7 @@ Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
 
 template <class T, bool Mean>
 Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, SourceLoc loc) {
-  check_arg(name, x, 0);
+  check_handle(name, "x", x);
   const Shape& s = x.shape();
   const std::size_t ax = normalize_axis(name, s, axis);
   std::size_t outer = 1, inner = 1;

@@ -1,4 +1,4 @@
-// wengert — helpers shared by the built-in ops' sources: argument checks and the recording
+// wengert — helpers shared by the built-in ops' sources: the argument check and the recording
 // skeleton of a one-input elementwise op. Everything here goes through the public custom-op
 // API of tape.hpp (begin_op → out_data → finish).
 #pragma once
@@ -24,30 +24,17 @@ inline void check_handle(const char* op, const char* arg, const Var<T>& v) {
   if (!v.valid()) throw_bad_handle(op, arg, v.invalid_reason());
 }
 
-template <class T>
-[[noreturn]] void throw_bad_arg(const char* op, const Var<T>& v, std::size_t k) {
-  throw UsageError(std::string(op) + ": argument " + std::to_string(k) + " is " +
-                   v.invalid_reason());
-}
-
-/// Throws UsageError naming `op` and argument `k` if `v` is empty or stale. Done before reading
-/// shapes, so that the message names the op rather than only the handle.
-template <class T>
-inline void check_arg(const char* op, const Var<T>& v, std::size_t k) {
-  v.check_thread(op);  // before any read of the tape, which another thread may own
-  if (!v.valid()) throw_bad_arg(op, v, k);
-}
-
 /// Records y = f(x) elementwise. `forward(in, out, n)` fills the output; `dydx(g, x, y)` gives
 /// one element's contribution g·f'(x) to x's adjoint, from the output adjoint g, the input x
 /// and the output y. dydx is stored in the closure, so it must be trivially destructible
-/// (a lambda capturing scalars by value).
+/// (a lambda capturing scalars by value). Messages name the input "x", as every one-input op's
+/// signature does.
 template <class T, class Forward, class Dydx>
 Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& forward,
                     Dydx dydx) {
   static_assert(std::is_trivially_destructible_v<Dydx>,
                 "the backward of a built-in op captures only trivially destructible values");
-  check_arg(name, x, 0);
+  check_handle(name, "x", x);
   // The pointer form of begin_op reads the handle in place; {x} would copy it with one 16-byte
   // load right after the caller stored it as two 8-byte halves (a store-forwarding stall).
   auto op = x.tape().begin_op(name, &x, 1, x.shape(), loc);
