@@ -406,13 +406,20 @@ namespace {
 // Runs the checks of one op; holds what every failure message needs.
 class Runner {
  public:
-  Runner(const std::string& name, OpTestReport& report) : name_(name), report_(report) {}
+  Runner(const std::string& name, OpTestReport& report, SourceLoc loc)
+      : name_(name), report_(report), loc_(loc) {}
 
-  // A failure of check c on the current case.
+  // A failure of check c on the current case, reported at the line that called run().
   void fail(Check c, const std::string& what) {
     ++report_.failures;
-    ADD_FAILURE() << "op_test '" << name_ << "', check " << check_name(c) << ", seed "
-                  << hex(report_.seed) << ", " << where_ << ": " << what;
+    ADD_FAILURE_AT(loc_.file, static_cast<int>(loc_.line))
+        << "op_test '" << name_ << "', check " << check_name(c) << ", seed " << hex(report_.seed)
+        << ", " << where_ << ": " << what;
+  }
+  // A configuration error (no case involved).
+  void config(const std::string& what) {
+    ++report_.failures;
+    ADD_FAILURE_AT(loc_.file, static_cast<int>(loc_.line)) << "op_test '" << name_ << "': " << what;
   }
   void at_case(const std::string& where) { where_ = where; }
 
@@ -430,6 +437,7 @@ class Runner {
 
   const std::string& name_;
   OpTestReport& report_;
+  SourceLoc loc_;
   std::string where_;
 };
 
@@ -532,33 +540,26 @@ void check_shape_error(Runner& r, const OpFn<T>& f, const ShapeCase& shapes,
 
 }  // namespace
 
-OpTestReport OpTest::run() const {
+OpTestReport OpTest::run(SourceLoc where) const {
   OpTestReport report;
   report.op = name_;
   report.seed = seed_ ^ env_seed();
   report.skipped = skip_;
-  Runner r(name_, report);
+  Runner r(name_, report, where);
 
   // ---- configuration: every check is on, or off with a reason.
-  for (const std::string& e : config_errors_) {
-    ++report.failures;
-    ADD_FAILURE() << "op_test '" << name_ << "': " << e;
-  }
+  for (const std::string& e : config_errors_) r.config(e);
   std::vector<ShapeCase> bad = family_.bad;
   bad.insert(bad.end(), extra_bad_.begin(), extra_bad_.end());
   if (!reference_ && skip_[at(Check::kForward)].empty()) {
-    ++report.failures;
-    ADD_FAILURE() << "op_test '" << name_ << "': no closed-form reference; give reference(...) "
-                  << "or skip(Check::kForward, reason)";
+    r.config("no closed-form reference; give reference(...) or skip(Check::kForward, reason)");
     report.skipped[at(Check::kForward)] = "no reference";
   }
   if (bad.empty() && skip_[at(Check::kShapeError)].empty()) {
     if (!family_.any_shape_reason.empty()) {
       report.skipped[at(Check::kShapeError)] = family_.any_shape_reason;
     } else {
-      ++report.failures;
-      ADD_FAILURE() << "op_test '" << name_ << "': no wrong-shape cases; give bad_shapes(...) or "
-                    << "skip(Check::kShapeError, reason)";
+      r.config("no wrong-shape cases; give bad_shapes(...) or skip(Check::kShapeError, reason)");
       report.skipped[at(Check::kShapeError)] = "no cases";
     }
   }
@@ -579,11 +580,7 @@ OpTestReport OpTest::run() const {
       cases.push_back(c);
     }
   }
-  if (cases.empty()) {
-    ++report.failures;
-    ADD_FAILURE() << "op_test '" << name_ << "': the shape family '" << family_.name
-                  << "' has no cases";
-  }
+  if (cases.empty()) r.config("the shape family '" + family_.name + "' has no cases");
 
   for (std::size_t k = 0; k < cases.size(); ++k) {
     Case& c = cases[k];
@@ -592,9 +589,8 @@ OpTestReport OpTest::run() const {
     r.at_case("case " + std::to_string(k) + (c.edge ? " (edge)" : " (random)") + ", shapes " +
               case_str(c.shapes));
     if (c.shapes.size() != arity_) {
-      ++report.failures;
-      ADD_FAILURE() << "op_test '" << name_ << "': case " << k << " has " << c.shapes.size()
-                    << " shapes for an op of " << arity_ << " inputs";
+      r.config("case " + std::to_string(k) + " has " + std::to_string(c.shapes.size()) +
+               " shapes for an op of " + std::to_string(arity_) + " inputs");
       continue;
     }
     std::mt19937_64 rng(c.seed);

@@ -45,6 +45,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include <wengert/grad_mode.hpp>
 #include <wengert/gradcheck.hpp>
 #include <wengert/tape.hpp>
 
@@ -145,8 +146,8 @@ class OpTest {
   /// Switches a check off; the reason is required and printed in the summary.
   OpTest& skip(Check c, std::string reason);
 
-  /// Runs every check that is on; failures are reported through gtest.
-  OpTestReport run() const;
+  /// Runs every check that is on; failures are reported through gtest, at the caller's line.
+  OpTestReport run(SourceLoc where = SourceLoc::current()) const;
 
  private:
   struct Case;
