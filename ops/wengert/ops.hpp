@@ -9,3 +9,4 @@
 #include <wengert/ops/matmul.hpp>
 #include <wengert/ops/reduce.hpp>
 #include <wengert/ops/softmax.hpp>
+#include <wengert/ops/softplus.hpp>
