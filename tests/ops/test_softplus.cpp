@@ -36,10 +36,9 @@ TEST(Softplus, OpTest) {
       .elementwise_reference(softplus_ref)
       .run();
   // Far into both tails, where log(1 + eˣ) would overflow (x > 88 in float) or round to 0.
-  op_test<1>("softplus", [](auto&&... v) { return softplus(v...); })
+  op_test<1>("softplus (tails)", [](auto&&... v) { return softplus(v...); })
       .domain(Domain{-60.0, 60.0, 20.0})
       .elementwise_reference(softplus_ref)
-      .skip(wengert::testing::Check::kReplay, "the same kernels as the first run")
       .run();
 }
 
