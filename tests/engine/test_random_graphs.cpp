@@ -1,6 +1,6 @@
 // Differential tests on random computation graphs (tests/support/random_graph.hpp): programs
-// over every built-in op with fan-out, reused inputs, broadcasting, constants, variables and
-// Parameters, each checked for
+// over every built-in op (tests/support/op_registry.hpp) with fan-out, reused inputs, broadcasting,
+// constants, variables and Parameters, each checked for
 //   * Jacobians against central differences and the dot-product test (public gradcheck),
 //   * Parameter leaves against variable leaves, repeated sweeps and sweeps restricted to a
 //     subset of the leaves (exactly the same gradients, or zero for the leaves not chosen),
@@ -59,10 +59,16 @@ TEST(RandomGraphs, GradientsAgreeWithFiniteDifferencesParametersAndFloat32) {
   // The run must have covered what it claims: every op and every graph feature (the
   // thresholds scale with the count; 2,000 graphs exceed each by a wide margin).
   EXPECT_EQ(stats.graphs, n);
-  EXPECT_EQ(stats.ops.count(graph_op_name(GraphOp::kPlantedBug)), 0u);
+  EXPECT_EQ(stats.ops.count(planted_bug_op().label()), 0u);
   if (n < 200) return;  // a reduced run (valgrind) checks gradients, not coverage
-  for (int op = 0; op < int(GraphOp::kPlantedBug); ++op)
-    EXPECT_GT(stats.ops[graph_op_name(GraphOp(op))], 0u) << graph_op_name(GraphOp(op));
+  // Every op of the registry, in every spelling (named form, operator, ...).
+  for (const OpEntry& op : op_registry()) {
+    EXPECT_GT(stats.ops[op.label()], 0u) << op.label();
+    for (const std::string& spelling : op.spellings)
+      EXPECT_GT(stats.spellings[op.label() + " as " + spelling], 0u)
+          << op.label() << " as " << spelling;
+  }
+  EXPECT_EQ(stats.ops.size(), op_registry().size());  // and nothing else
   const auto at_least = [n](std::uint64_t per_2000) { return per_2000 * n / 2000; };
   EXPECT_GT(stats.fan_out, n / 4);
   EXPECT_GT(stats.reused_input, at_least(10));
@@ -76,11 +82,10 @@ TEST(RandomGraphs, GradientsAgreeWithFiniteDifferencesParametersAndFloat32) {
 TEST(RandomGraphs, ThePlantedWrongDerivativeIsCaughtEveryTime) {
   RandomGraphOptions options;
   options.plant_bug = true;
-  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     const RandomGraph g = generate_random_graph(seed, options);
     const GraphCheck c = check_random_graph(g);
-    EXPECT_FALSE(c.ok) << "seed " << seed << ": the checker missed a wrong derivative\n"
-                       << g.str();
+    EXPECT_FALSE(c.ok) << "seed " << seed << ": the checker missed a wrong derivative\n" << g.str();
     if (!c.ok) {
       // What failed, the generator's program, and the tape listing (Tape::print), in which the
       // planted op appears under its tape name with its inputs.

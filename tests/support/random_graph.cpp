@@ -18,17 +18,6 @@ namespace {
 
 constexpr double kMaxMagnitude = 50;  // larger op results are refused
 
-const char* const kOpNames[] = {
-    "add", "sub", "mul", "div",
-    "add_scalar", "sub_scalar", "rsub_scalar", "mul_scalar", "div_scalar", "rdiv_scalar",
-    "neg", "square", "pow", "exp", "log", "sigmoid", "tanh", "relu",
-    "sum", "mean", "sum_axis", "mean_axis",
-    "matmul", "bias_add", "linear", "softmax", "log_softmax",
-    "softmax_cross_entropy_labels", "softmax_cross_entropy_targets",
-    "sigmoid_binary_cross_entropy", "binary_cross_entropy", "mse",
-    "planted_bug"};
-static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == std::size_t(GraphOp::kCount));
-
 /// The checker's own test: x² recorded with the derivative x instead of 2x.
 template <class T>
 Var<T> planted_bug(const Var<T>& x) {
@@ -45,63 +34,9 @@ Var<T> planted_bug(const Var<T>& x) {
 /// Applies one step to the slot values `v`.
 template <class T>
 Var<T> apply(const GraphStep& s, const std::vector<Var<T>>& v) {
-  const Var<T>& a = v[s.in[0]];
-  auto b = [&]() -> const Var<T>& { return v[s.in[1]]; };
-  const T c = T(s.scalar);
-  const bool op = s.use_operator, first = s.scalar_first;
-  switch (s.op) {
-    case GraphOp::kAdd: return op ? a + b() : add(a, b());
-    case GraphOp::kSub: return op ? a - b() : sub(a, b());
-    case GraphOp::kMul: return op ? a * b() : mul(a, b());
-    case GraphOp::kDiv: return op ? a / b() : div(a, b());
-    case GraphOp::kAddScalar:
-      return op ? (first ? c + a : a + c) : (first ? add(c, a) : add(a, c));
-    case GraphOp::kSubScalar: return op ? a - c : sub(a, c);
-    case GraphOp::kRsubScalar: return op ? c - a : sub(c, a);
-    case GraphOp::kMulScalar:
-      return op ? (first ? c * a : a * c) : (first ? mul(c, a) : mul(a, c));
-    case GraphOp::kDivScalar: return op ? a / c : div(a, c);
-    case GraphOp::kRdivScalar: return op ? c / a : div(c, a);
-    case GraphOp::kNeg: return op ? -a : neg(a);
-    case GraphOp::kSquare: return square(a);
-    case GraphOp::kPow: return pow(a, c);
-    case GraphOp::kExp: return exp(a);
-    case GraphOp::kLog: return log(a);
-    case GraphOp::kSigmoid: return sigmoid(a);
-    case GraphOp::kTanh: return tanh(a);
-    case GraphOp::kRelu: return relu(a);
-    case GraphOp::kSum: return sum(a);
-    case GraphOp::kMean: return mean(a);
-    case GraphOp::kSumAxis: return sum(a, s.axis, s.keepdims);
-    case GraphOp::kMeanAxis: return mean(a, s.axis, s.keepdims);
-    case GraphOp::kMatmul: return matmul(a, b(), s.transpose_a, s.transpose_b);
-    case GraphOp::kBiasAdd: return bias_add(a, b());
-    case GraphOp::kLinear: return linear(a, b(), v[s.in[2]]);
-    case GraphOp::kSoftmax: return softmax(a);
-    case GraphOp::kLogSoftmax: return log_softmax(a);
-    case GraphOp::kSoftmaxCrossEntropyLabels: return softmax_cross_entropy(a, s.labels);
-    case GraphOp::kSoftmaxCrossEntropyTargets: return softmax_cross_entropy(a, b());
-    case GraphOp::kSigmoidBinaryCrossEntropy: return sigmoid_binary_cross_entropy(a, b());
-    case GraphOp::kBinaryCrossEntropy: return binary_cross_entropy(a, b());
-    case GraphOp::kMse: return mse(a, b());
-    case GraphOp::kPlantedBug: return planted_bug(a);
-    case GraphOp::kCount: break;
-  }
-  throw UsageError("random graph: unknown op");
-}
-
-int arity(GraphOp op) {
-  switch (op) {
-    case GraphOp::kAdd: case GraphOp::kSub: case GraphOp::kMul: case GraphOp::kDiv:
-    case GraphOp::kMatmul: case GraphOp::kBiasAdd: case GraphOp::kSoftmaxCrossEntropyTargets:
-    case GraphOp::kSigmoidBinaryCrossEntropy: case GraphOp::kBinaryCrossEntropy:
-    case GraphOp::kMse:
-      return 2;
-    case GraphOp::kLinear:
-      return 3;
-    default:
-      return 1;
-  }
+  Var<T> in[3];
+  for (int k = 0; k < s.op->arity; ++k) in[k] = v[std::size_t(s.in[k])];
+  return s.op->record(in, s.args);
 }
 
 /// Records `g` on `tape`; `leaf(i, slot)` makes the Var of leaf slot i.
@@ -137,9 +72,7 @@ std::vector<std::size_t> dims(const Shape& s) { return {s.begin(), s.end()}; }
 
 class Generator {
  public:
-  Generator(std::uint64_t seed, const RandomGraphOptions& o) : rng_(seed), o_(o) {
-    g_.seed = seed;
-  }
+  Generator(std::uint64_t seed, const RandomGraphOptions& o) : rng_(seed), o_(o) { g_.seed = seed; }
 
   RandomGraph run() {
     NoGradGuard no_grad;  // generation only looks at values
@@ -148,24 +81,27 @@ class Generator {
     const int target = o_.min_ops + int(below(std::uint64_t(o_.max_ops - o_.min_ops + 1)));
     int ops = 0;
     bool planted = !o_.plant_bug;
+    const std::vector<OpEntry>& registry = op_registry();
+    const OpEntry& bug = planted_bug_op();
+    // The planted op (plant_bug) is the last one drawn, so that nothing reads its output but
+    // the final sum: its derivative always reaches the output (an op reading it might not pass
+    // it on: sum(softmax(x)) is 1 for any x, and x − x is 0).
     for (int attempt = 0; ops < target && attempt < 40 * target; ++attempt) {
-      GraphOp op = !planted && ops == target / 2
-                       ? GraphOp::kPlantedBug
-                       : GraphOp(below(std::uint64_t(GraphOp::kPlantedBug)));
+      const OpEntry& op = !planted && ops == target - 1 ? bug : registry[below(registry.size())];
       if (try_op(op)) {
         ++ops;
-        planted |= op == GraphOp::kPlantedBug;
+        planted |= &op == &bug;
       }
     }
-    if (!planted) force(GraphOp::kPlantedBug, 0);
-    if (ops == 0) force(GraphOp::kNeg, 0);
+    if (!planted) force(bug, 0);
+    if (ops == 0) force(find_op("neg"), 0);
     // The last op is the output; everything nothing reads is summed into it.
     int out = int(g_.slots.size()) - 1;
     for (int i = 0; i < int(g_.slots.size()) - 1; ++i) {
       if (uses_[std::size_t(i)] > 0) continue;
-      const int s = force(GraphOp::kSum, i);
+      const int s = force(find_op("sum"), i);
       GraphStep step;
-      step.op = GraphOp::kAdd;
+      step.op = &find_op("add");
       step.in[0] = out;
       step.in[1] = s;
       out = commit_step(step);
@@ -178,7 +114,9 @@ class Generator {
   // ---- randomness ----
   std::uint64_t below(std::uint64_t n) { return n ? rng_() % n : 0; }
   bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
-  double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng_); }
+  double uniform(double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(rng_);
+  }
 
   Shape random_shape(std::size_t min_rank = 0, std::size_t max_rank = 3) {
     for (;;) {
@@ -205,7 +143,11 @@ class Generator {
     for (std::size_t k = 0; k < size(i); ++k) m = std::min(m, std::abs(data(i)[k]));
     return m;
   }
-  bool within(int i, double lo, double hi) const { return min_value(i) >= lo && max_value(i) <= hi; }
+  /// Whether every value of slot i lies in `d`.
+  bool in_domain(int i, const OpDomain& d) const {
+    return size(i) == 0 || (min_value(i) >= d.lo && max_value(i) <= d.hi &&
+                            (d.min_abs == 0 || min_abs(i) >= d.min_abs));
+  }
 
   /// A random slot satisfying `ok` (recent slots twice as likely), or −1.
   int pick(const std::function<bool(int)>& ok) {
@@ -224,17 +166,24 @@ class Generator {
     return u < 0.3 ? LeafKind::kConstant : u < 0.7 ? LeafKind::kVariable : LeafKind::kParameter;
   }
 
-  /// A leaf for the current candidate (kept only if the candidate is accepted). Values are
-  /// uniform in [lo, hi), or in ±[lo, hi) when `signed_away` (kept away from 0).
-  int new_leaf(const Shape& s, double lo = -2, double hi = 2, bool signed_away = false) {
+  /// A value in `d` (and in [−2, 2]), uniform over that range.
+  double draw(const OpDomain& d) {
+    const double lo = std::max(d.lo, -2.0), hi = std::min(d.hi, 2.0);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      const double x = uniform(lo, hi);
+      if (d.contains(x)) return x;
+    }
+    return hi;  // (not reached for the registry's domains)
+  }
+
+  /// A leaf for the current candidate (kept only if the candidate is accepted), with values in
+  /// `d` (and in [−2, 2]).
+  int new_leaf(const Shape& s, const OpDomain& d = anything()) {
     GraphSlot slot;
     slot.kind = random_kind();
     slot.shape = s;
     slot.value = xt::xarray<double>::from_shape(dims(s));
-    for (auto& x : slot.value) {
-      x = uniform(lo, hi);
-      if (signed_away && chance(0.5)) x = -x;
-    }
+    for (auto& x : slot.value) x = draw(d);
     vars_.push_back(tape_.constant(slot.value));
     pending_.push_back(std::move(slot));
     return int(vars_.size()) - 1;
@@ -278,7 +227,7 @@ class Generator {
       return false;
     }
     commit_pending();
-    for (int k = 0; k < arity(step.op); ++k) ++uses_[std::size_t(step.in[k])];
+    for (int k = 0; k < step.op->arity; ++k) ++uses_[std::size_t(step.in[k])];
     GraphSlot slot;
     slot.is_leaf = false;
     slot.step = step;
@@ -294,9 +243,9 @@ class Generator {
     return int(g_.slots.size()) - 1;
   }
 
-  int force(GraphOp op, int in) {
+  int force(const OpEntry& op, int in) {
     GraphStep step;
-    step.op = op;
+    step.op = &op;
     step.in[0] = in;
     return commit_step(step);
   }
@@ -306,8 +255,10 @@ class Generator {
   Shape partner(const Shape& s) {
     const std::size_t r = s.rank();
     switch (below(5)) {
-      case 0: return s;
-      case 1: return Shape{};
+      case 0:
+        return s;
+      case 1:
+        return Shape{};
       case 2: {  // a suffix of s, some dimensions 1
         Shape p;
         for (std::size_t i = below(r + 1); i < r; ++i) p.push_back(chance(0.4) ? 1 : s[i]);
@@ -316,7 +267,8 @@ class Generator {
       case 3: {  // s with 1s turned into larger dimensions, and maybe a new leading one
         Shape p;
         if (r < 3 && chance(0.5)) p.push_back(1 + below(3));
-        for (std::size_t i = 0; i < r; ++i) p.push_back(s[i] == 1 && chance(0.7) ? 1 + below(4) : s[i]);
+        for (std::size_t i = 0; i < r; ++i)
+          p.push_back(s[i] == 1 && chance(0.7) ? 1 + below(4) : s[i]);
         return p;
       }
       default: {  // same rank, some dimensions of either side 1
@@ -337,183 +289,128 @@ class Generator {
     return true;
   }
 
-  // ---- candidates, one per op ----
-  bool try_op(GraphOp op) {
+  // ---- candidates, one per shape rule ----
+  /// Draws the step's parameters and inputs for `op` (its rule, ranks and domains) and keeps it
+  /// if its result is acceptable.
+  bool try_op(const OpEntry& op) {
     GraphStep s;
-    s.op = op;
-    auto any = [](int) { return true; };
-    switch (op) {
-      case GraphOp::kAdd:
-      case GraphOp::kSub:
-      case GraphOp::kMul:
-      case GraphOp::kDiv: {
-        const bool div = op == GraphOp::kDiv;
-        int a = chance(0.15) ? new_leaf(random_shape()) : pick(any);
-        int b;
-        if (chance(0.2)) {
-          b = a;  // a reused input: x·x, x + x
-        } else if (chance(0.45)) {
-          b = pick([&](int i) {
-            return i != a && broadcastable(shape(a), shape(i)) && (!div || min_abs(i) >= 0.3);
-          });
-          if (b < 0) b = new_leaf(partner(shape(a)), 0.5, 2, div);
-        } else {
-          b = div ? new_leaf(partner(shape(a)), 0.5, 2, true) : new_leaf(partner(shape(a)));
-        }
-        if (div && min_abs(b) < 0.3) return reject(), false;
-        if (b != a && chance(0.5) && !div) std::swap(a, b);
-        s.in[0] = a;
-        s.in[1] = b;
-        s.use_operator = chance(0.3);
+    s.op = &op;
+    OpArgs& a = s.args;
+    a.spelling = int(below(op.spellings.size()));
+    if (op.takes_scalar)
+      a.scalar = op.scalar_values.empty() ? draw(op.scalar_domain)
+                                          : op.scalar_values[below(op.scalar_values.size())];
+    if (&op == &planted_bug_op()) {  // on a variable or parameter, so that its gradient matters
+      s.in[0] = pick([&](int i) {
+        return i < int(g_.slots.size()) && g_.slots[std::size_t(i)].is_leaf &&
+               g_.slots[std::size_t(i)].kind != LeafKind::kConstant;
+      });
+      return s.in[0] >= 0 && accept(s);
+    }
+    const OpDomain d0 = op.input_domain(0, a);
+    const OpDomain d1 = op.arity > 1 ? op.input_domain(1, a) : anything();
+    const std::size_t hi_rank = std::min<std::size_t>(op.max_rank, 3);
+    const std::size_t lo_rank = std::min(op.min_rank, hi_rank);
+    auto fits0 = [&](int i) {
+      const std::size_t r = shape(i).rank();
+      return r >= lo_rank && r <= hi_rank && in_domain(i, d0);
+    };
+    /// Input 0: an earlier slot of a fitting rank with values in the domain, or a new leaf.
+    auto first_input = [&] {
+      const int i = pick(fits0);
+      return i >= 0 ? i : new_leaf(random_shape(lo_rank, hi_rank), d0);
+    };
+    switch (op.rule) {
+      case ShapeRule::kElementwise:
+      case ShapeRule::kReduceAll:
+        s.in[0] = first_input();
         return accept(s);
-      }
-      case GraphOp::kAddScalar:
-      case GraphOp::kSubScalar:
-      case GraphOp::kRsubScalar:
-      case GraphOp::kMulScalar:
-      case GraphOp::kDivScalar:
-      case GraphOp::kRdivScalar: {
-        s.in[0] = op == GraphOp::kRdivScalar ? pick([&](int i) { return min_abs(i) >= 0.3; })
-                                             : pick(any);
-        if (s.in[0] < 0) s.in[0] = new_leaf(random_shape(), 0.5, 2, true);
-        s.scalar = op == GraphOp::kDivScalar ? (chance(0.5) ? -1 : 1) * uniform(0.5, 2)
-                                             : uniform(-2, 2);
-        s.scalar_first = chance(0.5);
-        s.use_operator = chance(0.3);
-        return accept(s);
-      }
-      case GraphOp::kPow: {
-        static const double exponents[] = {0, 1, 2, 3, -1, -2, 0.5, 1.5, 2.5, -0.5};
-        s.scalar = exponents[below(std::size(exponents))];
-        const bool fractional = s.scalar != std::trunc(s.scalar), negative = s.scalar < 0;
-        auto ok = [&](int i) {
-          return (!fractional || min_value(i) >= 0.2) && (!negative || min_abs(i) >= 0.3) &&
-                 (!(fractional && negative) || min_value(i) >= 0.3);
-        };
-        s.in[0] = pick(ok);
-        if (s.in[0] < 0)
-          s.in[0] = fractional ? new_leaf(random_shape(), 0.3, 2)
-                               : new_leaf(random_shape(), 0.4, 2, negative);
-        return accept(s);
-      }
-      case GraphOp::kLog:
-        s.in[0] = pick([&](int i) { return min_value(i) >= 0.2; });
-        if (s.in[0] < 0) s.in[0] = new_leaf(random_shape(), 0.3, 2);
-        return accept(s);
-      case GraphOp::kExp:
-        s.in[0] = pick([&](int i) { return max_value(i) <= 3; });
-        if (s.in[0] < 0) s.in[0] = new_leaf(random_shape());
-        return accept(s);
-      case GraphOp::kRelu:
-        s.in[0] = pick([&](int i) { return min_abs(i) >= 0.05; });
-        if (s.in[0] < 0) s.in[0] = new_leaf(random_shape(), 0.1, 2, true);
-        return accept(s);
-      case GraphOp::kNeg:
-        s.use_operator = chance(0.3);
-        [[fallthrough]];
-      case GraphOp::kSquare:
-      case GraphOp::kSigmoid:
-      case GraphOp::kTanh:
-      case GraphOp::kSum:
-      case GraphOp::kMean:
-        s.in[0] = pick(any);
-        return accept(s);
-      case GraphOp::kPlantedBug:  // on a variable or parameter, so that its gradient matters
-        s.in[0] = pick([&](int i) {
-          return i < int(g_.slots.size()) && g_.slots[std::size_t(i)].is_leaf &&
-                 g_.slots[std::size_t(i)].kind != LeafKind::kConstant;
-        });
-        return s.in[0] >= 0 && accept(s);
-      case GraphOp::kSumAxis:
-      case GraphOp::kMeanAxis:
-      case GraphOp::kSoftmax:
-      case GraphOp::kLogSoftmax: {
-        s.in[0] = pick([&](int i) { return shape(i).rank() >= 1; });
-        if (s.in[0] < 0) s.in[0] = new_leaf(random_shape(1));
+      case ShapeRule::kReduceAxis: {
+        s.in[0] = first_input();
         const int r = int(shape(s.in[0]).rank());
-        s.axis = int(below(std::uint64_t(2 * r))) - r;  // [−r, r)
-        s.keepdims = chance(0.5);
+        a.axis = int(below(std::uint64_t(2 * r))) - r;  // [−r, r)
+        a.keepdims = chance(0.5);
         return accept(s);
       }
-      case GraphOp::kMatmul: {
-        int a = pick([&](int i) { return shape(i).rank() == 2; });
-        if (a < 0) a = new_leaf(random_shape(2, 2));
-        s.transpose_a = chance(0.4);
-        s.transpose_b = chance(0.4);
-        const std::size_t k = s.transpose_a ? shape(a)[0] : shape(a)[1];
-        const bool tb = s.transpose_b;
-        int b = pick([&](int i) { return shape(i).rank() == 2 && shape(i)[tb ? 1 : 0] == k; });
-        if (b < 0 || chance(0.4)) {
-          const std::size_t n = 1 + below(4);
-          b = new_leaf(tb ? Shape{n, k} : Shape{k, n});
+      case ShapeRule::kLabels: {
+        s.in[0] = first_input();
+        const std::size_t m = shape(s.in[0])[0], c = shape(s.in[0])[1];
+        for (std::size_t r = 0; r < m; ++r) a.labels.push_back(std::int32_t(below(c)));
+        return accept(s);
+      }
+      case ShapeRule::kBroadcast: {
+        int x = chance(0.15) ? new_leaf(random_shape(lo_rank, hi_rank), d0) : pick(fits0);
+        if (x < 0) x = new_leaf(random_shape(lo_rank, hi_rank), d0);
+        int y;
+        if (chance(0.2)) {
+          y = x;  // a reused input: x·x, x + x
+        } else if (chance(0.45)) {
+          y = pick([&](int i) {
+            return i != x && broadcastable(shape(x), shape(i)) && in_domain(i, d1);
+          });
+          if (y < 0) y = new_leaf(partner(shape(x)), d1);
+        } else {
+          y = new_leaf(partner(shape(x)), d1);
         }
-        s.in[0] = a;
-        s.in[1] = b;
+        if (!in_domain(y, d1)) return reject(), false;
+        if (y != x && d0 == d1 && chance(0.5)) std::swap(x, y);
+        s.in[0] = x;
+        s.in[1] = y;
         return accept(s);
       }
-      case GraphOp::kBiasAdd: {
-        int x = pick([&](int i) { return shape(i).rank() >= 1; });
-        if (x < 0) x = new_leaf(random_shape(1));
+      case ShapeRule::kLoss: {
+        const int x = first_input();
+        int y = -1;
+        if (chance(0.15) && in_domain(x, d1))
+          y = x;  // reused
+        else
+          y = pick([&](int i) { return i != x && shape(i) == shape(x) && in_domain(i, d1); });
+        if (y < 0 || chance(0.4)) y = new_leaf(shape(x), d1);
+        s.in[0] = x;
+        s.in[1] = y;
+        return accept(s);
+      }
+      case ShapeRule::kMatmul: {
+        const int x = first_input();
+        a.transpose_a = chance(0.4);
+        a.transpose_b = chance(0.4);
+        const std::size_t k = a.transpose_a ? shape(x)[0] : shape(x)[1];
+        const bool tb = a.transpose_b;
+        int y = pick([&](int i) {
+          return shape(i).rank() == 2 && shape(i)[tb ? 1 : 0] == k && in_domain(i, d1);
+        });
+        if (y < 0 || chance(0.4)) {
+          const std::size_t n = 1 + below(4);
+          y = new_leaf(tb ? Shape{n, k} : Shape{k, n}, d1);
+        }
+        s.in[0] = x;
+        s.in[1] = y;
+        return accept(s);
+      }
+      case ShapeRule::kBiasAdd: {
+        const int x = first_input();
         const std::size_t n = shape(x).back();
-        int b = pick([&](int i) { return shape(i) == Shape{n}; });
-        if (b < 0 || chance(0.5)) b = new_leaf(Shape{n});
+        int b = pick([&](int i) { return shape(i) == Shape{n} && in_domain(i, d1); });
+        if (b < 0 || chance(0.5)) b = new_leaf(Shape{n}, d1);
         s.in[0] = x;
         s.in[1] = b;
         return accept(s);
       }
-      case GraphOp::kLinear: {
-        int x = pick([&](int i) { return shape(i).rank() == 2; });
-        if (x < 0) x = new_leaf(random_shape(2, 2));
+      case ShapeRule::kLinear: {
+        const int x = first_input();
+        const OpDomain d2 = op.input_domain(2, a);
         const std::size_t k = shape(x)[1];
-        int W = pick([&](int i) { return shape(i).rank() == 2 && shape(i)[0] == k; });
-        if (W < 0 || chance(0.5)) W = new_leaf(Shape{k, 1 + below(4)});
+        int W = pick(
+            [&](int i) { return shape(i).rank() == 2 && shape(i)[0] == k && in_domain(i, d1); });
+        if (W < 0 || chance(0.5)) W = new_leaf(Shape{k, 1 + below(4)}, d1);
         const std::size_t n = shape(W)[1];
-        int b = pick([&](int i) { return shape(i) == Shape{n}; });
-        if (b < 0 || chance(0.5)) b = new_leaf(Shape{n});
+        int b = pick([&](int i) { return shape(i) == Shape{n} && in_domain(i, d2); });
+        if (b < 0 || chance(0.5)) b = new_leaf(Shape{n}, d2);
         s.in[0] = x;
         s.in[1] = W;
         s.in[2] = b;
         return accept(s);
       }
-      case GraphOp::kSoftmaxCrossEntropyLabels: {
-        int z = pick([&](int i) { return shape(i).rank() == 2; });
-        if (z < 0) z = new_leaf(random_shape(2, 2));
-        const std::size_t m = shape(z)[0], c = shape(z)[1];
-        for (std::size_t r = 0; r < m; ++r) s.labels.push_back(std::int32_t(below(c)));
-        s.in[0] = z;
-        return accept(s);
-      }
-      case GraphOp::kSoftmaxCrossEntropyTargets: {
-        int z = pick([&](int i) { return shape(i).rank() == 2; });
-        if (z < 0) z = new_leaf(random_shape(2, 2));
-        int y = chance(0.15) ? z : pick([&](int i) { return i != z && shape(i) == shape(z); });
-        if (y < 0 || chance(0.4)) y = new_leaf(shape(z), 0, 1);
-        s.in[0] = z;
-        s.in[1] = y;
-        return accept(s);
-      }
-      case GraphOp::kSigmoidBinaryCrossEntropy:
-      case GraphOp::kBinaryCrossEntropy:
-      case GraphOp::kMse: {
-        const bool probabilities = op == GraphOp::kBinaryCrossEntropy;
-        const bool targets = op != GraphOp::kMse;
-        int a = probabilities ? pick([&](int i) { return within(i, 0.02, 0.98); }) : pick(any);
-        if (a < 0) a = new_leaf(random_shape(), 0.05, 0.95);
-        int b = -1;
-        if (chance(0.15) && (!targets || within(a, 0.02, 0.98)))
-          b = a;  // reused
-        else
-          b = pick([&](int i) {
-            return i != a && shape(i) == shape(a) && (!targets || within(i, 0.02, 0.98));
-          });
-        if (b < 0 || chance(0.4))
-          b = targets ? new_leaf(shape(a), 0.05, 0.95) : new_leaf(shape(a));
-        s.in[0] = a;
-        s.in[1] = b;
-        return accept(s);
-      }
-      case GraphOp::kCount:
-        break;
     }
     return false;
   }
@@ -530,7 +427,9 @@ class Generator {
 // ---- checking ----------------------------------------------------------------------------------
 
 std::string kind_name(LeafKind k) {
-  return k == LeafKind::kConstant ? "constant" : k == LeafKind::kVariable ? "variable" : "parameter";
+  return k == LeafKind::kConstant   ? "constant"
+         : k == LeafKind::kVariable ? "variable"
+                                    : "parameter";
 }
 
 /// Leaves as the graph declares them (Parameters live in `params`).
@@ -544,8 +443,10 @@ Var<T> record_declared(const RandomGraph& g, Tape<T>& tape,
       g,
       [&](std::size_t i, const GraphSlot& s) {
         switch (s.kind) {
-          case LeafKind::kConstant: return tape.constant(cast<T>(s.value));
-          case LeafKind::kVariable: return tape.variable(cast<T>(s.value));
+          case LeafKind::kConstant:
+            return tape.constant(cast<T>(s.value));
+          case LeafKind::kVariable:
+            return tape.variable(cast<T>(s.value));
           case LeafKind::kParameter:
             params[i] = std::make_unique<Parameter<T>>(cast<T>(s.value));
             return tape.param(*params[i]);
@@ -575,7 +476,10 @@ double max_abs(const xt::xarray<double>& a) {
 
 }  // namespace
 
-const char* graph_op_name(GraphOp op) { return kOpNames[std::size_t(op)]; }
+const OpEntry& planted_bug_op() {
+  static const OpEntry bug = Op("planted_bug", [](auto v, auto&) { return planted_bug(v[0]); });
+  return bug;
+}
 
 std::string RandomGraph::str() const {
   std::ostringstream os;
@@ -586,15 +490,20 @@ std::string RandomGraph::str() const {
       os << kind_name(s.kind) << ' ' << s.shape.str();
     } else {
       const GraphStep& t = s.step;
-      os << graph_op_name(t.op) << '(';
-      for (int k = 0; k < arity(t.op); ++k) os << (k ? ", #" : "#") << t.in[k];
+      const OpEntry& op = *t.op;
+      const OpArgs& a = t.args;
+      os << op.label() << '(';
+      for (int k = 0; k < op.arity; ++k) os << (k ? ", #" : "#") << t.in[k];
       os << ')';
-      if (t.op == GraphOp::kPow || (t.op >= GraphOp::kAddScalar && t.op <= GraphOp::kRdivScalar))
-        os << " scalar " << t.scalar << (t.scalar_first ? " first" : "");
-      if (t.op == GraphOp::kSumAxis || t.op == GraphOp::kMeanAxis)
-        os << " axis " << t.axis << (t.keepdims ? " keepdims" : "");
-      if (t.op == GraphOp::kMatmul) os << " ta " << t.transpose_a << " tb " << t.transpose_b;
-      if (t.use_operator) os << " (operator)";
+      if (op.takes_scalar) os << " scalar " << a.scalar;
+      if (op.rule == ShapeRule::kReduceAxis)
+        os << " axis " << a.axis << (a.keepdims ? " keepdims" : "");
+      if (op.rule == ShapeRule::kMatmul) os << " ta " << a.transpose_a << " tb " << a.transpose_b;
+      if (op.rule == ShapeRule::kLabels) {
+        os << " labels";
+        for (std::int32_t l : a.labels) os << ' ' << l;
+      }
+      if (op.spellings.size() > 1) os << " as " << op.spellings[std::size_t(a.spelling)];
       os << " -> " << s.shape.str();
     }
     if (int(i) == output) os << "  [output]";
@@ -618,11 +527,12 @@ void GraphStats::add(const RandomGraph& g) {
       continue;
     }
     const GraphStep& t = s.step;
-    ++ops[graph_op_name(t.op)];
-    const int n = arity(t.op);
+    ++ops[t.op->label()];
+    ++spellings[t.op->label() + " as " + t.op->spellings[std::size_t(t.args.spelling)]];
+    const int n = t.op->arity;
     for (int k = 0; k < n; ++k) ++uses[std::size_t(t.in[k])];
     if (n >= 2 && t.in[0] == t.in[1]) ++reused_input;
-    if (n == 2 && t.op <= GraphOp::kDiv &&
+    if (t.op->rule == ShapeRule::kBroadcast &&
         g.slots[std::size_t(t.in[0])].shape != g.slots[std::size_t(t.in[1])].shape)
       ++broadcast;
   }

@@ -1,5 +1,6 @@
-// Test support: random computation graphs over every built-in op, for differential testing of
-// gradients against central finite differences.
+// Test support: random computation graphs over every built-in op (every entry of the op
+// registry, op_registry.hpp), for differential testing of gradients against central finite
+// differences.
 //
 // A RandomGraph is a small program in slot order: each slot is a leaf (a constant, a tape
 // variable or a Parameter, with its value) or one op applied to earlier slots. Generation
@@ -9,10 +10,14 @@
 //   * broadcasting: the second operand of add/sub/mul/div is often an existing slot or a fresh
 //     leaf of a broadcast-compatible shape ([3,1] with [4], [] with [2,3], ...);
 //   * safe domains: an op is only applied where its derivative is smooth with a margin that a
-//     finite-difference step cannot cross — log and fractional powers of values ≥ 0.2, divisors
-//     with |b| ≥ 0.3, relu inputs with |x| ≥ 0.05, exp of values ≤ 3, cross-entropy
-//     probabilities and targets in [0.02, 0.98]; results larger than 50 in magnitude are
-//     refused. A failure therefore means a wrong gradient, not a kink or an overflow.
+//     finite-difference step cannot cross (each registry entry's domain: log and fractional
+//     powers of values ≥ 0.2, divisors with |b| ≥ 0.3, relu inputs with |x| ≥ 0.05, exp of
+//     values ≤ 3, cross-entropy probabilities and targets in [0.02, 0.98]); results larger than
+//     50 in magnitude are refused. A failure therefore means a wrong gradient, not a kink or an
+//     overflow.
+// Inputs follow each entry's shape rule; extra parameters (scalar operand, pow's exponent,
+// axis and keepdims, transposes, labels) and the spelling of the call (named form, operator)
+// are drawn at random.
 // Every op output that nothing else reads is summed into the final output, so every op counts.
 //
 // check_random_graph() then compares, for one graph:
@@ -38,35 +43,20 @@
 
 #include <wengert/shape.hpp>
 
+#include "op_registry.hpp"
+
 namespace wengert::testing {
 
 enum class LeafKind { kConstant, kVariable, kParameter };
 
-/// Every op the generator draws from (named as the tape names them, mostly).
-enum class GraphOp {
-  kAdd, kSub, kMul, kDiv,                          // broadcasting, named form or operator
-  kAddScalar, kSubScalar, kRsubScalar, kMulScalar, kDivScalar, kRdivScalar,
-  kNeg, kSquare, kPow, kExp, kLog, kSigmoid, kTanh, kRelu,
-  kSum, kMean, kSumAxis, kMeanAxis,
-  kMatmul, kBiasAdd, kLinear, kSoftmax, kLogSoftmax,
-  kSoftmaxCrossEntropyLabels, kSoftmaxCrossEntropyTargets, kSigmoidBinaryCrossEntropy,
-  kBinaryCrossEntropy, kMse,
-  kPlantedBug,  // test of the checker itself: "square" with derivative x instead of 2x
-  kCount
-};
-
-const char* graph_op_name(GraphOp op);
+/// The checker's own test, not a registry op: "square" with derivative x instead of 2x,
+/// recorded as "broken_square" and listed in programs as "planted_bug".
+const OpEntry& planted_bug_op();
 
 struct GraphStep {
-  GraphOp op = GraphOp::kAdd;
-  int in[3] = {-1, -1, -1};  // input slots
-  double scalar = 0;         // scalar operand, or pow's exponent
-  bool scalar_first = false; // s + x rather than x + s (add, mul); operator form for binary ops
-  bool use_operator = false;
-  int axis = 0;
-  bool keepdims = false;
-  bool transpose_a = false, transpose_b = false;
-  std::vector<std::int32_t> labels;
+  const OpEntry* op = nullptr;  // a registry entry, or &planted_bug_op()
+  int in[3] = {-1, -1, -1};     // input slots (op->arity of them)
+  OpArgs args;                  // spelling, scalar, axis, keepdims, transposes, labels
 };
 
 struct GraphSlot {
@@ -81,7 +71,7 @@ struct RandomGraphOptions {
   int min_ops = 3;
   int max_ops = 12;
   std::size_t max_elements = 48;  // per slot
-  bool plant_bug = false;         // make kPlantedBug one of the ops (always used once)
+  bool plant_bug = false;         // make planted_bug_op() one of the ops (always used once)
 };
 
 struct RandomGraph {
@@ -94,9 +84,10 @@ struct RandomGraph {
 
 RandomGraph generate_random_graph(std::uint64_t seed, const RandomGraphOptions& options = {});
 
-/// What a run covered (summed over graphs): ops by name, and graph features.
+/// What a run covered (summed over graphs): ops by label, each op's spellings ("add as a + b"),
+/// and graph features.
 struct GraphStats {
-  std::map<std::string, std::size_t> ops;
+  std::map<std::string, std::size_t> ops, spellings;
   std::size_t graphs = 0, fan_out = 0, reused_input = 0, broadcast = 0, constants = 0,
               variables = 0, parameters = 0, non_scalar_outputs = 0;
   void add(const RandomGraph& g);
