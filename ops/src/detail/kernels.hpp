@@ -7,7 +7,9 @@
 // reduce_batches). The tail shorter than one batch is loaded into a whole batch whose missing
 // lanes hold a fill value, computed by the same SIMD code, and stored back without touching the
 // memory past the end; reductions discard the fill lanes with a mask. So an element's result
-// does not depend on the array's length or on the element's position. With AVX-512 a tail is one
+// does not depend on the array's length or on the element's position — up to fused
+// multiply-adds: gcc's C++ default is -ffp-contract=fast, and it may contract a*b + c in the
+// whole-batch code and not in the tail's (log_softmax's backward does). With AVX-512 a tail is one
 // masked load and one masked store; narrower instruction sets go through a stack buffer (narrow
 // stores, then a wide load: a store-forwarding stall, which is why AVX-512 uses the masked form —
 // at [1,1] the tail is the whole tensor).
@@ -240,8 +242,9 @@ template <class T>
 inline T row_max(const T* x, std::size_t n) {
   constexpr std::size_t W = Batch<T>::size;
   T m = x[0];
-  Batch<T> b(m);
-  for_batches<T>(n, [&](auto at) { b = xsimd::max(b, at.load(x, m)); });  // fill: x[0]
+  // The first batch seeds the running max (a short row's fill lanes repeat x[0]).
+  Batch<T> b = n >= W ? Batch<T>::load_unaligned(x) : load_tail(x, n, m);
+  if (n > W) for_batches<T>(n - W, [&](auto at) { b = xsimd::max(b, at.load(x + W, m)); });
   alignas(64) T buf[W];
   b.store_aligned(buf);
   for (std::size_t k = 0; k < W; ++k) m = buf[k] > m ? buf[k] : m;
