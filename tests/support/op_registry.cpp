@@ -158,6 +158,10 @@ std::vector<OpEntry> make_registry() {
           .domain(0, between(0.02, 0.98))
           .domain(1, between(0.02, 0.98)),
       Op("mse", R::kLoss, [](auto v, auto&) { return mse(v[0], v[1]); }),
+      Op("softplus", [](auto v, auto&) { return softplus(v[0]); })
+          .ref(
+              [](double x, double) { return std::max(x, 0.) + std::log1p(std::exp(-std::abs(x))); },
+              16),
       // New ops here, at the end.
   };
   return ops;
