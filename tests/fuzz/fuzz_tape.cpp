@@ -4,11 +4,13 @@
 //   byte 0      flags: float or double, anomaly mode, clear-and-replay, final backward
 //   then        instructions, up to kMaxSteps: leaves (constant, constant_view, variable,
 //               Parameter, scalars) of shapes and values taken from the bytes — empty shapes,
-//               NaN, ±inf, subnormals, 1e30 and ±1e4 included; every built-in op (elementwise
-//               with broadcasting and the scalar forms, the operators, pow, exp, log,
+//               NaN, ±inf, subnormals, 1e30 and ±1e4 included; every built-in op, taken from
+//               the op registry (tests/support/op_registry.hpp: elementwise with broadcasting
+//               and the scalar forms, in every spelling, operators included; pow, exp, log,
 //               activations, reductions with axes, matmul with transposes, bias_add, linear,
-//               softmax, log_softmax, the four losses with good and bad labels and targets, an
-//               nn::Linear layer, a custom op through begin_op/finish that may throw inside);
+//               softmax, log_softmax, the losses with good and bad labels and targets; and any
+//               op added to the registry), an nn::Linear layer, a custom op through
+//               begin_op/finish that may throw inside;
 //               backward sweeps (plain, seeded with a good or a wrong-shaped seed, as an
 //               expression, restricted to `wrt`, twice, a Jacobian); detach, no-grad, optimizer
 //               steps (SGD, Adam, with good and bad options), zero_grad, clear; and misuse: empty
@@ -18,11 +20,14 @@
 // anything else: a crash, a sanitizer report, a leak, an exception of another type — and a
 // broken invariant, which the target reports on stderr and aborts on:
 //   * an op given an empty or stale handle, or handles of two tapes, must throw; backward from
-//     an empty or stale handle must throw UsageError; an op that throws leaves both tapes' sizes as they were; an op that
-//     succeeds appends the expected number of nodes; every error message is one non-empty line;
-//   * the values of elementwise ops (with broadcasting), reductions, matmul, bias_add, linear,
-//     softmax, log_softmax and the losses agree with a plain double-precision reference, to a
-//     tolerance, whenever the inputs are finite;
+//     an empty or stale handle must throw UsageError; an op that throws leaves both tapes' sizes as
+//     they were; an op that succeeds appends the expected number of nodes; every error message is
+//     one non-empty line;
+//   * an op that succeeds accepted only shapes (axes, labels) its registry shape rule allows,
+//     and its output has the shape the rule predicts;
+//   * the values of elementwise ops (with broadcasting; the registry's reference), reductions,
+//     matmul, bias_add, linear, softmax, log_softmax and the losses agree with a plain
+//     double-precision reference, to a tolerance, whenever the inputs are finite;
 //   * under anomaly mode no op output holds NaN or inf;
 //   * a sweep restricted to `wrt` leaves the other variables' adjoints at zero and every
 //     Parameter not chosen untouched; a second sweep gives tape adjoints bit-identical to the
@@ -36,6 +41,8 @@
 // also replayed by the ordinary test suite through replay_main.cpp (ctest fuzz_tape_corpus,
 // fuzz_tape_regressions).
 #include <wengert/wengert.hpp>
+
+#include "op_registry.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -55,6 +62,11 @@
 namespace {
 
 using namespace wengert;
+using wengert::testing::op_registry;
+using wengert::testing::OpArgs;
+using wengert::testing::OpEntry;
+using wengert::testing::output_shape;
+using wengert::testing::ShapeRule;
 
 constexpr int kMaxSteps = 80;
 constexpr std::size_t kMaxPool = 48;
@@ -119,19 +131,6 @@ std::size_t broadcast_index(const std::size_t* idx, std::size_t r, const Shape& 
   return k;
 }
 
-/// numpy broadcasting of two shapes, or nullopt if they do not broadcast.
-std::optional<Shape> broadcast(const Shape& a, const Shape& b) {
-  const std::size_t r = std::max(a.rank(), b.rank());
-  Shape out;
-  for (std::size_t i = 0; i < r; ++i) {
-    const std::size_t da = i + a.rank() >= r ? a[i + a.rank() - r] : 1;
-    const std::size_t db = i + b.rank() >= r ? b[i + b.rank() - r] : 1;
-    if (da != db && da != 1 && db != 1) return std::nullopt;
-    out.push_back(da == 1 ? db : da);
-  }
-  return out;
-}
-
 template <class T>
 struct Entry {
   Var<T> v;
@@ -150,8 +149,7 @@ class Program {
   static constexpr double kTiny = 4.0 * double(std::numeric_limits<T>::min());
   static constexpr double kBig = 0.25 * double(std::numeric_limits<T>::max());
 
-  Program(const std::uint8_t* data, std::size_t size, Tape<T>& main, Tape<T>& other,
-          bool anomaly)
+  Program(const std::uint8_t* data, std::size_t size, Tape<T>& main, Tape<T>& other, bool anomaly)
       : r_(data, size), anomaly_(anomaly) {
     tapes_[0] = &main;
     tapes_[1] = &other;
@@ -165,7 +163,8 @@ class Program {
       step();
       if (trace())
         std::fprintf(stderr, "[trace] step %d digest %016llx tapes %zu %zu\n", s,
-                     static_cast<unsigned long long>(digest_), tapes_[0]->size(), tapes_[1]->size());
+                     static_cast<unsigned long long>(digest_), tapes_[0]->size(),
+                     tapes_[1]->size());
     }
     if (final_backward) {  // from the last scalar that needs a gradient, if any
       for (std::size_t k = pool_.size(); k-- > 0;) {
@@ -217,18 +216,22 @@ class Program {
   T value() {
     const std::uint8_t b = r_.u8();
     if (b < 176) return T((int(b) - 88) / 16.0);  // [−5.5, 5.5) in steps of 1/16
-    static const double special[] = {0.0, -0.0, 1.0, -1.0, 0.5, 1e-3, -1e-3, 1e3, 1e4, -1e4,
-                                     1e30, -1e30, 1e-30, 1e-40, 1e-310, 88.0, 89.0, -104.0,
-                                     710.0, -745.0, 1e38, -3.4e38, 0.02, 0.98, 1e-7, 1e-12,
-                                     100.0, -100.0, 2.5, -2.5};
+    static const double special[] = {0.0,  -0.0,   1.0,   -1.0,   0.5,   1e-3,    -1e-3,  1e3,
+                                     1e4,  -1e4,   1e30,  -1e30,  1e-30, 1e-40,   1e-310, 88.0,
+                                     89.0, -104.0, 710.0, -745.0, 1e38,  -3.4e38, 0.02,   0.98,
+                                     1e-7, 1e-12,  100.0, -100.0, 2.5,   -2.5};
     const std::size_t n = sizeof special / sizeof special[0];
     const std::size_t k = std::size_t(b - 176);
     if (k < n) return T(special[k]);
     switch (k % 4) {
-      case 0: return std::numeric_limits<T>::quiet_NaN();
-      case 1: return std::numeric_limits<T>::infinity();
-      case 2: return -std::numeric_limits<T>::infinity();
-      default: return std::numeric_limits<T>::denorm_min();
+      case 0:
+        return std::numeric_limits<T>::quiet_NaN();
+      case 1:
+        return std::numeric_limits<T>::infinity();
+      case 2:
+        return -std::numeric_limits<T>::infinity();
+      default:
+        return std::numeric_limits<T>::denorm_min();
     }
   }
 
@@ -252,11 +255,16 @@ class Program {
     if (like) {
       const Shape src = like->v.shape();
       switch (mode % 6) {
-        case 0: case 1: s = src; break;
+        case 0:
+        case 1:
+          s = src;
+          break;
         case 2:  // reversed (a transpose for matrices)
           for (std::size_t d = src.rank(); d-- > 0;) s.push_back(src[d]);
           break;
-        case 3: s.push_back(src.back()); break;  // a bias for it
+        case 3:  // a bias for it
+          s.push_back(src.back());
+          break;
         case 4:  // a broadcast partner: some dimensions 1, maybe a suffix
           for (std::size_t d = r_.below(src.rank() + 1); d < src.rank(); ++d)
             s.push_back(r_.u8() & 1 ? 1 : src[d]);
@@ -349,7 +357,7 @@ class Program {
   /// the message, anomaly mode (for ops: not for detach, a leaf); adds the result to the pool
   /// and returns it.
   template <class F>
-  std::optional<Var<T>> record(const char* op, std::initializer_list<const Entry<T>*> in, F&& f,
+  std::optional<Var<T>> record(const char* op, const std::vector<const Entry<T>*>& in, F&& f,
                                std::size_t nodes = 1, bool is_op = true,
                                std::size_t leftover_on_throw = 0) {
     bool invalid = false, mixed = false;
@@ -403,28 +411,38 @@ class Program {
   void step() {
     const std::uint8_t code = r_.u8();
     if (trace()) std::fprintf(stderr, "[trace] code %d (%d)\n", code % 32, code);
+    if (code % 32 >= 4 && code % 32 < 16) return registry_op();  // 12 codes in 32: ops
     switch (code % 32) {
-      case 0: case 1: case 2: case 3: return leaf();
-      case 4: case 5: return binary();
-      case 6: return scalar_op();
-      case 7: case 8: return unary();
-      case 9: return reduce();
-      case 10: case 11: return matmul_op();
-      case 12: return bias_or_linear();
-      case 13: return softmax_op();
-      case 14: case 15: return loss();
-      case 16: case 17: case 18: return backward_op();
-      case 19: return custom_op();
-      case 20: return layer();
-      case 21: return detach_op();
-      case 22: return optimizer();
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+        return leaf();
+      case 16:
+      case 17:
+      case 18:
+        return backward_op();
+      case 19:
+        return custom_op();
+      case 20:
+        return layer();
+      case 21:
+        return detach_op();
+      case 22:
+        return optimizer();
       case 23:
         for (auto& p : params_) p->zero_grad();
         return;
-      case 24: no_grad_next_ = true; return;
-      case 25: if (code == 25 + 32 * 7) return clear_tape(r_.u8() & 1); return leaf();
-      case 26: return jacobian_op();
-      default: return leaf();
+      case 24:
+        no_grad_next_ = true;
+        return;
+      case 25:
+        if (code == 25 + 32 * 7) return clear_tape(r_.u8() & 1);
+        return leaf();
+      case 26:
+        return jacobian_op();
+      default:
+        return leaf();
     }
   }
 
@@ -444,7 +462,9 @@ class Program {
       } else {
         const Shape s = shape(/*allow_bad=*/true);
         switch (kind % 8) {
-          case 0: e.v = tape.constant(array(s)); break;
+          case 0:
+            e.v = tape.constant(array(s));
+            break;
           case 1: {
             std::vector<T> v(s.size());
             for (T& x : v) x = value();
@@ -457,7 +477,10 @@ class Program {
             e.v = tape.constant_view(views_.back().data(), s);
             break;
           }
-          case 3: case 4: e.v = tape.variable(array(s)); break;
+          case 3:
+          case 4:
+            e.v = tape.variable(array(s));
+            break;
           default: {
             params_.push_back(std::make_unique<Parameter<T>>(array(s), "p"));
             e.param = params_.back().get();
@@ -479,148 +502,168 @@ class Program {
     keep(e);
   }
 
-  void binary() {
-    const Entry<T> a = pick(), b = pick();
-    const std::uint8_t k = r_.u8();
-    const int which = k % 4;
-    const bool op = k & 4;
-    static const char* names[] = {"add", "sub", "mul", "div"};
-    auto y = record(names[which], {&a, &b}, [&] {
-      switch (which) {
-        case 0: return op ? a.v + b.v : add(a.v, b.v);
-        case 1: return op ? a.v - b.v : sub(a.v, b.v);
-        case 2: return op ? a.v * b.v : mul(a.v, b.v);
-        default: return op ? a.v / b.v : div(a.v, b.v);
+  /// One op of the registry (tests/support/op_registry.hpp) on inputs from the pool, read as:
+  /// a byte e picking the entry (entry e, or e modulo the number of entries past the end: new
+  /// entries are appended, so saved inputs keep their ops), one byte per input (pick()), a byte
+  /// of forms (bits 0–1: the spelling, named form or operator; 4, 5: the transposes; 6:
+  /// keepdims; 7: a wrong number of labels), then the scalar operand (value()), the axis (a byte,
+  /// [−5, 5]) or the labels, if the op takes them. Every op gets the checks of record() and
+  /// check_op().
+  void registry_op() {
+    const std::vector<OpEntry>& ops = op_registry();
+    const std::size_t e = r_.u8();
+    const OpEntry& op = ops[e < ops.size() ? e : e % ops.size()];
+    Entry<T> in[3];
+    for (int k = 0; k < op.arity; ++k) in[k] = pick();
+    const std::uint8_t f = r_.u8();
+    OpArgs a;
+    a.spelling = int(f % op.spellings.size());
+    a.transpose_a = f & 0x10;
+    a.transpose_b = f & 0x20;
+    a.keepdims = f & 0x40;
+    if (op.takes_scalar) a.scalar = double(value());
+    if (op.rule == ShapeRule::kReduceAxis) a.axis = int(r_.u8() % 11) - 5;  // [−5, 5]
+    if (op.rule == ShapeRule::kLabels) a.labels = labels(in[0], f & 0x80);
+    std::vector<const Entry<T>*> entries;
+    Var<T> x[3];
+    for (int k = 0; k < op.arity; ++k) {
+      entries.push_back(&in[k]);
+      x[k] = in[k].v;
+    }
+    const std::string name = op.label();
+    if (trace()) trace_op(op, a, in);
+    auto y = record(name.c_str(), entries, [&] { return op.record(x, a); });
+    if (y) check_op(op, a, x, *y);
+  }
+
+  /// Labels for logits z [m,c]: m of them in [−1, c] (−1 and c are out of range) or, rarely,
+  /// INT32_MAX or INT32_MIN; with `wrong_count`, 0 to 8 of them.
+  std::vector<std::int32_t> labels(const Entry<T>& z, bool wrong_count) {
+    std::size_t m = 0, c = 0;
+    if (z.usable() && z.v.shape().rank() == 2) m = z.v.shape()[0], c = z.v.shape()[1];
+    std::vector<std::int32_t> l(wrong_count ? r_.below(9) : m);
+    for (auto& x : l) {
+      const std::uint8_t b = r_.u8();
+      x = b >= 250 ? (b & 1 ? std::numeric_limits<std::int32_t>::max()
+                            : std::numeric_limits<std::int32_t>::min())
+                   : std::int32_t(b % (c + 2)) - 1;
+    }
+    return l;
+  }
+
+  /// FUZZ_TAPE_TRACE: the op, its spelling, its inputs' shapes and value ranges.
+  void trace_op(const OpEntry& op, const OpArgs& a, const Entry<T>* in) {
+    std::string s = "[trace]   op " + op.label() + " (" +
+                    (std::is_same_v<T, float> ? "float" : "double") + ") as " +
+                    op.spellings[std::size_t(a.spelling)];
+    for (int k = 0; k < op.arity; ++k) {
+      if (!in[k].usable()) {
+        s += k ? "; a bad handle" : " on a bad handle";
+        continue;
       }
-    });
-    if (!y) return;
-    const Shape sa = a.v.shape(), sb = b.v.shape();
-    const auto so = broadcast(sa, sb);
-    if (!so) finding(std::string(names[which]) + " accepted " + str(sa) + " with " + str(sb));
-    expect_shape(names[which], *y, *so);
-    if (!finite(a.v) || !finite(b.v)) return;
-    const Vec va = values(a.v), vb = values(b.v), vy = values(*y);
+      const Var<T>& v = in[k].v;
+      s += (k ? "; " : " on ") + str(v.shape());
+      if (v.size() == 0) continue;
+      const auto [lo, hi] = std::minmax_element(v.data(), v.data() + v.size());
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " values [%.6g, %.6g]", double(*lo), double(*hi));
+      s += buf;
+    }
+    if (op.takes_scalar) s += "; scalar " + std::to_string(a.scalar);
+    std::fprintf(stderr, "%s\n", s.c_str());
+  }
+
+  /// What an op that succeeded must have done: accepted only shapes its rule allows, made the
+  /// output shape the rule predicts, and computed values that agree with a double reference
+  /// (when the inputs are finite): the entry's own reference for elementwise ops, and the
+  /// references below for reductions, products, softmax and the losses. An op the fuzzer has
+  /// no reference for gets the shape checks only.
+  void check_op(const OpEntry& op, const OpArgs& a, const Var<T>* x, const Var<T>& y) {
+    const std::string name = op.label();
+    std::vector<Shape> shapes;
+    std::string inputs;
+    for (int k = 0; k < op.arity; ++k) {
+      shapes.push_back(x[k].shape());
+      inputs += (k ? " with " : "") + str(shapes.back());
+    }
+    const std::optional<Shape> want = output_shape(op, shapes, a);
+    if (!want) {
+      std::string args;
+      if (op.rule == ShapeRule::kReduceAxis) args = ", axis " + std::to_string(a.axis);
+      if (op.rule == ShapeRule::kMatmul)
+        args = std::string(", transposes ") + (a.transpose_a ? "t" : "n") +
+               (a.transpose_b ? "t" : "n");
+      if (op.rule == ShapeRule::kLabels) {
+        args = ", labels";
+        for (std::int32_t l : a.labels) args += " " + std::to_string(l);
+      }
+      finding(name + " accepted " + inputs + args);
+    }
+    expect_shape(name.c_str(), y, *want);
+    if (op.reference) return check_elementwise(op, a, x[0], y);
+    if (op.reference2) return check_broadcast(op, x[0], x[1], y);
+    const std::string& n = op.name;
+    if (n == "sum" || n == "mean") return check_reduce(op, a, x[0], y);
+    if (n == "matmul")
+      return check_gemm(name.c_str(), y, x[0], x[1], a.transpose_a, a.transpose_b, nullptr);
+    if (n == "linear") return check_gemm(name.c_str(), y, x[0], x[1], false, false, &x[2]);
+    if (n == "bias_add") return check_bias_add(x[0], x[1], y);
+    if (n == "softmax" || n == "log_softmax") return check_softmax(op, x[0], y);
+    if (op.rule == ShapeRule::kLabels && n == "softmax_cross_entropy")
+      return check_softmax_cross_entropy_labels(x[0], a.labels, y);
+    if (op.rule == ShapeRule::kLoss) return check_loss(op, x[0], x[1], y);  // (by name)
+  }
+
+  /// Elementwise ops of one tensor (and maybe a scalar): y[i] = reference(x[i], scalar).
+  void check_elementwise(const OpEntry& op, const OpArgs& a, const Var<T>& x, const Var<T>& y) {
+    if (!finite(x) || (op.takes_scalar && !std::isfinite(a.scalar))) return;
+    const std::string name = op.label();
+    const Vec vx = values(x), vy = values(y);
+    for (std::size_t i = 0; i < vx.size(); ++i) {
+      // (log: regressions/double-log-subnormal, wrong for subnormals until 52dcc23)
+      const double want = op.reference(vx[i], a.scalar);
+      expect_close(name.c_str(), i, vy[i], want, op.ref_eps * kEps * std::abs(want) + kTiny, &vx[i],
+                   1);
+    }
+  }
+
+  /// Elementwise ops of two broadcast tensors: y[i] = reference2(a[i'], b[i'']).
+  void check_broadcast(const OpEntry& op, const Var<T>& a, const Var<T>& b, const Var<T>& y) {
+    if (!finite(a) || !finite(b)) return;
+    const std::string name = op.label();
+    const Shape sa = a.shape(), sb = b.shape(), so = y.shape();
+    const Vec va = values(a), vb = values(b), vy = values(y);
     std::size_t idx[Shape::kMaxRank];
     for (std::size_t i = 0; i < vy.size(); ++i) {
-      unravel(i, *so, idx);
-      const double x1 = va[broadcast_index(idx, so->rank(), sa)];
-      const double x2 = vb[broadcast_index(idx, so->rank(), sb)];
-      const double want = which == 0 ? x1 + x2 : which == 1 ? x1 - x2 : which == 2 ? x1 * x2 : x1 / x2;
-      expect_close(names[which], i, vy[i], want, 4 * kEps * std::abs(want) + kTiny);
+      unravel(i, so, idx);
+      const double in[2] = {va[broadcast_index(idx, so.rank(), sa)],
+                            vb[broadcast_index(idx, so.rank(), sb)]};
+      const double want = op.reference2(in[0], in[1]);
+      expect_close(name.c_str(), i, vy[i], want, op.ref_eps * kEps * std::abs(want) + kTiny, in, 2);
     }
   }
 
-  void scalar_op() {
-    const Entry<T> a = pick();
-    const std::uint8_t k = r_.u8();
-    const T s = value();
-    const int which = k % 8;
-    const bool op = k & 8;
-    static const char* names[] = {"x+s", "s+x", "x-s", "s-x", "x*s", "s*x", "x/s", "s/x"};
-    auto y = record(names[which], {&a}, [&] {
-      switch (which) {
-        case 0: return op ? a.v + s : add(a.v, s);
-        case 1: return op ? s + a.v : add(s, a.v);
-        case 2: return op ? a.v - s : sub(a.v, s);
-        case 3: return op ? s - a.v : sub(s, a.v);
-        case 4: return op ? a.v * s : mul(a.v, s);
-        case 5: return op ? s * a.v : mul(s, a.v);
-        case 6: return op ? a.v / s : div(a.v, s);
-        default: return op ? s / a.v : div(s, a.v);
-      }
-    });
-    if (!y) return;
-    expect_shape(names[which], *y, a.v.shape());
-    if (!finite(a.v) || !std::isfinite(s)) return;
-    const Vec x = values(a.v), vy = values(*y);
-    const double c = s;
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      const double want = which < 2 ? x[i] + c : which == 2 ? x[i] - c : which == 3 ? c - x[i]
-                        : which < 6 ? x[i] * c : which == 6 ? x[i] / c : c / x[i];
-      expect_close(names[which], i, vy[i], want, 4 * kEps * std::abs(want) + kTiny);
-    }
-  }
-
-  void unary() {
-    const Entry<T> a = pick();
-    const std::uint8_t k = r_.u8();
-    const int which = k % 9;
-    const T p = which == 3 ? value() : T(0);
-    static const char* names[] = {"neg", "square", "exp", "pow", "log", "sigmoid", "tanh", "relu",
-                                  "-x"};
-    auto y = record(names[which], {&a}, [&] {
-      switch (which) {
-        case 0: return neg(a.v);
-        case 1: return square(a.v);
-        case 2: return exp(a.v);
-        case 3: return pow(a.v, p);
-        case 4: return log(a.v);
-        case 5: return sigmoid(a.v);
-        case 6: return tanh(a.v);
-        case 7: return relu(a.v);
-        default: return -a.v;
-      }
-    });
-    if (!y) return;
-    expect_shape(names[which], *y, a.v.shape());
-    if (!finite(a.v)) return;
-    const Vec x = values(a.v), vy = values(*y);
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      const double v = x[i];
-      double want = 0, tol = 4 * kEps;
-      switch (which) {
-        case 0: case 8: want = -v; break;
-        case 1: want = v * v; break;
-        case 2: want = std::exp(v); tol = 16 * kEps; break;
-        case 3: want = std::pow(v, double(p)); tol = 16 * kEps; break;
-        case 4:  // (regressions/double-log-subnormal: wrong for subnormals until 52dcc23)
-          want = std::log(v);
-          tol = 16 * kEps;
-          break;
-        case 5: want = 1 / (1 + std::exp(-v)); tol = 16 * kEps; break;
-        case 6: want = std::tanh(v); tol = 16 * kEps; break;
-        default: want = v > 0 ? v : 0; break;
-      }
-      expect_close(names[which], i, vy[i], want, tol * std::abs(want) + kTiny);
-    }
-  }
-
-  void reduce() {
-    const Entry<T> a = pick();
-    const std::uint8_t k = r_.u8();
-    const bool mean_op = k & 1, whole = k & 2, keepdims = k & 4;
-    const int axis = int(r_.u8() % 11) - 5;  // [−5, 5]
-    const char* name = mean_op ? (whole ? "mean" : "mean(axis)") : (whole ? "sum" : "sum(axis)");
-    auto y = record(name, {&a}, [&] {
-      if (whole) return mean_op ? mean(a.v) : sum(a.v);
-      return mean_op ? mean(a.v, axis, keepdims) : sum(a.v, axis, keepdims);
-    });
-    if (!y) return;
-    const Shape s = a.v.shape();
-    const Vec x = values(a.v), vy = values(*y);
+  /// sum and mean, of everything or along an axis (the shapes are checked already).
+  void check_reduce(const OpEntry& op, const OpArgs& a, const Var<T>& in, const Var<T>& y) {
+    const std::string name = op.label();
+    const bool mean_op = op.name == "mean", whole = op.rule == ShapeRule::kReduceAll;
+    const Shape s = in.shape();
+    const Vec x = values(in), vy = values(y);
     // Reference: reduce over [outer, n, inner] with n the reduced length.
     std::size_t outer = 1, n = x.size(), inner = 1;
-    Shape want;
     if (!whole) {
       const int r = int(s.rank());
-      if (axis < -r || axis >= r) finding(std::string(name) + " accepted axis " +
-                                          std::to_string(axis) + " of " + str(s));
-      const std::size_t ax = std::size_t(axis < 0 ? axis + r : axis);
-      outer = 1;
-      inner = 1;
+      const std::size_t ax = std::size_t(a.axis < 0 ? a.axis + r : a.axis);
       for (std::size_t d = 0; d < s.rank(); ++d) {
         if (d < ax) outer *= s[d];
         if (d > ax) inner *= s[d];
-        if (d != ax) want.push_back(s[d]);
-        else if (keepdims) want.push_back(1);
       }
       n = s[ax];
     }
-    expect_shape(name, *y, want);
     if (mean_op && n == 0 && outer * inner > 0)  // (an empty result is allowed: [0,0] → [0])
-      finding(std::string(name) + " over no elements did not throw: input " + str(s) +
-              (whole ? "" : ", axis " + std::to_string(axis)));
-    if (!finite(a.v)) return;
+      finding(name + " over no elements did not throw: input " + str(s) +
+              (whole ? "" : ", axis " + std::to_string(a.axis)));
+    if (!finite(in)) return;
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t i = 0; i < inner; ++i) {
         double total = 0, abs_total = 0;
@@ -634,8 +677,123 @@ class Program {
           want_v = total / double(n);
           tol = tol / double(n) + 4 * kEps * std::abs(want_v);
         }
-        expect_close(name, o * inner + i, vy[o * inner + i], want_v, tol);
+        expect_close(name.c_str(), o * inner + i, vy[o * inner + i], want_v, tol);
       }
+  }
+
+  void check_bias_add(const Var<T>& x, const Var<T>& b, const Var<T>& y) {
+    if (!finite(x) || !finite(b)) return;
+    const std::size_t c = x.shape().back();
+    const Vec vx = values(x), vb = values(b), vy = values(y);
+    for (std::size_t i = 0; i < vy.size(); ++i) {
+      const double want = vx[i] + vb[i % c];
+      expect_close("bias_add", i, vy[i], want, 4 * kEps * std::abs(want) + kTiny);
+    }
+  }
+
+  void check_softmax(const OpEntry& op, const Var<T>& a, const Var<T>& y) {
+    const bool log_form = op.name == "log_softmax";
+    const char* name = op.name.c_str();
+    if (!finite(a)) return;
+    const Shape s = a.shape();
+    const std::size_t c = s.back(), rows = c ? a.size() / c : 0;
+    const Vec x = values(a), vy = values(y);
+    for (std::size_t i = 0; i < rows; ++i) {
+      const double* row = &x[i * c];
+      const double m = *std::max_element(row, row + c);
+      double total = 0;
+      for (std::size_t j = 0; j < c; ++j) total += std::exp(row[j] - m);
+      // (max-subtracted here too: m + log(total) would absorb log(total) for |m| ≈ 1e38)
+      const double lse = m + std::log(total);
+      for (std::size_t j = 0; j < c; ++j) {
+        const double want =
+            log_form ? (row[j] - m) - std::log(total) : std::exp(row[j] - m) / total;
+        const double tol = log_form
+                               ? double(c + 8) * 2 * kEps * (std::abs(row[j]) + std::abs(lse) + 1)
+                               : double(c + 8) * 2 * kEps + kTiny;
+        expect_close(name, i * c + j, vy[i * c + j], want, tol, row, c);
+      }
+    }
+  }
+
+  /// Softmax cross-entropy against labels (valid ones: the shapes and labels are checked).
+  void check_softmax_cross_entropy_labels(const Var<T>& z, const std::vector<std::int32_t>& labels,
+                                          const Var<T>& y) {
+    if (!finite(z)) return;
+    const std::size_t m = z.shape()[0], c = z.shape()[1];
+    const Vec x = values(z);
+    double total = 0, scale = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      const double* row = &x[i * c];
+      const double mx = *std::max_element(row, row + c);
+      double s = 0;
+      for (std::size_t j = 0; j < c; ++j) s += std::exp(row[j] - mx);
+      const double lse = mx + std::log(s);
+      total += (mx - row[labels[i]]) + std::log(s);
+      scale += std::abs(lse) + std::abs(row[labels[i]]) + 1;
+    }
+    expect_close("softmax_cross_entropy(labels)", 0, double(y.item()), total / double(m),
+                 double(c + 8) * 4 * kEps * scale / double(m) + kTiny);
+  }
+
+  /// The losses of two tensors of one (nonempty) shape: softmax cross-entropy against targets,
+  /// sigmoid binary cross-entropy, binary cross-entropy, mse.
+  void check_loss(const OpEntry& op, const Var<T>& z, const Var<T>& t, const Var<T>& y) {
+    const int which = op.name == "softmax_cross_entropy"          ? 1
+                      : op.name == "sigmoid_binary_cross_entropy" ? 2
+                      : op.name == "binary_cross_entropy"         ? 3
+                      : op.name == "mse"                          ? 4
+                                                                  : 0;
+    const std::string label = op.label();
+    const char* name = label.c_str();
+    if (which == 0 || !finite(z) || !finite(t)) return;
+    const Shape sz = z.shape();
+    const Vec x = values(z), tv = values(t);
+    const std::size_t n = x.size();
+    double total = 0, scale = 0;
+    std::size_t denom = n, width = 1;
+    if (which == 1) {
+      const std::size_t m = sz[0], c = sz[1];
+      denom = m;
+      width = c;
+      for (std::size_t i = 0; i < m; ++i) {
+        const double* row = &x[i * c];
+        const double mx = *std::max_element(row, row + c);
+        double s = 0;
+        for (std::size_t j = 0; j < c; ++j) s += std::exp(row[j] - mx);
+        const double lse = mx + std::log(s);
+        for (std::size_t j = 0; j < c; ++j) {
+          total -= tv[i * c + j] * ((row[j] - mx) - std::log(s));
+          scale += std::abs(tv[i * c + j]) * (std::abs(row[j]) + std::abs(lse) + 1);
+        }
+      }
+    } else {
+      const double eps = double(binary_cross_entropy_eps<T>());
+      for (std::size_t i = 0; i < n; ++i) {
+        const double v = x[i], y_t = tv[i];
+        if (which != 4 && (y_t < 0 || y_t > 1))
+          finding(label + " accepted target " + std::to_string(y_t));
+        double term = 0;
+        if (which == 2) {
+          term = std::max(v, 0.0) - v * y_t + std::log1p(std::exp(-std::abs(v)));
+          scale += std::abs(v) * (1 + y_t) + 1;
+        } else if (which == 3) {
+          if (v < 0 || v > 1)
+            finding("binary_cross_entropy accepted probability " + std::to_string(v));
+          const double p = std::min(std::max(v, eps), 1 - eps);
+          term = -(y_t * std::log(p) + (1 - y_t) * std::log(1 - p));
+          // float rounds p near the clamp: allow for log's sensitivity there
+          scale += std::abs(term) + 1 + (std::is_same_v<T, float> ? 1 / p + 1 / (1 - p) : 0);
+        } else {
+          term = (v - y_t) * (v - y_t);
+          scale += (std::abs(v) + std::abs(y_t)) * (std::abs(v) + std::abs(y_t));
+        }
+        total += term;
+      }
+    }
+    if (scale >= kBig) return;
+    expect_close(name, 0, double(y.item()), total / double(denom),
+                 double(width + n + 8) * 8 * kEps * scale / double(denom) + kTiny, x.data(), n);
   }
 
   /// Reference C = op(A)·op(B) (+ bias), checked against `y`.
@@ -663,186 +821,6 @@ class Program {
         expect_close(name, i * n + j, vy[i * n + j], total,
                      double(ka + 4) * 2 * kEps * abs_total + kTiny);
       }
-  }
-
-  void matmul_op() {
-    const Entry<T> a = pick(), b = pick();
-    const std::uint8_t k = r_.u8();
-    const bool ta = k & 1, tb = k & 2;
-    const int form = (k >> 2) % 4;
-    const char* name = "matmul";
-    bool fa = ta, fb = tb;
-    if (form == 1) fa = fb = false;
-    if (form == 2) fa = false, fb = true;
-    if (form == 3) fa = true, fb = false;
-    auto y = record(name, {&a, &b}, [&] {
-      switch (form) {
-        case 0: return matmul(a.v, b.v, ta, tb);
-        case 1: return matmul(a.v, b.v);
-        case 2: return matmul_nt(a.v, b.v);
-        default: return matmul_tn(a.v, b.v);
-      }
-    });
-    if (y) check_gemm(name, *y, a.v, b.v, fa, fb, nullptr);
-  }
-
-  void bias_or_linear() {
-    const std::uint8_t k = r_.u8();
-    const Entry<T> x = pick(), w = pick(), b = pick();
-    if (k & 1) {
-      auto y = record("linear", {&x, &w, &b}, [&] { return linear(x.v, w.v, b.v); });
-      if (y) check_gemm("linear", *y, x.v, w.v, false, false, &b.v);
-      return;
-    }
-    auto y = record("bias_add", {&x, &b}, [&] { return bias_add(x.v, b.v); });
-    if (!y) return;
-    const Shape sx = x.v.shape(), sb = b.v.shape();
-    if (sx.rank() < 1 || sb != Shape{sx.back()})
-      finding("bias_add accepted " + str(sx) + " with " + str(sb));
-    expect_shape("bias_add", *y, sx);
-    if (!finite(x.v) || !finite(b.v)) return;
-    const Vec vx = values(x.v), vb = values(b.v), vy = values(*y);
-    for (std::size_t i = 0; i < vy.size(); ++i) {
-      const double want = vx[i] + vb[i % sx.back()];
-      expect_close("bias_add", i, vy[i], want, 4 * kEps * std::abs(want) + kTiny);
-    }
-  }
-
-  void softmax_op() {
-    const Entry<T> a = pick();
-    const bool log_form = r_.u8() & 1;
-    const char* name = log_form ? "log_softmax" : "softmax";
-    auto y = record(name, {&a}, [&] { return log_form ? log_softmax(a.v) : softmax(a.v); });
-    if (!y) return;
-    const Shape s = a.v.shape();
-    if (s.rank() == 0) finding(std::string(name) + " accepted a scalar");
-    expect_shape(name, *y, s);
-    if (!finite(a.v)) return;
-    const std::size_t c = s.back(), rows = c ? a.v.size() / c : 0;
-    const Vec x = values(a.v), vy = values(*y);
-    for (std::size_t i = 0; i < rows; ++i) {
-      const double* row = &x[i * c];
-      const double m = *std::max_element(row, row + c);
-      double total = 0;
-      for (std::size_t j = 0; j < c; ++j) total += std::exp(row[j] - m);
-      // (max-subtracted here too: m + log(total) would absorb log(total) for |m| ≈ 1e38)
-      const double lse = m + std::log(total);
-      for (std::size_t j = 0; j < c; ++j) {
-        const double want = log_form ? (row[j] - m) - std::log(total) : std::exp(row[j] - m) / total;
-        const double tol = log_form ? double(c + 8) * 2 * kEps * (std::abs(row[j]) + std::abs(lse) + 1)
-                                    : double(c + 8) * 2 * kEps + kTiny;
-        expect_close(name, i * c + j, vy[i * c + j], want, tol, row, c);
-      }
-    }
-  }
-
-  void loss() {
-    const std::uint8_t k = r_.u8();
-    const int which = k % 5;
-    const Entry<T> z = pick();
-    if (which == 0) {  // softmax cross-entropy against labels
-      std::size_t m = 0, c = 0;
-      if (z.usable() && z.v.shape().rank() == 2) m = z.v.shape()[0], c = z.v.shape()[1];
-      const std::size_t n = (k & 0x80) ? r_.below(9) : m;  // sometimes the wrong count
-      std::vector<std::int32_t> labels(n);
-      for (auto& l : labels) {
-        const std::uint8_t b = r_.u8();
-        l = b >= 250 ? (b & 1 ? std::numeric_limits<std::int32_t>::max()
-                              : std::numeric_limits<std::int32_t>::min())
-                     : std::int32_t(b % (c + 2)) - 1;  // −1 and c are out of range
-      }
-      auto y = record("softmax_cross_entropy(labels)", {&z}, [&] {
-        return k & 0x40 ? softmax_cross_entropy(z.v, labels)
-                        : softmax_cross_entropy(z.v, labels.data(), labels.size());
-      });
-      if (!y) return;
-      expect_shape("softmax_cross_entropy(labels)", *y, Shape{});
-      if (m == 0 || n != m) finding("softmax_cross_entropy accepted " + std::to_string(n) +
-                                    " labels for logits " + str(z.v.shape()));
-      for (std::int32_t l : labels)
-        if (l < 0 || std::size_t(l) >= c)
-          finding("softmax_cross_entropy accepted label " + std::to_string(l) + " of " +
-                  std::to_string(c) + " classes");
-      if (!finite(z.v)) return;
-      const Vec x = values(z.v);
-      double total = 0, scale = 0;
-      for (std::size_t i = 0; i < m; ++i) {
-        const double* row = &x[i * c];
-        const double mx = *std::max_element(row, row + c);
-        double s = 0;
-        for (std::size_t j = 0; j < c; ++j) s += std::exp(row[j] - mx);
-        const double lse = mx + std::log(s);
-        total += (mx - row[labels[i]]) + std::log(s);
-        scale += std::abs(lse) + std::abs(row[labels[i]]) + 1;
-      }
-      expect_close("softmax_cross_entropy(labels)", 0, double(y->item()), total / double(m),
-                   double(c + 8) * 4 * kEps * scale / double(m) + kTiny);
-      return;
-    }
-    const Entry<T> t = pick();
-    static const char* names[] = {"", "softmax_cross_entropy(targets)",
-                                  "sigmoid_binary_cross_entropy", "binary_cross_entropy", "mse"};
-    auto y = record(names[which], {&z, &t}, [&] {
-      switch (which) {
-        case 1: return softmax_cross_entropy(z.v, t.v);
-        case 2: return sigmoid_binary_cross_entropy(z.v, t.v);
-        case 3: return binary_cross_entropy(z.v, t.v);
-        default: return mse(z.v, t.v);
-      }
-    });
-    if (!y) return;
-    expect_shape(names[which], *y, Shape{});
-    const Shape sz = z.v.shape();
-    if (sz != t.v.shape()) finding(std::string(names[which]) + " accepted shapes " + str(sz) +
-                                   " and " + str(t.v.shape()));
-    if (!finite(z.v) || !finite(t.v)) return;
-    const Vec x = values(z.v), tv = values(t.v);
-    const std::size_t n = x.size();
-    if (n == 0) finding(std::string(names[which]) + " accepted empty inputs");
-    double total = 0, scale = 0;
-    std::size_t denom = n, width = 1;
-    if (which == 1) {
-      if (sz.rank() != 2) finding("softmax_cross_entropy accepted logits " + str(sz));
-      const std::size_t m = sz[0], c = sz[1];
-      denom = m;
-      width = c;
-      for (std::size_t i = 0; i < m; ++i) {
-        const double* row = &x[i * c];
-        const double mx = *std::max_element(row, row + c);
-        double s = 0;
-        for (std::size_t j = 0; j < c; ++j) s += std::exp(row[j] - mx);
-        const double lse = mx + std::log(s);
-        for (std::size_t j = 0; j < c; ++j) {
-          total -= tv[i * c + j] * ((row[j] - mx) - std::log(s));
-          scale += std::abs(tv[i * c + j]) * (std::abs(row[j]) + std::abs(lse) + 1);
-        }
-      }
-    } else {
-      const double eps = double(binary_cross_entropy_eps<T>());
-      for (std::size_t i = 0; i < n; ++i) {
-        const double v = x[i], y_t = tv[i];
-        if (which != 4 && (y_t < 0 || y_t > 1))
-          finding(std::string(names[which]) + " accepted target " + std::to_string(y_t));
-        double term = 0;
-        if (which == 2) {
-          term = std::max(v, 0.0) - v * y_t + std::log1p(std::exp(-std::abs(v)));
-          scale += std::abs(v) * (1 + y_t) + 1;
-        } else if (which == 3) {
-          if (v < 0 || v > 1) finding("binary_cross_entropy accepted probability " + std::to_string(v));
-          const double p = std::min(std::max(v, eps), 1 - eps);
-          term = -(y_t * std::log(p) + (1 - y_t) * std::log(1 - p));
-          // float rounds p near the clamp: allow for log's sensitivity there
-          scale += std::abs(term) + 1 + (std::is_same_v<T, float> ? 1 / p + 1 / (1 - p) : 0);
-        } else {
-          term = (v - y_t) * (v - y_t);
-          scale += (std::abs(v) + std::abs(y_t)) * (std::abs(v) + std::abs(y_t));
-        }
-        total += term;
-      }
-    }
-    if (scale >= kBig) return;
-    expect_close(names[which], 0, double(y->item()), total / double(denom),
-                 double(width + n + 8) * 8 * kEps * scale / double(denom) + kTiny, x.data(), n);
   }
 
   /// A custom op through the public builder API: y = c·x (+ x2 if two inputs), which may throw
@@ -912,7 +890,8 @@ class Program {
     layers_.push_back(std::move(l));
     // The layer checks x, records its two parameters on x's tape, then the linear op: if that
     // throws (anomaly mode), the two parameter leaves stay (a layer, not one op).
-    auto y = record("nn::Linear", {&x}, [&] { return lp->forward(x.v.tape(), x.v); }, 3, true, 2);
+    auto y = record(
+        "nn::Linear", {&x}, [&] { return lp->forward(x.v.tape(), x.v); }, 3, true, 2);
     if (!y) return;
     scratch_.clear();  // the layer's parameters as constants, for the reference
     const Var<T> w = scratch_.constant(lp->weight().data(), lp->weight().shape());
@@ -934,7 +913,8 @@ class Program {
       if (tapes_[1 - t]->size() != before) finding("a refused detach changed the tape");
       return;
     }
-    auto y = record("detach", {&x}, [&] { return tapes_[t]->detach(x.v); }, 1, false);
+    auto y = record(
+        "detach", {&x}, [&] { return tapes_[t]->detach(x.v); }, 1, false);
     if (y && y->requires_grad()) finding("detach returned a handle that needs a gradient");
   }
 
@@ -983,8 +963,9 @@ class Program {
         e.stale = true;
         if (stale_.size() < 16) stale_.push_back(e);
       }
-    pool_.erase(std::remove_if(pool_.begin(), pool_.end(), [](const Entry<T>& e) { return e.stale; }),
-                pool_.end());
+    pool_.erase(
+        std::remove_if(pool_.begin(), pool_.end(), [](const Entry<T>& e) { return e.stale; }),
+        pool_.end());
   }
 
   // ---- backward ----
@@ -993,7 +974,8 @@ class Program {
   };
   GradSnapshot snapshot() {
     GradSnapshot s;
-    for (Parameter<T>* p : all_params()) s.params.emplace_back(p->grad_data(), p->grad_data() + p->size());
+    for (Parameter<T>* p : all_params())
+      s.params.emplace_back(p->grad_data(), p->grad_data() + p->size());
     return s;
   }
   static bool same_bits(const T* a, const T* b, std::size_t n) {
@@ -1045,16 +1027,23 @@ class Program {
           else
             tape.backward(y.v, seed.data(), wv.data(), wv.size());
           break;
-        case 2: tape.backward(y.v, T(2) * seed - T(1)); break;
-        case 3: tape.backward(y.v, seed); break;  // the expression form checks the shape
-        default: tape.backward(y.v, seed.data(), wv.data(), wv.size()); break;
+        case 2:
+          tape.backward(y.v, T(2) * seed - T(1));
+          break;
+        case 3:
+          tape.backward(y.v, seed);
+          break;  // the expression form checks the shape
+        default:
+          tape.backward(y.v, seed.data(), wv.data(), wv.size());
+          break;
       }
       if (expect_usage) finding("backward accepted an empty, stale or foreign handle");
     } catch (const Error& e) {
       message(e);
       if (!y.usable() && !dynamic_cast<const UsageError*>(&e))
         finding(std::string("backward from an empty or stale handle threw something other than "
-                            "UsageError: ") + e.what());
+                            "UsageError: ") +
+                e.what());
       if (tapes_[0]->size() != before[0] || tapes_[1]->size() != before[1])
         finding("a backward that threw changed a tape's size");
       return;
@@ -1188,8 +1177,9 @@ void fuzz(const std::uint8_t* data, std::size_t size, std::uint8_t flags) {
   Program<T> second(data, size, main, other, anomaly);
   const std::uint64_t d2 = second.run(final_backward);
   if (d1 != d2)
-    finding("replaying the same program on the cleared tapes gave other values, gradients or "
-            "errors (reads of uninitialised or stale tape memory?)");
+    finding(
+        "replaying the same program on the cleared tapes gave other values, gradients or "
+        "errors (reads of uninitialised or stale tape memory?)");
   main.clear();
   other.clear();
 }
