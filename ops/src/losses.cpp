@@ -64,9 +64,13 @@ void check_logits(const char* name, const Var<T>& logits) {
 
 // ---- softmax cross-entropy, class indices -----------------------------------------------------
 
-template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels, std::size_t n_labels,
-                             SourceLoc loc) {
+namespace {
+
+// One body for int32 (the default) and int64 (torch's convention) class indices: L is the
+// label type, kept as it is in tape scratch so that no index is narrowed.
+template <class T, class L>
+Var<T> softmax_cross_entropy_labels(const Var<T>& logits, const L* labels, std::size_t n_labels,
+                                    SourceLoc loc) {
   const char* name = "softmax_cross_entropy";
   check_logits(name, logits);
   const std::size_t m = logits.shape()[0], c = logits.shape()[1];
@@ -81,14 +85,13 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels, s
                        std::to_string(r) + " is outside [0, " + std::to_string(c) + ")");
 
   auto op = logits.tape().begin_op(name, {logits}, Shape{}, loc);
-  // Kept for backward: each row's max and log-sum (2m values) and its label (m int32 in tape
+  // Kept for backward: each row's max and log-sum (2m values) and its label (m labels in tape
   // scratch, so the caller's array need not outlive this call).
   T* stats = nullptr;
-  std::int32_t* lab = nullptr;
+  L* lab = nullptr;
   if (op.requires_grad()) {
     stats = op.scratch(2 * m);
-    lab = reinterpret_cast<std::int32_t*>(
-        op.scratch((m * sizeof(std::int32_t) + sizeof(T) - 1) / sizeof(T)));
+    lab = reinterpret_cast<L*>(op.scratch((m * sizeof(L) + sizeof(T) - 1) / sizeof(T)));
   }
   const T* z = op.input_data(0);
   T loss = 0;
@@ -119,6 +122,20 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels, s
       dz[lab[r]] -= g;
     }
   });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels, std::size_t n_labels,
+                             SourceLoc loc) {
+  return softmax_cross_entropy_labels(logits, labels, n_labels, loc);
+}
+
+template <class T>
+Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int64_t* labels, std::size_t n_labels,
+                             SourceLoc loc) {
+  return softmax_cross_entropy_labels(logits, labels, n_labels, loc);
 }
 
 // ---- softmax cross-entropy, target distributions ----------------------------------------------
@@ -311,6 +328,8 @@ Var<T> mse(const Var<T>& prediction, const Var<T>& target, SourceLoc loc) {
 
 #define WENGERT_LOSSES(T)                                                                   \
   template Var<T> softmax_cross_entropy<T>(const Var<T>&, const std::int32_t*, std::size_t, \
+                                           SourceLoc);                                      \
+  template Var<T> softmax_cross_entropy<T>(const Var<T>&, const std::int64_t*, std::size_t, \
                                            SourceLoc);                                      \
   template Var<T> softmax_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc);        \
   template Var<T> sigmoid_binary_cross_entropy<T>(const Var<T>&, const Var<T>&, SourceLoc); \

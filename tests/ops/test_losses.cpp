@@ -60,7 +60,8 @@ xt::xarray<double> ref_ce_labels_grad(const xt::xarray<double>& z,
   for (std::size_t r = 0; r < m; ++r) {
     const long double lse = ref_lse(z, r);
     for (std::size_t j = 0; j < c; ++j)
-      g(r, j) = double((std::exp((long double)z(r, j) - lse) - (long double)(j == std::size_t(labels[r]))) / m);
+      g(r, j) = double(
+          (std::exp((long double)z(r, j) - lse) - (long double)(j == std::size_t(labels[r]))) / m);
   }
   return g;
 }
@@ -117,14 +118,42 @@ TEST(SoftmaxCrossEntropy, LabelContainersAndPointerAgree) {
   EXPECT_NEAR(softmax_cross_entropy(z, v.data(), v.size()).item(), want, 1e-15);
 }
 
+// int64 class indices (torch's convention) give exactly what int32 ones give, forward and
+// backward, by pointer and by container; a label beyond int32's range is reported as it is.
+TEST(SoftmaxCrossEntropy, Int64LabelsMatchInt32Labels) {
+  std::mt19937_64 rng(37);
+  auto Z = random_array({6, 7}, rng, -3, 3);
+  const std::vector<std::int32_t> l32{6, 0, 3, 3, 1, 5};
+  const std::vector<std::int64_t> l64(l32.begin(), l32.end());
+  const xt::xtensor<std::int64_t, 1> x64{6, 0, 3, 3, 1, 5};
+  Tape<double> tape;
+  auto z32 = tape.variable(Z);
+  auto z64 = tape.variable(Z);
+  auto L32 = softmax_cross_entropy(z32, l32);
+  auto L64 = softmax_cross_entropy(z64, l64);
+  EXPECT_EQ(L64.item(), L32.item());
+  EXPECT_EQ(softmax_cross_entropy(z64, x64).item(), L32.item());
+  EXPECT_EQ(softmax_cross_entropy(z64, l64.data(), l64.size()).item(), L32.item());
+  tape.backward(L32 + L64);
+  for (std::size_t i = 0; i < z32.size(); ++i) EXPECT_EQ(z64.grad_data()[i], z32.grad_data()[i]);
+  EXPECT_TRUE(all_close(z64.grad(), ref_ce_labels_grad(Z, l32), 1e-14, 1e-16));
+  const std::size_t before = tape.size();
+  const std::vector<std::int64_t> huge{0, 1, 2, std::int64_t(1) << 40, 3, 4};
+  EXPECT_EQ(nntest::message_of<ValueError>([&] { softmax_cross_entropy(z64, huge); }),
+            "softmax_cross_entropy: label 1099511627776 in row 3 is outside [0, 7)");
+  EXPECT_EQ(tape.size(), before);
+}
+
 TEST(SoftmaxCrossEntropy, GradcheckOnRandomShapes) {
   std::mt19937_64 rng(32);
-  const std::vector<std::pair<std::size_t, std::size_t>> sizes = {{1, 1}, {1, 6}, {5, 1},
+  const std::vector<std::pair<std::size_t, std::size_t>> sizes = {{1, 1}, {1, 6},  {5, 1},
                                                                   {4, 3}, {7, 10}, {2, 33}};
   for (auto [m, c] : sizes) {
     const auto labels = random_labels(m, c, rng);
     auto r = gradcheck(
-        [&labels](const std::vector<Var<double>>& v) { return softmax_cross_entropy(v[0], labels); },
+        [&labels](const std::vector<Var<double>>& v) {
+          return softmax_cross_entropy(v[0], labels);
+        },
         {random_array({m, c}, rng, -3, 3)});
     EXPECT_TRUE(r.ok) << m << "x" << c << ": " << r.message;
   }
@@ -179,13 +208,15 @@ TEST(SoftmaxCrossEntropy, LabelOutsideTheClassesThrowsValueErrorNamingRowAndValu
 TEST(SoftmaxCrossEntropy, ShapeAndEmptyErrors) {
   Tape<double> tape;
   auto z = tape.variable(xt::xarray<double>::from_shape({4, 3}));
-  EXPECT_EQ(nntest::message_of<ShapeError>(
-                [&] { softmax_cross_entropy(z, std::vector<std::int32_t>{0, 1, 2, 0, 1}); }),
+  EXPECT_EQ(nntest::message_of<ShapeError>([&] {
+              softmax_cross_entropy(z, std::vector<std::int32_t>{0, 1, 2, 0, 1});
+            }),
             "softmax_cross_entropy: logits is [4,3] but labels has 5 entries: expected one class "
             "index per row (4)");
   auto v = tape.variable(xt::xarray<double>::from_shape({3}));
-  EXPECT_EQ(nntest::message_of<ShapeError>(
-                [&] { softmax_cross_entropy(v, std::vector<std::int32_t>{0, 1, 2}); }),
+  EXPECT_EQ(nntest::message_of<ShapeError>([&] {
+              softmax_cross_entropy(v, std::vector<std::int32_t>{0, 1, 2});
+            }),
             "softmax_cross_entropy: logits is [3]: expected 2-D [m,c], one row of class scores "
             "per example");
   auto e = tape.variable(xt::xarray<double>::from_shape({0, 3}));
@@ -322,7 +353,8 @@ TEST(SigmoidBinaryCrossEntropy, ForwardMatchesTheDefinition) {
 
 TEST(SigmoidBinaryCrossEntropy, GradcheckAndClosedFormOnRandomShapes) {
   std::mt19937_64 rng(39);
-  const std::vector<std::vector<std::size_t>> shapes = {{}, {1, 1}, {1, 6}, {5, 1}, {4, 7}, {2, 3, 4}};
+  const std::vector<std::vector<std::size_t>> shapes = {{},     {1, 1}, {1, 6},
+                                                        {5, 1}, {4, 7}, {2, 3, 4}};
   for (const auto& s : shapes) {
     auto Z = random_array(s, rng, -4, 4), Y = random_array(s, rng, 0, 1);
     auto r = gradcheck(
@@ -374,7 +406,8 @@ TEST(BinaryCrossEntropy, ForwardMatchesTheDefinitionAndTheLogitForm) {
   auto L = binary_cross_entropy(tape.constant(P), tape.constant(Y));
   EXPECT_STREQ(L.op_name(), "binary_cross_entropy");
   EXPECT_NEAR(L.item(), double(want / 15), 1e-15);
-  EXPECT_NEAR(L.item(), sigmoid_binary_cross_entropy(tape.constant(Z), tape.constant(Y)).item(), 1e-14);
+  EXPECT_NEAR(L.item(), sigmoid_binary_cross_entropy(tape.constant(Z), tape.constant(Y)).item(),
+              1e-14);
 }
 
 TEST(BinaryCrossEntropy, GradcheckAndClosedForm) {
@@ -391,7 +424,7 @@ TEST(BinaryCrossEntropy, GradcheckAndClosedForm) {
     xt::xarray<double> dp = P, dy = P;
     for (std::size_t i = 0; i < P.size(); ++i) {
       const double pi = P.data()[i], yi = Y.data()[i];
-      dp.data()[i] = (pi - yi) / (pi * (1 - pi)) / n;       // −y/p + (1 − y)/(1 − p)
+      dp.data()[i] = (pi - yi) / (pi * (1 - pi)) / n;        // −y/p + (1 − y)/(1 − p)
       dy.data()[i] = (std::log(1 - pi) - std::log(pi)) / n;  // −log p + log(1 − p)
     }
     EXPECT_TRUE(all_close(p.grad(), dp, 1e-13, 1e-16));
@@ -422,8 +455,9 @@ TYPED_TEST(LossesTyped, BinaryCrossEntropyClampsSaturatedProbabilities) {
   EXPECT_GT(g(1), 0);
   EXPECT_NEAR(g(2), lo / (lo * (1 - lo)) / 4, 1e-3);
   // A NaN probability stays NaN (the clamp does not hide it).
-  auto Ln = binary_cross_entropy(tape.constant(xt::xarray<T>{T(0.5), std::numeric_limits<T>::quiet_NaN()}),
-                                 tape.constant(xt::xarray<T>{1, 1}));
+  auto Ln = binary_cross_entropy(
+      tape.constant(xt::xarray<T>{T(0.5), std::numeric_limits<T>::quiet_NaN()}),
+      tape.constant(xt::xarray<T>{1, 1}));
   EXPECT_TRUE(std::isnan(double(Ln.item())));
 }
 
@@ -432,7 +466,8 @@ TYPED_TEST(LossesTyped, BinaryCrossEntropyClampsSaturatedProbabilities) {
 TEST(Mse, MiniFlowExample) {
   // MiniFlow's MSE example: y = [1, 2, 3], a = [4.5, 5, 10] → 23.4166666667.
   Tape<double> tape;
-  auto L = mse(tape.constant(xt::xarray<double>{4.5, 5, 10}), tape.constant(xt::xarray<double>{1, 2, 3}));
+  auto L = mse(tape.constant(xt::xarray<double>{4.5, 5, 10}),
+               tape.constant(xt::xarray<double>{1, 2, 3}));
   EXPECT_STREQ(L.op_name(), "mse");
   EXPECT_NEAR(L.item(), (3.5 * 3.5 + 3 * 3 + 7 * 7) / 3.0, 1e-14);
   EXPECT_NEAR(L.item(), 23.4166666667, 1e-9);
@@ -440,7 +475,8 @@ TEST(Mse, MiniFlowExample) {
 
 TEST(Mse, GradcheckAndClosedForm) {
   std::mt19937_64 rng(42);
-  for (const auto& s : std::vector<std::vector<std::size_t>>{{}, {1, 1}, {1, 5}, {4, 1}, {3, 4}, {2, 2, 3}}) {
+  for (const auto& s :
+       std::vector<std::vector<std::size_t>>{{}, {1, 1}, {1, 5}, {4, 1}, {3, 4}, {2, 2, 3}}) {
     auto P = random_array(s, rng), Tg = random_array(s, rng);
     auto r = gradcheck([](const std::vector<Var<double>>& v) { return mse(v[0], v[1]); }, {P, Tg});
     EXPECT_TRUE(r.ok) << Shape(s).str() << ": " << r.message;

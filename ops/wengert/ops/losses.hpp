@@ -37,19 +37,26 @@ namespace wengert {
 ///         ValueError naming the row and the value if a label is outside [0, c), or if m or c
 ///         is 0
 template <class T>
-Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels,
-                             std::size_t n_labels, SourceLoc loc = SourceLoc::current());
+Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int32_t* labels, std::size_t n_labels,
+                             SourceLoc loc = SourceLoc::current());
 
-/// As above, from a contiguous container of int32 labels: std::vector<std::int32_t>,
-/// std::array, xt::xtensor<std::int32_t, 1>, ... (anything with data() and size()).
-template <class T, class Labels,
-          class = std::enable_if_t<std::is_same_v<
-              std::remove_cv_t<std::remove_pointer_t<decltype(std::declval<const Labels&>().data())>>,
-              std::int32_t>>>
+/// As above, with int64 class indices (torch's convention for labels).
+template <class T>
+Var<T> softmax_cross_entropy(const Var<T>& logits, const std::int64_t* labels, std::size_t n_labels,
+                             SourceLoc loc = SourceLoc::current());
+
+/// As above, from a contiguous container of int32 or int64 labels: std::vector<std::int32_t>,
+/// std::vector<std::int64_t>, std::array, xt::xtensor<std::int64_t, 1>, ... (anything with
+/// data() and size()).
+template <class T, class Labels, class = std::enable_if_t<!std::is_same_v<Labels, Var<T>>>,
+          class Elem = std::remove_cv_t<
+              std::remove_pointer_t<decltype(std::declval<const Labels&>().data())>>,
+          class = decltype(std::declval<const Labels&>().size())>
 Var<T> softmax_cross_entropy(const Var<T>& logits, const Labels& labels,
                              SourceLoc loc = SourceLoc::current()) {
-  return softmax_cross_entropy(logits, labels.data(), static_cast<std::size_t>(labels.size()),
-                               loc);
+  static_assert(std::is_same_v<Elem, std::int32_t> || std::is_same_v<Elem, std::int64_t>,
+                "softmax_cross_entropy: labels must be std::int32_t or std::int64_t class indices");
+  return softmax_cross_entropy(logits, labels.data(), static_cast<std::size_t>(labels.size()), loc);
 }
 
 /// Softmax cross-entropy against target distributions (soft labels), averaged over the batch:
