@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs every test.
-#   1. Release build: unit, op, seed, example, packaging and long-run tests (ctest; the
-#      10,000-graph random-graph run, label `long`, included).
+#   0. Formatting: every C++ file as .clang-format says (scripts/format.sh).
+#   1. Release build, warnings in wengert's own code being errors: unit, op, seed, example,
+#      README-snippet, packaging and long-run tests (ctest; the 10,000-graph random-graph run,
+#      label `long`, included).
 #   2. The same suite under AddressSanitizer + UndefinedBehaviorSanitizer (label `long` and
 #      the packaging tests excluded).
 #   3. ThreadSanitizer: the threading tests (two threads training their own MLPs included).
@@ -24,6 +26,9 @@ stage() {  # ends the previous stage (printing its time) and starts the next
   stage_start=$SECONDS
   [ -z "$1" ] || echo "== $1"
 }
+
+stage "format check (clang-format)"
+bash scripts/format.sh
 
 stage "release build and tests"
 cmake --preset release >/dev/null

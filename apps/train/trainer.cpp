@@ -24,8 +24,8 @@ Architecture read_architecture(const std::string& path) {
       if (t.name() == name) W = &t;
     if (!W) break;
     if (W->shape().rank() != 2 || (!a.sizes.empty() && a.sizes.back() != W->shape()[0]))
-      throw ValueError("eval: '" + path + "': tensor " + name + " has shape " +
-                       W->shape().str() + ", which does not continue the layers before it");
+      throw ValueError("eval: '" + path + "': tensor " + name + " has shape " + W->shape().str() +
+                       ", which does not continue the layers before it");
     if (a.sizes.empty()) a.sizes.push_back(W->shape()[0]);
     a.sizes.push_back(W->shape()[1]);
   }
@@ -39,7 +39,8 @@ Architecture read_architecture(const std::string& path) {
       have_activation = true;
     }
   if (a.sizes.size() < 2 || !have_activation)
-    throw ValueError("eval: '" + path + "' is a wengert parameter file but not a wengert-train "
+    throw ValueError("eval: '" + path +
+                     "' is a wengert parameter file but not a wengert-train "
                      "weights file (it lacks fc0.W or model.activation)");
   return a;
 }
@@ -76,14 +77,15 @@ void Classifier::predict(const float* x, std::size_t m, std::int32_t* out) {
   NoGradGuard no_grad;
   Var<float> z = logits(x, m);
   const std::size_t c = model_->out_features();
-  for (std::size_t i = 0; i < m; ++i) out[i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
+  for (std::size_t i = 0; i < m; ++i)
+    out[i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
 }
 
 double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::size_t>* confusion) {
   const std::size_t c = model_->out_features(), n = data.size(), d = data.features();
   if (d != model_->in_features())
-    throw ShapeError("evaluate: the data has " + std::to_string(d) + " features but the model takes " +
-                     std::to_string(model_->in_features()));
+    throw ShapeError("evaluate: the data has " + std::to_string(d) +
+                     " features but the model takes " + std::to_string(model_->in_features()));
   if (confusion) confusion->assign(c * c, 0);
   std::vector<std::int32_t> pred(1000);
   std::size_t right = 0;

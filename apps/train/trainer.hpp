@@ -27,8 +27,8 @@ Architecture read_architecture(const std::string& path);
 
 class Classifier {
  public:
-  Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
-             std::uint64_t seed, double lr);
+  Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation, std::uint64_t seed,
+             double lr);
 
   /// One step on a batch of m rows (x [m, in], labels m class indices). Returns the batch's
   /// mean loss and adds the number of correctly classified rows to *correct if not null.
@@ -82,7 +82,7 @@ std::size_t argmax(const float* v, std::size_t n);
 struct BinaryRun {
   std::vector<float> losses;  // one per report
   double final_loss = 0;
-  double accuracy = 0;        // on the training points, threshold 0.5
+  double accuracy = 0;  // on the training points, threshold 0.5
 };
 template <class Report>
 BinaryRun train_binary(const std::vector<std::size_t>& sizes, const std::vector<float>& x,

@@ -3,8 +3,8 @@
 
 #include <wengert/ops/activations.hpp>
 #include <wengert/ops/bias_add.hpp>
-#include <wengert/ops/linear.hpp>
 #include <wengert/ops/elementwise.hpp>
+#include <wengert/ops/linear.hpp>
 #include <wengert/ops/losses.hpp>
 #include <wengert/ops/matmul.hpp>
 #include <wengert/ops/reduce.hpp>

@@ -489,7 +489,8 @@ TEST(Errors, SoftmaxCrossEntropyWithLabelsNamesRowsAndClasses) {
                "softmax_cross_entropy: label 3 in row 1 is outside [0, 3)");
   EXPECT_ERROR(ValueError, tape, softmax_cross_entropy(z, neg),
                "softmax_cross_entropy: label -1 in row 0 is outside [0, 3)");
-  EXPECT_ERROR(UsageError, tape, softmax_cross_entropy(z, nullptr, 2),
+  EXPECT_ERROR(UsageError, tape,
+               softmax_cross_entropy(z, static_cast<const std::int32_t*>(nullptr), 2),
                "softmax_cross_entropy: labels is a null pointer");
   EXPECT_ERROR(ValueError, tape, softmax_cross_entropy(z0, ok.data(), 0),
                "softmax_cross_entropy: logits is [0,3], which has no elements");

@@ -1,8 +1,8 @@
 // Runs fuzz_tape's LLVMFuzzerTestOneInput on files, without libFuzzer: any compiler, any build
 // (release, sanitize, valgrind). Arguments are files or directories (every regular file in a
-// directory, in name order, except dot-files and *.md notes). The ordinary test suite replays tests/fuzz/corpus and
-// tests/fuzz/regressions with it (ctest fuzz_tape_corpus, fuzz_tape_regressions); a finding
-// aborts.
+// directory, in name order, except dot-files and *.md notes). The ordinary test suite replays
+// tests/fuzz/corpus and tests/fuzz/regressions with it (ctest fuzz_tape_corpus,
+// fuzz_tape_regressions); a finding aborts.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -66,8 +66,7 @@ inline xt::xarray<double> transposed(const xt::xarray<double>& A) {
 template <class EA, class EB>
 ::testing::AssertionResult all_close(const EA& ea, const EB& eb, double rtol, double atol = 0.0) {
   const xt::xarray<double> a = ea, b = eb;
-  if (a.shape() != b.shape())
-    return ::testing::AssertionFailure() << "shapes differ";
+  if (a.shape() != b.shape()) return ::testing::AssertionFailure() << "shapes differ";
   if (a.size() != b.size())
     return ::testing::AssertionFailure() << "sizes differ: " << a.size() << " vs " << b.size();
   double worst = 0;

@@ -57,7 +57,8 @@ TEST(BiasAdd, ForwardAddsTheBiasToEveryRow) {
 
 TEST(BiasAdd, GradcheckOnRandomShapes) {
   std::mt19937_64 rng(11);
-  const std::vector<std::vector<std::size_t>> shapes = {{1, 1}, {1, 7}, {6, 1}, {5, 4}, {2, 3, 4}, {9}};
+  const std::vector<std::vector<std::size_t>> shapes = {{1, 1}, {1, 7},    {6, 1},
+                                                        {5, 4}, {2, 3, 4}, {9}};
   for (const auto& s : shapes) {
     auto r = gradcheck([](const std::vector<Var<double>>& v) { return bias_add(v[0], v[1]); },
                        {random_array(s, rng), random_array({s.back()}, rng)});
@@ -95,7 +96,8 @@ TEST(BiasAdd, ConstantInputsStayGradientFree) {
     EXPECT_EQ(xt::xarray<double>(x.grad()), G);
   }
   Tape<double> tape;
-  auto y = bias_add(tape.constant(random_array({3, 4}, rng)), tape.constant(random_array({4}, rng)));
+  auto y =
+      bias_add(tape.constant(random_array({3, 4}, rng)), tape.constant(random_array({4}, rng)));
   EXPECT_FALSE(y.requires_grad());
 }
 
@@ -122,21 +124,23 @@ TEST(BiasAdd, ShapeErrorsNameTheOpTheArgumentsAndBothShapes) {
   Tape<double> tape;
   auto x = tape.variable(xt::zeros<double>({3, 4}));
   const std::size_t before = tape.size();
-  EXPECT_EQ(nntest::message_of<ShapeError>(
-                [&] { bias_add(x, tape.variable(xt::zeros<double>({5}))); }),
-            "bias_add: x is [3,4] but b is [5]: b must be [4] (one bias per column of x)");
-  EXPECT_EQ(nntest::message_of<ShapeError>(
-                [&] { bias_add(x, tape.variable(xt::zeros<double>({1, 4}))); }),
+  EXPECT_EQ(
+      nntest::message_of<ShapeError>([&] { bias_add(x, tape.variable(xt::zeros<double>({5}))); }),
+      "bias_add: x is [3,4] but b is [5]: b must be [4] (one bias per column of x)");
+  EXPECT_EQ(nntest::message_of<ShapeError>([&] {
+              bias_add(x, tape.variable(xt::zeros<double>({1, 4})));
+            }),
             "bias_add: x is [3,4] but b is [1,4]: b must be [4] (one bias per column of x)");
-  EXPECT_EQ(nntest::message_of<ShapeError>(
-                [&] { bias_add(tape.variable(2.0), tape.variable(2.0)); }),
-            "bias_add: x is [] (a scalar) and b is []: x needs at least one axis, [m,n] with b [n]");
+  EXPECT_EQ(
+      nntest::message_of<ShapeError>([&] { bias_add(tape.variable(2.0), tape.variable(2.0)); }),
+      "bias_add: x is [] (a scalar) and b is []: x needs at least one axis, [m,n] with b [n]");
   EXPECT_EQ(tape.size(), before + 4);  // only the four variables made above were recorded
 }
 
 TEST(BiasAdd, Float32) {
   std::mt19937_64 rng(15);
-  auto X = random_array({33, 17}, rng), B = random_array({17}, rng), G = random_array({33, 17}, rng);
+  auto X = random_array({33, 17}, rng), B = random_array({17}, rng),
+       G = random_array({33, 17}, rng);
   Tape<float> tape;
   auto x = tape.variable(nntest::cast<float>(X)), b = tape.variable(nntest::cast<float>(B));
   auto y = bias_add(x, b);
@@ -167,9 +171,9 @@ TEST(Linear, GradcheckOnRandomShapes) {
   const std::vector<std::tuple<std::size_t, std::size_t, std::size_t>> sizes = {
       {1, 1, 1}, {1, 6, 1}, {1, 1, 5}, {5, 1, 1}, {4, 3, 2}, {7, 5, 6}};
   for (auto [m, k, n] : sizes) {
-    auto r = gradcheck(
-        [](const std::vector<Var<double>>& v) { return linear(v[0], v[1], v[2]); },
-        {random_array({m, k}, rng), random_array({k, n}, rng), random_array({n}, rng)});
+    auto r =
+        gradcheck([](const std::vector<Var<double>>& v) { return linear(v[0], v[1], v[2]); },
+                  {random_array({m, k}, rng), random_array({k, n}, rng), random_array({n}, rng)});
     EXPECT_TRUE(r.ok) << m << "x" << k << "x" << n << ": " << r.message;
   }
 }
@@ -232,9 +236,9 @@ TEST(Linear, ConstantInputAndParametersOutsideWrtAreSkipped) {
 
 TEST(Linear, EmptyInnerDimensionGivesTheBias) {
   Tape<double> tape;
-  auto y = linear(tape.variable(xt::zeros<double>({3, 0})),
-                  tape.variable(xt::zeros<double>({0, 2})),
-                  tape.variable(xt::xarray<double>{7, 8}));
+  auto y =
+      linear(tape.variable(xt::zeros<double>({3, 0})), tape.variable(xt::zeros<double>({0, 2})),
+             tape.variable(xt::xarray<double>{7, 8}));
   EXPECT_EQ(xt::xarray<double>(y.value()), (xt::xarray<double>{{7, 8}, {7, 8}, {7, 8}}));
 }
 

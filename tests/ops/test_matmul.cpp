@@ -78,10 +78,10 @@ TEST(Matmul, GradcheckOnRandomShapesAndAllTransposeForms) {
         auto f = [ta = ta, tb = tb](const std::vector<Var<double>>& v) {
           return matmul(v[0], v[1], ta, tb);
         };
-        auto r = gradcheck(f, {random_array(a_shape(m, k, ta), rng),
-                               random_array(b_shape(k, n, tb), rng)});
-        EXPECT_TRUE(r.ok) << "m=" << m << " k=" << k << " n=" << n << " ta=" << ta
-                          << " tb=" << tb << ": " << r.message;
+        auto r = gradcheck(
+            f, {random_array(a_shape(m, k, ta), rng), random_array(b_shape(k, n, tb), rng)});
+        EXPECT_TRUE(r.ok) << "m=" << m << " k=" << k << " n=" << n << " ta=" << ta << " tb=" << tb
+                          << ": " << r.message;
       }
 }
 
@@ -187,8 +187,8 @@ TEST(Matmul, DegenerateSizes) {
   tape.backward(c, xt::xarray<double>(xt::ones<double>({2, 3})));
   EXPECT_EQ(a.grad().size(), 0u);
   // No rows.
-  auto d = matmul(tape.variable(xt::zeros<double>({0, 4})),
-                  tape.variable(xt::ones<double>({4, 2})));
+  auto d =
+      matmul(tape.variable(xt::zeros<double>({0, 4})), tape.variable(xt::ones<double>({4, 2})));
   EXPECT_EQ(d.shape(), (Shape{0, 2}));
 }
 

@@ -100,7 +100,7 @@ Reference hand_derived(const Seed004& s) {
   ref.dZ3 = dZ;
   for (std::size_t i = 3; i-- > 0;) {
     ref.dW[i] = mul(dZ, A[i], false, true);  // dW = dZ·A[i−1]ᵀ / m
-    ref.db[i] = zeros(dZ.size(), 1);          // db = Σ_columns dZ / m
+    ref.db[i] = zeros(dZ.size(), 1);         // db = Σ_columns dZ / m
     for (std::size_t r = 0; r < dZ.size(); ++r) {
       for (auto& v : ref.dW[i][r]) v /= m;
       for (double v : dZ[r]) ref.db[i][r][0] += v / m;

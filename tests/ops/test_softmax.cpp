@@ -73,8 +73,8 @@ xt::xarray<double> ref_log_softmax_vjp(const xt::xarray<double>& x, const xt::xa
   return d;
 }
 
-const std::vector<std::vector<std::size_t>> kShapes = {{1, 1}, {1, 7}, {6, 1},  {4, 5},
-                                                       {2, 3, 4}, {9},  {3, 33}};
+const std::vector<std::vector<std::size_t>> kShapes = {{1, 1},    {1, 7}, {6, 1}, {4, 5},
+                                                       {2, 3, 4}, {9},    {3, 33}};
 
 }  // namespace
 
@@ -82,13 +82,14 @@ TEST(Softmax, ForwardMatchesClosedForm) {
   Tape<double> tape;
   auto y = softmax(tape.constant(xt::xarray<double>{{1, 2, 3}, {0, 0, 0}}));
   const double s = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
-  EXPECT_TRUE(all_close(y.value(),
-                        xt::xarray<double>{{std::exp(1.0) / s, std::exp(2.0) / s, std::exp(3.0) / s},
-                                           {1.0 / 3, 1.0 / 3, 1.0 / 3}},
-                        1e-15, 0));
+  EXPECT_TRUE(
+      all_close(y.value(),
+                xt::xarray<double>{{std::exp(1.0) / s, std::exp(2.0) / s, std::exp(3.0) / s},
+                                   {1.0 / 3, 1.0 / 3, 1.0 / 3}},
+                1e-15, 0));
   auto l = log_softmax(tape.constant(xt::xarray<double>{1, 2, 3}));
-  EXPECT_TRUE(all_close(l.value(), xt::xarray<double>{1 - std::log(s), 2 - std::log(s), 3 - std::log(s)},
-                        1e-15, 0));
+  EXPECT_TRUE(all_close(
+      l.value(), xt::xarray<double>{1 - std::log(s), 2 - std::log(s), 3 - std::log(s)}, 1e-15, 0));
   EXPECT_STREQ(y.op_name(), "softmax");
   EXPECT_STREQ(l.op_name(), "log_softmax");
 }
@@ -100,7 +101,8 @@ TEST(Softmax, ForwardOnRandomShapesAgainstLongDoubleReference) {
     Tape<double> tape;
     auto x = tape.constant(X);
     EXPECT_TRUE(all_close(softmax(x).value(), ref_softmax(X), 1e-14, 1e-300)) << Shape(s).str();
-    EXPECT_TRUE(all_close(log_softmax(x).value(), ref_log_softmax(X), 1e-14, 1e-14)) << Shape(s).str();
+    EXPECT_TRUE(all_close(log_softmax(x).value(), ref_log_softmax(X), 1e-14, 1e-14))
+        << Shape(s).str();
   }
 }
 
@@ -142,8 +144,8 @@ TYPED_TEST(SoftmaxTyped, ExtremeLogitsGiveFiniteExactResults) {
   auto y = softmax(x);
   auto l = log_softmax(x);
   const xt::xarray<double> want_y{{1, 0, 0}, {0, 0, 1}, {1.0 / 3, 1.0 / 3, 1.0 / 3}};
-  const xt::xarray<double> want_l{{0, -1e4, -2e4}, {-2e4, -2e4, 0},
-                                  {-std::log(3.0), -std::log(3.0), -std::log(3.0)}};
+  const xt::xarray<double> want_l{
+      {0, -1e4, -2e4}, {-2e4, -2e4, 0}, {-std::log(3.0), -std::log(3.0), -std::log(3.0)}};
   EXPECT_TRUE(all_close(y.value(), want_y, 1e-6, 0));
   EXPECT_TRUE(all_close(l.value(), want_l, 1e-6, 0));
   std::mt19937_64 rng(24);

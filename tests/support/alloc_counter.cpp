@@ -47,8 +47,7 @@ bool from_blas(const void* caller) {
 }
 
 inline void bump(const void* caller = nullptr) {
-  (caller && from_blas(caller) ? g_blas_allocs : g_allocs)
-      .fetch_add(1, std::memory_order_relaxed);
+  (caller && from_blas(caller) ? g_blas_allocs : g_allocs).fetch_add(1, std::memory_order_relaxed);
 }
 }  // namespace
 
@@ -99,8 +98,9 @@ __attribute__((noinline)) int posix_memalign(void** out, std::size_t a, std::siz
 namespace {
 void* counted(std::size_t n, std::size_t align) {
   if (n == 0) n = 1;
-  void* p = align > alignof(std::max_align_t) ? aligned_alloc(align, (n + align - 1) / align * align)
-                                              : malloc(n);
+  void* p = align > alignof(std::max_align_t)
+                ? aligned_alloc(align, (n + align - 1) / align * align)
+                : malloc(n);
   if (!p) throw std::bad_alloc();
   return p;
 }

@@ -9,15 +9,16 @@ namespace wengert::detail {
 
 // y[r,:] = x[r,:] + b for rows r < rows.
 template <class T>
-inline void add_rows(const T* __restrict x, const T* __restrict b, T* __restrict y, std::size_t rows,
-              std::size_t n) {
+inline void add_rows(const T* __restrict x, const T* __restrict b, T* __restrict y,
+                     std::size_t rows, std::size_t n) {
   for (std::size_t r = 0; r < rows; ++r, x += n, y += n)
     for (std::size_t j = 0; j < n; ++j) y[j] = x[j] + b[j];
 }
 
 // y[r,:] += b for rows r < rows.
 template <class T>
-inline void add_bias_in_place(T* __restrict y, const T* __restrict b, std::size_t rows, std::size_t n) {
+inline void add_bias_in_place(T* __restrict y, const T* __restrict b, std::size_t rows,
+                              std::size_t n) {
   for (std::size_t r = 0; r < rows; ++r, y += n)
     for (std::size_t j = 0; j < n; ++j) y[j] += b[j];
 }
@@ -25,7 +26,7 @@ inline void add_bias_in_place(T* __restrict y, const T* __restrict b, std::size_
 // db[j] += Σ_r G[r,j]. Row by row: each pass is a vectorised db += G[r,:].
 template <class T>
 inline void accumulate_column_sums(const T* __restrict G, T* __restrict db, std::size_t rows,
-                            std::size_t n) {
+                                   std::size_t n) {
   for (std::size_t r = 0; r < rows; ++r, G += n)
     for (std::size_t j = 0; j < n; ++j) db[j] += G[j];
 }
