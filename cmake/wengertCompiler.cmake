@@ -13,6 +13,11 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   # wherever xsimd's kernels are inlined into our code; the reports are false positives, and
   # being inlined they escape the system-header exemption.
   add_compile_options(-Wno-maybe-uninitialized)
+  # The same false positives as -Wuninitialized, which stays on for our code: a prelude read
+  # first in every source ignores it for the intrinsics headers only (see the prelude).
+  if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|i.86")
+    add_compile_options("SHELL:-include ${CMAKE_CURRENT_LIST_DIR}/gcc_intrinsics_prelude.hpp")
+  endif()
 endif()
 
 # -march=native: xsimd then uses AVX-512 where the CPU has it. Added to the engine's PUBLIC

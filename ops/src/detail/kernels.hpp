@@ -13,28 +13,10 @@
 // masked load and one masked store; narrower instruction sets go through a stack buffer (narrow
 // stores, then a wide load: a store-forwarding stall, which is why AVX-512 uses the masked form —
 // at [1,1] the tail is the whole tensor).
-//
-// Include this header first, before any other (its own source's header included): see below.
 #pragma once
 
-// gcc 12 reports "'__Y' is used uninitialized" (-Wuninitialized) inside its own avx512fintrin.h
-// wherever xsimd's AVX-512 kernels (e.g. double log's 64-bit shifts) are inlined into our code:
-// _mm512_undefined_epi32() and friends initialise a variable with itself on purpose, to produce
-// an undefined register without an instruction. It is a false positive, and as the intrinsics
-// are inlined it escapes the system-header exemption. A middle-end warning follows the pragma
-// state at its own location — here, lines of avx512fintrin.h — so the warning is ignored while
-// <immintrin.h> (which includes avx512fintrin.h) is read, and only then. That works only if this
-// is where <immintrin.h> is read first in the translation unit: the #error below enforces it
-// (wengert's public headers include xtensor, which includes xsimd, which includes immintrin.h).
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#if defined(_IMMINTRIN_H_INCLUDED)
-#error "detail/kernels.hpp must be the first include of its source (see its comment)"
-#endif
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+// (gcc 12's false -Wuninitialized reports inside avx512fintrin.h, where xsimd's AVX-512 kernels
+// are inlined, are silenced for every source by cmake/gcc_intrinsics_prelude.hpp.)
 
 #include <cmath>
 #include <cstddef>
