@@ -41,6 +41,14 @@ void Tape<T>::throw_foreign(const char* what) {
 }
 
 template <class T>
+void Tape<T>::throw_foreign_clear() {
+  throw UsageError(
+      "tape: clear() from a thread that does not own this tape; a tape is used by one thread at "
+      "a time and only its owner may clear it (the owner's clear() releases it, after which any "
+      "thread may record on it)");
+}
+
+template <class T>
 void Tape<T>::throw_busy(const char* what) const {
   if (sweeping_)
     throw UsageError(std::string("tape: ") + what +

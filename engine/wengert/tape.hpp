@@ -24,7 +24,8 @@
 //   clear() or by the tape's destructor.
 //
 // * One tape is used by one thread at a time: the first thread that records after a clear owns
-//   the tape until the next clear(); any other thread that records or sweeps gets a UsageError.
+//   the tape until its own next clear(); any other thread that records, sweeps or clears it
+//   gets a UsageError. After the owner's clear() any thread may take the tape over.
 //   Many threads may each use their own tape concurrently: wengert has no shared mutable state.
 //
 // The engine, one concept a header (read them in this order):
@@ -175,16 +176,29 @@ class Tape {
   // ---- lifetime and inspection -----------------------------------------------------------
 
   /// Forgets every node, destroys every closure, keeps all capacity. Handles recorded before
-  /// become stale. Releases thread ownership.
+  /// become stale. Releases thread ownership: afterwards any thread may record (the tape moves
+  /// between threads this way).
+  /// Only the owner may clear a busy tape — one that a thread owns, i.e. has recorded on since
+  /// the last clear: from any other thread clear() throws UsageError and touches nothing (it
+  /// would free the nodes the owner is using). On a tape that no thread owns (new, or just
+  /// cleared) there is nothing to clear, and clear() from any thread returns without touching
+  /// the tape, so it cannot race with a thread that starts recording at that moment.
   /// Throws UsageError between begin_op and finish, and from inside a backward closure.
   void clear() {
+    const std::thread::id cur = owner_.load(std::memory_order_acquire);
+    if (cur != std::this_thread::get_id()) {
+      if (cur == std::thread::id()) return;  // unowned: no nodes, closures or arena in use
+      throw_foreign_clear();
+    }
     check_idle("clear");
     destroy_closures();
     nodes_.clear();
     inputs_.clear();
     arena_.reset();
     ++gen_;
-    owner_.store(std::thread::id(), std::memory_order_relaxed);
+    // Release: the thread that claims the tape next (check_owner's acquiring CAS) sees it
+    // cleared, with no other synchronisation between the two threads.
+    owner_.store(std::thread::id(), std::memory_order_release);
   }
 
   /// Number of nodes (leaves and ops) recorded since the last clear.
@@ -229,6 +243,7 @@ class Tape {
 
   [[noreturn]] void throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg) const;
   [[noreturn, gnu::cold, gnu::noinline]] static void throw_foreign(const char* what);
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_foreign_clear();
 
   // Throws if another thread owns the tape; unlike check_owner, does not claim it.
   void check_not_foreign(const char* what) const {
