@@ -423,8 +423,42 @@ TEST(Tape, JacobianByRepeatedVJPs) {
     EXPECT_DOUBLE_EQ(J(i, i), w.value()(i) * (1 - t * t));
     EXPECT_DOUBLE_EQ(J(i, 1 - i), 0.0);
   }
-  auto Jc = tape.jacobian(y, w);  // constant: zero
-  EXPECT_EQ(Jc, xt::zeros<double>({2, 2}));
+  // y that does not depend on a variable x: zeros.
+  auto x2 = tape.variable(xt::xarray<double>{1.0});
+  EXPECT_EQ(tape.jacobian(y, x2), xt::zeros<double>({2, 1}));
+}
+
+// jacobian(y, c) for a constant c used to return zeros quietly. It is refused now, like a node
+// that needs no gradient in backward's wrt (which used to be ignored quietly too).
+TEST(Tape, DerivativesWithRespectToANodeThatNeedsNoGradientAreRefused) {
+  Tape<double> tape;
+  auto x = tape.variable(xt::xarray<double>{0.2, -0.4});
+  auto w = tape.constant(xt::xarray<double>{3.0, 5.0});
+  auto y = ttanh(tmul(x, w));
+  auto d = tape.detach(x);
+  Var<double> ng;
+  {
+    NoGradGuard no_grad;
+    ng = tape.variable(1.0);
+  }
+  auto expect = [&](const std::function<void()>& f, const std::string& what) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted: " << what;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("needs no gradient"), std::string::npos) << e.what();
+    }
+  };
+  expect([&] { tape.jacobian(y, w); }, "jacobian: argument 1 (node #1, 'constant' [2])");
+  expect([&] { tape.jacobian(y, d); }, "jacobian: argument 1 (node #4, 'detach' [2])");
+  expect([&] { tape.jacobian(y, ng); }, "jacobian: argument 1 (node #5, 'variable' [])");
+  auto loss = tsum(y);
+  expect([&] { tape.backward(loss, {x, w}); }, "backward: argument 2 (node #1, 'constant' [2])");
+  expect([&] { tape.backward(loss, {d}); }, "backward: argument 1 (node #4, 'detach' [2])");
+  EXPECT_EQ(tape.size(), 7u);
+  tape.backward(loss, {x});  // still fine
+  EXPECT_NE(x.grad()(0), 0.0);
 }
 
 TEST(Tape, ParameterGradientAccumulatesAcrossTapesUntilZeroed) {
