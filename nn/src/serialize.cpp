@@ -47,6 +47,22 @@ std::uint32_t crc_update(std::uint32_t crc, const unsigned char* p, std::size_t 
   return crc;
 }
 
+// A name read from a file, for a message: control bytes (a newline, say, in a corrupt file) are
+// shown as \xNN, so that every message stays one line.
+std::string printable(const std::string& name) {
+  std::string s;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      s += hex;
+    } else {
+      s += static_cast<char>(c);
+    }
+  }
+  return s;
+}
+
 std::string prefix(const char* op, const std::string& path) {
   return std::string(op) + ": '" + path + "': ";
 }
@@ -282,32 +298,39 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
     const auto len = r.uint<std::uint32_t>(which + "'s name length");
     const unsigned char* name = r.take(len, which + "'s name");
     rec.name.assign(reinterpret_cast<const char*>(name), len);
-    const std::string named = which + " ('" + rec.name + "')";
+    const std::string named = which + " ('" + printable(rec.name) + "')";
     const auto rank = r.uint<std::uint32_t>(named + "'s rank");
     if (rank > Shape::kMaxRank)
       throw ValueError(pre + "the file is corrupt: " + named + " has rank " + std::to_string(rank) +
                        ", above the maximum " + std::to_string(Shape::kMaxRank));
     // The dimensions are checked here, before a Shape is built from them: a Shape refuses
     // more than Shape::kMaxSize elements with a ShapeError, which would not name the file.
-    std::uint64_t dims[Shape::kMaxRank] = {};
-    std::uint64_t elems = 1;
-    bool overflow = false;
+    // A zero dimension anywhere means no elements, whatever the others (as for Shape, so that
+    // every parameter save() writes, [2^61, 0] included, loads).
+    std::vector<std::size_t> dims(rank);
+    bool empty = false;
     std::string shown = "[";
     for (std::uint32_t d = 0; d < rank; ++d) {
-      dims[d] = r.uint<std::uint64_t>(named + "'s dimension " + std::to_string(d));
-      shown += (d ? "," : "") + std::to_string(dims[d]);
-      if (dims[d] != 0 && elems > std::numeric_limits<std::uint64_t>::max() / sizeof(T) / dims[d])
-        overflow = true;
-      elems *= dims[d];
+      const auto dim = r.uint<std::uint64_t>(named + "'s dimension " + std::to_string(d));
+      dims[d] = static_cast<std::size_t>(dim);
+      shown += (d ? "," : "") + std::to_string(dim);
+      empty |= dim == 0;
     }
     shown += "]";
+    std::uint64_t elems = 1;
+    bool overflow = false;
+    for (std::uint32_t d = 0; d < rank && !empty && !overflow; ++d) {
+      if (elems > std::numeric_limits<std::uint64_t>::max() / sizeof(T) / dims[d]) overflow = true;
+      elems *= dims[d];
+    }
+    if (empty) elems = 0;
     if (overflow || elems > Shape::kMaxSize || elems * sizeof(T) > r.remaining())
       throw ValueError(pre + "the file is truncated or corrupt: " + named + " of shape " + shown +
                        " needs " +
                        (overflow ? std::string("more") : std::to_string(elems * sizeof(T))) +
                        " bytes of data at offset " + std::to_string(r.pos()) + " but only " +
                        std::to_string(r.remaining()) + " remain before the checksum");
-    for (std::uint32_t d = 0; d < rank; ++d) rec.shape.push_back(static_cast<std::size_t>(dims[d]));
+    rec.shape = Shape(dims);  // checked as a whole: [2^61, 0] is a valid (empty) shape
     rec.data = r.take(static_cast<std::size_t>(elems * sizeof(T)), named + "'s data");
   }
   if (r.remaining() != 0)
@@ -359,11 +382,11 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
   for (std::size_t i = 0; i < records.size(); ++i) {
     const Parameter<T>& p = *params[i];
     if (records[i].name != p.name())
-      throw ValueError(pre + "tensor " + std::to_string(i) + " is named '" + records[i].name +
-                       "' in the file but parameter " + std::to_string(i) + " is named '" +
-                       p.name() + "'");
+      throw ValueError(pre + "tensor " + std::to_string(i) + " is named '" +
+                       printable(records[i].name) + "' in the file but parameter " +
+                       std::to_string(i) + " is named '" + printable(p.name()) + "'");
     if (records[i].shape != p.shape())
-      throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + records[i].name +
+      throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + printable(records[i].name) +
                        "') has shape " + records[i].shape.str() +
                        " in the file but the parameter has shape " + p.shape().str());
   }

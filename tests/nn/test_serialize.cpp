@@ -418,3 +418,38 @@ TEST_F(SerializeTest, DevicesAndFifosAreRefusedWithoutReading) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   expect_value_error([&] { nn::load(fifo, ps); }, fifo, {"not a regular file (a FIFO)"});
 }
+
+// Found by fuzz_load: a huge dimension followed by a zero one (no elements at all) was refused
+// with a ShapeError while the shape was built one dimension at a time. Such a parameter is
+// valid, saves, and must load.
+TEST_F(SerializeTest, AnEmptyParameterWithAHugeDimensionRoundTrips) {
+  Parameter<double> p(Shape{std::size_t{1} << 61, 0, 3}, "empty");
+  std::vector<Parameter<double>*> ps{&p};
+  const std::string f = path("empty_huge.wgrt");
+  nn::save(f, ps);
+  nn::load(f, ps);
+  const auto all = nn::load_all<double>(f);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].shape(), p.shape());
+  EXPECT_EQ(all[0].size(), 0u);
+}
+
+// Found by fuzz_load: a name with a newline (from a corrupt file, or a parameter's own name)
+// made a message of two lines. Control bytes are shown as \xNN.
+TEST_F(SerializeTest, NamesWithControlBytesKeepMessagesOnOneLine) {
+  Parameter<float> p(Shape{1}, "a\nb\x7f");
+  Parameter<float> q(Shape{1}, "c\td");
+  const std::string f = path("names.wgrt");
+  nn::save(f, std::vector<Parameter<float>*>{&p});
+  try {
+    nn::load(f, std::vector<Parameter<float>*>{&q});
+    ADD_FAILURE() << "loaded";
+  } catch (const ValueError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\t'), std::string::npos) << msg;
+    EXPECT_NE(msg.find("named 'a\\x0ab\\x7f' in the file but parameter 0 is named 'c\\x09d'"),
+              std::string::npos)
+        << msg;
+  }
+}
