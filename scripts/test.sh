@@ -8,7 +8,8 @@
 #      the packaging tests excluded).
 #   3. ThreadSanitizer: the threading tests (two threads training their own MLPs included).
 #   4. valgrind memcheck over the engine tests (scripts/valgrind.sh).
-#   5. A short libFuzzer run of the tape fuzzer (scripts/fuzz.sh; WENGERT_FUZZ_SECONDS, 60).
+#   5. Short libFuzzer runs: the tape fuzzer, then the loader fuzzer for half as long
+#      (scripts/fuzz.sh; WENGERT_FUZZ_SECONDS, 60: 60 s + 30 s).
 # Each stage prints its wall time. Run as root on Debian 12 (root is needed only to install
 # missing packages).
 set -euo pipefail
@@ -48,7 +49,7 @@ ctest --preset tsan
 stage "valgrind memcheck (engine tests)"
 bash scripts/valgrind.sh
 
-stage "libFuzzer: fuzz_tape for ${WENGERT_FUZZ_SECONDS:-60} s"
+stage "libFuzzer: fuzz_tape for ${WENGERT_FUZZ_SECONDS:-60} s, fuzz_load for half that"
 bash scripts/fuzz.sh "${WENGERT_FUZZ_SECONDS:-60}"
 
 stage ""

@@ -41,6 +41,32 @@ void Tape<T>::throw_foreign(const char* what) {
 }
 
 template <class T>
+void Tape<T>::throw_no_grad_wrt(const char* what, const Var<T>& v, std::size_t arg) const {
+  const detail::Node<T>& n = nodes_[v.index_];
+  throw UsageError(std::string(what) + ": argument " + std::to_string(arg) + " (node #" +
+                   std::to_string(v.index_) + ", '" + n.name + "' " + n.shape.str() +
+                   ") needs no gradient (a constant, a detached value, or recorded under "
+                   "no-grad): derivatives are taken with respect to variables and parameters");
+}
+
+template <class T>
+void Tape<T>::throw_foreign_clear() {
+  throw UsageError(
+      "tape: clear() from a thread that does not own this tape; a tape is used by one thread at "
+      "a time and only its owner may clear it (the owner's clear() releases it, after which any "
+      "thread may record on it)");
+}
+
+template <class T>
+void Tape<T>::throw_no_memory(const char* what, const Shape& s, bool grad, detail::Arena::Mark m,
+                              const ResourceError& e) {
+  arena_.rewind(m);  // the tape stays exactly as it was
+  throw ResourceError(std::string(what) + ": cannot allocate the output of shape " + s.str() +
+                      " (" + std::to_string(s.size() * sizeof(T)) + " bytes" +
+                      (grad ? ", and as many for its gradient" : "") + "): " + e.what());
+}
+
+template <class T>
 void Tape<T>::throw_busy(const char* what) const {
   if (sweeping_)
     throw UsageError(std::string("tape: ") + what +
@@ -111,11 +137,14 @@ xt::xarray<T> Tape<T>::jacobian(const Var<T>& y, const Var<T>& x) {
   check_input(y, "jacobian", 0);
   check_input(x, "jacobian", 1);
   const detail::Node<T>& xn = nodes_[x.index_];
+  // An x that needs no gradient (a constant, a detached value, anything recorded under
+  // no-grad) is refused, exactly as backward refuses it in `wrt` (throw_no_grad_wrt): a
+  // quiet zero Jacobian would hide the mistake of differentiating with respect to it.
+  if (!(xn.flags & detail::kRequiresGrad)) throw_no_grad_wrt("jacobian", x, 1);
   const std::size_t m = nodes_[y.index_].size, k = xn.size;
   xt::xarray<T> J = xt::zeros<T>({m, k});
-  // A constant x, or a y that depends on no variable: dy/dx is zero.
-  if (!(xn.flags & detail::kRequiresGrad) || !(nodes_[y.index_].flags & detail::kRequiresGrad))
-    return J;
+  // A y that depends on no variable at all: dy/dx is zero.
+  if (!(nodes_[y.index_].flags & detail::kRequiresGrad)) return J;
   // A parameter's adjoint accumulates: save it, zero it per row, restore it at the end.
   const bool external = xn.flags & detail::kExternalGrad;
   std::vector<T> saved;

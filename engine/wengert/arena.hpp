@@ -8,8 +8,10 @@
 
 #include <cstddef>
 #include <cstdlib>
-#include <new>
+#include <string>
 #include <vector>
+
+#include <wengert/errors.hpp>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -17,14 +19,20 @@
 
 namespace wengert::detail {
 
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_no_memory(std::size_t bytes) {
+  throw ResourceError("cannot allocate " + std::to_string(bytes) + " bytes (out of memory)");
+}
+
 /// 64-byte aligned memory for values, adjoints and parameters. A buffer of 2 MiB or more is
 /// aligned to 2 MiB, rounded up to whole 2 MiB pages and offered to the kernel as transparent
 /// huge pages (madvise; the kernel may decline): a GEMM streaming through megabytes of weights
 /// then takes one TLB entry per 2 MiB instead of one per 4 KiB.
 /// `bytes` is updated to the size actually allocated (whole 2 MiB pages for a large buffer).
+/// Throws ResourceError if the memory cannot be allocated.
 inline void* buffer_alloc(std::size_t& bytes) {
   constexpr std::size_t kHuge = std::size_t{2} << 20;
   void* p = nullptr;
+  if (bytes > ~std::size_t{0} - kHuge) throw_no_memory(bytes);
   if (bytes >= kHuge) {
     bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
     p = std::aligned_alloc(kHuge, bytes);
@@ -34,7 +42,7 @@ inline void* buffer_alloc(std::size_t& bytes) {
   } else {
     p = std::aligned_alloc(64, bytes);
   }
-  if (!p) throw std::bad_alloc();
+  if (!p) throw_no_memory(bytes);
   return p;
 }
 
@@ -105,6 +113,7 @@ class Arena {
     std::size_t size;
   };
   static Block new_block(std::size_t size) {
+    if (size > ~std::size_t{0} - kBlockAlign) throw_no_memory(size);
     size = (size + kBlockAlign - 1) & ~(kBlockAlign - 1);
     void* p = buffer_alloc(size);  // rounds a large block up to whole huge pages: all usable
     return {static_cast<std::byte*>(p), size};
@@ -127,7 +136,10 @@ struct AlignedAllocator {
   AlignedAllocator() = default;
   template <class U>
   AlignedAllocator(const AlignedAllocator<U>&) {}
-  T* allocate(std::size_t n) {
+  T* allocate(std::size_t n) {  // throws ResourceError
+    if (n > (~std::size_t{0} >> 1) / sizeof(T))
+      throw ResourceError("cannot allocate " + std::to_string(n) + " elements of " +
+                          std::to_string(sizeof(T)) + " bytes (more than the address space)");
     std::size_t bytes = (n * sizeof(T) + 63) & ~std::size_t{63};
     if (bytes == 0) bytes = 64;
     return static_cast<T*>(detail::buffer_alloc(bytes));

@@ -26,11 +26,19 @@ class Parameter {
  public:
   /// An empty parameter, shape [0].
   Parameter() : shape_{0} {}
+  /// Zero value and gradient of `shape`. Throws ResourceError (naming the parameter, its shape
+  /// and the bytes) if they cannot be allocated.
   explicit Parameter(const Shape& shape, std::string name = {})
-      : shape_(shape),
-        value_(shape.size(), T(0)),
-        grad_(shape.size(), T(0)),
-        name_(std::move(name)) {}
+      : shape_(shape), name_(std::move(name)) {
+    try {
+      value_.assign(shape.size(), T(0));
+      grad_.assign(shape.size(), T(0));
+    } catch (const ResourceError& e) {
+      throw ResourceError("Parameter" + (name_.empty() ? std::string() : " '" + name_ + "'") +
+                          " of shape " + shape.str() + ": its value and gradient need " +
+                          std::to_string(shape.size() * sizeof(T)) + " bytes each: " + e.what());
+    }
+  }
   template <class E>
   explicit Parameter(const xt::xexpression<E>& init, std::string name = {})
       : Parameter(Shape(init.derived_cast().shape()), std::move(name)) {

@@ -1,7 +1,9 @@
 // wengert — tensor shapes.
 //
 // A Shape is a small fixed-capacity value (rank ≤ kMaxRank) so that recording an op never
-// allocates for its shape. Dimensions are row-major; a rank-0 shape is a scalar of size 1.
+// allocates for its shape. Its element count is checked (≤ kMaxSize) wherever it is built or
+// grown, and its dimensions cannot be written in place, so size() never wraps. Dimensions are
+// row-major; a rank-0 shape is a scalar of size 1.
 #pragma once
 
 #include <array>
@@ -26,8 +28,20 @@ class Shape {
   }
 
   std::size_t rank() const { return rank_; }
+  /// Dimension i (read-only: a Shape's dimensions are checked where it is built, so none can be
+  /// written afterwards; build a changed shape with with_dim or push_back).
   std::size_t operator[](std::size_t i) const { return dims_[i]; }
-  std::size_t& operator[](std::size_t i) { return dims_[i]; }
+  /// A copy with dimension i set to n; throws ShapeError if i ≥ rank() or if the new shape
+  /// has more elements than kMaxSize.
+  Shape with_dim(std::size_t i, std::size_t n) const {
+    if (i >= rank_)
+      throw ShapeError("Shape: with_dim(" + std::to_string(i) + ", " + std::to_string(n) + ") on " +
+                       str() + ", of rank " + std::to_string(rank_));
+    Shape s = *this;
+    s.dims_[i] = n;
+    s.check_size();
+    return s;
+  }
   const std::size_t* begin() const { return dims_.data(); }
   const std::size_t* end() const { return dims_.data() + rank_; }
   /// Number of elements (1 for a scalar).
@@ -39,10 +53,17 @@ class Shape {
   /// Last dimension, or 1 for a scalar.
   std::size_t back() const { return rank_ ? dims_[rank_ - 1] : 1; }
 
+  /// Appends a dimension; throws ShapeError (leaving the shape as it was) if the rank would
+  /// exceed kMaxRank or the size kMaxSize.
   void push_back(std::size_t d) {
     if (rank_ == kMaxRank) throw ShapeError("Shape: rank above " + std::to_string(kMaxRank));
     dims_[rank_++] = d;
-    check_size();
+    try {
+      check_size();
+    } catch (...) {
+      --rank_;  // a refused dimension leaves the shape as it was
+      throw;
+    }
   }
 
   /// Most elements a shape may have: their bytes (for double, twice over) fit in a size_t, so

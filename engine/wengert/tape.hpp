@@ -24,7 +24,8 @@
 //   clear() or by the tape's destructor.
 //
 // * One tape is used by one thread at a time: the first thread that records after a clear owns
-//   the tape until the next clear(); any other thread that records or sweeps gets a UsageError.
+//   the tape until its own next clear(); any other thread that records, sweeps or clears it
+//   gets a UsageError. After the owner's clear() any thread may take the tape over.
 //   Many threads may each use their own tape concurrently: wengert has no shared mutable state.
 //
 // The engine, one concept a header (read them in this order):
@@ -154,6 +155,8 @@ class Tape {
   }
   /// As backward(y), but computes gradients only of the chosen variables `wrt`: parameters
   /// not chosen are left untouched; the tape's other adjoints are zeroed, not computed.
+  /// A node in `wrt` that needs no gradient (a constant, detached, or recorded under no-grad)
+  /// is a UsageError, as for jacobian's x.
   void backward(const Var<T>& y, std::initializer_list<Var<T>> wrt) {
     sweep(y, Seed{}, wrt.begin(), wrt.size(), "backward");
   }
@@ -169,22 +172,36 @@ class Tape {
   }
 
   /// The Jacobian dy/dx as a [y.size(), x.size()] array, by one VJP per element of y.
-  /// Parameter gradients are left as they were.
+  /// Parameter gradients are left as they were. x must need a gradient (UsageError otherwise,
+  /// as in backward's wrt); a y that does not depend on x gives zeros.
   xt::xarray<T> jacobian(const Var<T>& y, const Var<T>& x);
 
   // ---- lifetime and inspection -----------------------------------------------------------
 
   /// Forgets every node, destroys every closure, keeps all capacity. Handles recorded before
-  /// become stale. Releases thread ownership.
+  /// become stale. Releases thread ownership: afterwards any thread may record (the tape moves
+  /// between threads this way).
+  /// Only the owner may clear a busy tape — one that a thread owns, i.e. has recorded on since
+  /// the last clear: from any other thread clear() throws UsageError and touches nothing (it
+  /// would free the nodes the owner is using). On a tape that no thread owns (new, or just
+  /// cleared) there is nothing to clear, and clear() from any thread returns without touching
+  /// the tape, so it cannot race with a thread that starts recording at that moment.
   /// Throws UsageError between begin_op and finish, and from inside a backward closure.
   void clear() {
+    const std::thread::id cur = owner_.load(std::memory_order_acquire);
+    if (cur != std::this_thread::get_id()) {
+      if (cur == std::thread::id()) return;  // unowned: no nodes, closures or arena in use
+      throw_foreign_clear();
+    }
     check_idle("clear");
     destroy_closures();
     nodes_.clear();
     inputs_.clear();
     arena_.reset();
     ++gen_;
-    owner_.store(std::thread::id(), std::memory_order_relaxed);
+    // Release: the thread that claims the tape next (check_owner's acquiring CAS) sees it
+    // cleared, with no other synchronisation between the two threads.
+    owner_.store(std::thread::id(), std::memory_order_release);
   }
 
   /// Number of nodes (leaves and ops) recorded since the last clear.
@@ -213,8 +230,14 @@ class Tape {
 
   template <class U>
   U* arena_alloc(std::size_t n) {
+    if (n > (~std::size_t{0} >> 1) / sizeof(U)) detail::throw_no_memory(~std::size_t{0});
     return static_cast<U*>(arena_.allocate(n * sizeof(U), 64));  // cache line, SIMD-friendly
   }
+  // An output (and its adjoint, if `grad`) that the arena could not allocate: the arena is
+  // rewound to `m` and a ResourceError names the op, the shape and the bytes.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_no_memory(const char* what, const Shape& s,
+                                                              bool grad, detail::Arena::Mark m,
+                                                              const ResourceError& e);
 
   void check_owner(const char* what) {
     std::thread::id me = std::this_thread::get_id();
@@ -229,6 +252,9 @@ class Tape {
 
   [[noreturn]] void throw_bad_handle(const Var<T>& v, const char* op, std::size_t arg) const;
   [[noreturn, gnu::cold, gnu::noinline]] static void throw_foreign(const char* what);
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_foreign_clear();
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_no_grad_wrt(const char* what, const Var<T>& v,
+                                                                std::size_t arg) const;
 
   // Throws if another thread owns the tape; unlike check_owner, does not claim it.
   void check_not_foreign(const char* what) const {
@@ -253,8 +279,15 @@ class Tape {
     check_idle(name);
     const Shape shape = s;  // may live in nodes_ (detach): copy before emplace_back
     const std::size_t n = shape.size();
-    const T* value = external ? external : arena_alloc<T>(n);
-    T* grad = (flags & detail::kRequiresGrad) ? arena_alloc<T>(n) : nullptr;
+    const detail::Arena::Mark m = arena_.mark();
+    const T* value = external;
+    T* grad = nullptr;
+    try {
+      if (!external) value = arena_alloc<T>(n);
+      if (flags & detail::kRequiresGrad) grad = arena_alloc<T>(n);
+    } catch (const ResourceError& e) {
+      throw_no_memory(name, shape, flags & detail::kRequiresGrad, m, e);
+    }
     detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
     node.value = value;
     node.grad = grad;
@@ -368,8 +401,14 @@ OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size
   RollbackPoint rb{nodes_.size(), inputs_.size(), arena_.mark()};
   const Shape shape = out;  // `out` may be an input's shape, i.e. inside nodes_: copy it first
   const std::size_t size = shape.size();
-  T* value = arena_alloc<T>(size);
-  T* grad = needs ? arena_alloc<T>(size) : nullptr;
+  T* value = nullptr;
+  T* grad = nullptr;
+  try {
+    value = arena_alloc<T>(size);
+    if (needs) grad = arena_alloc<T>(size);
+  } catch (const ResourceError& e) {
+    throw_no_memory(name, shape, needs, rb.arena, e);
+  }
   const auto in_begin = static_cast<std::uint32_t>(inputs_.size());
   for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
   // Filled in place: a Node assembled on the stack and pushed is copied with wide vector loads
@@ -413,6 +452,9 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
   if (n_wrt) {
     for (std::size_t k = 0; k < n_wrt; ++k) {
       check_input(wrt[k], what, k + 1);
+      // As jacobian's x: a node that needs no gradient has none to compute (UsageError).
+      if (!(nodes_[wrt[k].index_].flags & detail::kRequiresGrad))
+        throw_no_grad_wrt(what, wrt[k], k + 1);
       if (wrt[k].index_ < n) marks_[wrt[k].index_] = detail::kOnPath;
     }
     // A node is active if it needs a gradient and lies on a path from a chosen variable.

@@ -2,6 +2,12 @@
 // wengert/nn/serialize.hpp).
 #include <wengert/nn/serialize.hpp>
 
+#include "serialize_bytes.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +45,22 @@ std::uint32_t crc_update(std::uint32_t crc, const unsigned char* p, std::size_t 
     n -= chunk;
   }
   return crc;
+}
+
+// A name read from a file, for a message: control bytes (a newline, say, in a corrupt file) are
+// shown as \xNN, so that every message stays one line.
+std::string printable(const std::string& name) {
+  std::string s;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      s += hex;
+    } else {
+      s += static_cast<char>(c);
+    }
+  }
+  return s;
 }
 
 std::string prefix(const char* op, const std::string& path) {
@@ -121,6 +143,9 @@ void save_impl(const std::string& path, const Parameter<T>* const* params, std::
       throw ValueError(prefix("save", path) + "parameter " + std::to_string(i) +
                        "'s name is too long");
   }
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw ValueError(prefix("save", path) + "it is a directory; save() writes a file");
   const std::string tmp = path + ".tmp";
   {
     Writer w(tmp, path);
@@ -146,33 +171,60 @@ void save_impl(const std::string& path, const Parameter<T>* const* params, std::
   }
 }
 
-std::vector<unsigned char> read_file(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw ValueError(prefix("load", path) + "cannot open it (" + std::strerror(errno) + ")");
+// Reads the whole of `path`, which must be a regular file: at most the size fstat reports, so a
+// file that grows while it is read, or a device like /dev/zero, cannot make this read without
+// bound. Opened non-blocking, so that a FIFO is refused instead of waiting for a writer.
+std::vector<unsigned char> read_file(const std::string& path, const std::string& pre) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw ValueError(pre + "cannot open it (" + std::strerror(errno) + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0)
+    throw ValueError(pre + "cannot stat it (" + std::strerror(errno) + ")");
+  if (S_ISDIR(st.st_mode)) throw ValueError(pre + "it is a directory, not a parameter file");
+  if (!S_ISREG(st.st_mode))
+    throw ValueError(pre + "it is not a regular file (" +
+                     (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                      : S_ISFIFO(st.st_mode)                     ? "a FIFO"
+                      : S_ISSOCK(st.st_mode)                     ? "a socket"
+                                                                 : "not a file") +
+                     "); parameter files are regular files");
+  const auto size = static_cast<std::size_t>(st.st_size);
   std::vector<unsigned char> buf;
-  unsigned char chunk[1 << 16];
-  std::size_t got;
-  while ((got = std::fread(chunk, 1, sizeof chunk, f)) > 0)
-    buf.insert(buf.end(), chunk, chunk + got);
-  bool failed = std::ferror(f);
-  std::fclose(f);
-  if (failed) throw ValueError(prefix("load", path) + "read error");
+  try {
+    buf.resize(size);
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(pre + "cannot allocate " + std::to_string(size) +
+                        " bytes to read it (out of memory)");
+  }
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, buf.data() + got, std::min<std::size_t>(size - got, 1 << 24));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ValueError(pre + "read error (" + std::strerror(errno) + ")");
+    if (n == 0) break;  // shrank while being read: parsed as what was read (truncated)
+    got += static_cast<std::size_t>(n);
+  }
+  buf.resize(got);
   return buf;
 }
 
 // Bounds-checked little-endian reader over the file's body (everything before the CRC).
 class Reader {
  public:
-  Reader(const std::string& path, const unsigned char* data, std::size_t end)
-      : path_(path), data_(data), end_(end) {}
+  Reader(const std::string& pre, const unsigned char* data, std::size_t end)
+      : pre_(pre), data_(data), end_(end) {}
 
   std::size_t pos() const { return pos_; }
   std::size_t remaining() const { return end_ - pos_; }
 
   const unsigned char* take(std::size_t n, const std::string& what) {
     if (n > remaining())
-      throw ValueError(prefix("load", path_) + "the file is truncated or corrupt: " + what +
-                       " needs " + std::to_string(n) + " bytes at offset " + std::to_string(pos_) +
+      throw ValueError(pre_ + "the file is truncated or corrupt: " + what + " needs " +
+                       std::to_string(n) + " bytes at offset " + std::to_string(pos_) +
                        " but the data end at offset " + std::to_string(end_));
     const unsigned char* p = data_ + pos_;
     pos_ += n;
@@ -187,7 +239,7 @@ class Reader {
   }
 
  private:
-  std::string path_;
+  std::string pre_;
   const unsigned char* data_;
   std::size_t end_;
   std::size_t pos_ = 0;
@@ -199,17 +251,15 @@ struct Record {
   const unsigned char* data;
 };
 
-// Reads and validates the whole file (magic, version, dtype, structure, checksum) into `buf`
-// and returns its records, which point into `buf`.
+// Validates a whole file's bytes (magic, version, dtype, structure, checksum) and returns its
+// records, which point into `buf`. Every length is checked against the bytes that remain
+// before anything is read or allocated from it. Errors are ValueErrors starting with `pre`.
 template <class T>
-std::vector<Record> parse_file(const std::string& path, const std::string& pre,
-                               std::vector<unsigned char>& buf) {
-  buf = read_file(path);
-  const std::size_t size = buf.size();
-
+std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf,
+                                std::size_t size) {
   // Header: magic, version, dtype — each checked before anything that depends on it.
   if (size == 0) throw ValueError(pre + "the file is truncated: it is empty");
-  if (std::memcmp(buf.data(), kParamFileMagic, std::min<std::size_t>(size, 4)) != 0) {
+  if (std::memcmp(buf, kParamFileMagic, std::min<std::size_t>(size, 4)) != 0) {
     char hex[3 * 4 + 1] = {};
     for (std::size_t i = 0; i < std::min<std::size_t>(size, 4); ++i)
       std::snprintf(hex + 3 * i, 4, "%02x ", buf[i]);
@@ -220,7 +270,7 @@ std::vector<Record> parse_file(const std::string& path, const std::string& pre,
     throw ValueError(pre + "the file is truncated: " + std::to_string(size) +
                      " bytes, less than the " + std::to_string(kHeaderBytes + kTrailerBytes) +
                      "-byte header and checksum");
-  Reader r(path, buf.data(), size - kTrailerBytes);
+  Reader r(pre, buf, size - kTrailerBytes);
   r.take(4, "magic");
   const auto version = r.uint<std::uint32_t>("version");
   if (version != kParamFileVersion)
@@ -248,26 +298,39 @@ std::vector<Record> parse_file(const std::string& path, const std::string& pre,
     const auto len = r.uint<std::uint32_t>(which + "'s name length");
     const unsigned char* name = r.take(len, which + "'s name");
     rec.name.assign(reinterpret_cast<const char*>(name), len);
-    const std::string named = which + " ('" + rec.name + "')";
+    const std::string named = which + " ('" + printable(rec.name) + "')";
     const auto rank = r.uint<std::uint32_t>(named + "'s rank");
     if (rank > Shape::kMaxRank)
       throw ValueError(pre + "the file is corrupt: " + named + " has rank " + std::to_string(rank) +
                        ", above the maximum " + std::to_string(Shape::kMaxRank));
-    std::uint64_t elems = 1;
-    bool overflow = false;
+    // The dimensions are checked here, before a Shape is built from them: a Shape refuses
+    // more than Shape::kMaxSize elements with a ShapeError, which would not name the file.
+    // A zero dimension anywhere means no elements, whatever the others (as for Shape, so that
+    // every parameter save() writes, [2^61, 0] included, loads).
+    std::vector<std::size_t> dims(rank);
+    bool empty = false;
+    std::string shown = "[";
     for (std::uint32_t d = 0; d < rank; ++d) {
       const auto dim = r.uint<std::uint64_t>(named + "'s dimension " + std::to_string(d));
-      rec.shape.push_back(static_cast<std::size_t>(dim));
-      if (dim != 0 && elems > std::numeric_limits<std::uint64_t>::max() / sizeof(T) / dim)
-        overflow = true;
-      elems *= dim;
+      dims[d] = static_cast<std::size_t>(dim);
+      shown += (d ? "," : "") + std::to_string(dim);
+      empty |= dim == 0;
     }
-    if (overflow || elems * sizeof(T) > r.remaining())
-      throw ValueError(pre + "the file is truncated or corrupt: " + named + " of shape " +
-                       rec.shape.str() + " needs " +
+    shown += "]";
+    std::uint64_t elems = 1;
+    bool overflow = false;
+    for (std::uint32_t d = 0; d < rank && !empty && !overflow; ++d) {
+      if (elems > std::numeric_limits<std::uint64_t>::max() / sizeof(T) / dims[d]) overflow = true;
+      elems *= dims[d];
+    }
+    if (empty) elems = 0;
+    if (overflow || elems > Shape::kMaxSize || elems * sizeof(T) > r.remaining())
+      throw ValueError(pre + "the file is truncated or corrupt: " + named + " of shape " + shown +
+                       " needs " +
                        (overflow ? std::string("more") : std::to_string(elems * sizeof(T))) +
                        " bytes of data at offset " + std::to_string(r.pos()) + " but only " +
                        std::to_string(r.remaining()) + " remain before the checksum");
+    rec.shape = Shape(dims);  // checked as a whole: [2^61, 0] is a valid (empty) shape
     rec.data = r.take(static_cast<std::size_t>(elems * sizeof(T)), named + "'s data");
   }
   if (r.remaining() != 0)
@@ -275,11 +338,11 @@ std::vector<Record> parse_file(const std::string& path, const std::string& pre,
                      " unexpected bytes between the last tensor and the checksum");
 
   // Checksum over everything before the trailer.
-  const unsigned char* t = buf.data() + size - kTrailerBytes;
+  const unsigned char* t = buf + size - kTrailerBytes;
   const std::uint32_t stored = std::uint32_t{t[0]} | std::uint32_t{t[1]} << 8 |
                                std::uint32_t{t[2]} << 16 | std::uint32_t{t[3]} << 24;
-  const std::uint32_t computed = crc_update(static_cast<std::uint32_t>(::crc32(0L, Z_NULL, 0)),
-                                            buf.data(), size - kTrailerBytes);
+  const std::uint32_t computed =
+      crc_update(static_cast<std::uint32_t>(::crc32(0L, Z_NULL, 0)), buf, size - kTrailerBytes);
   if (stored != computed) {
     char msg[96];
     std::snprintf(msg, sizeof msg, "checksum mismatch (stored CRC-32 %08x, computed %08x)", stored,
@@ -309,8 +372,8 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
   const std::string pre = prefix("load", path);
   for (std::size_t i = 0; i < params.size(); ++i)
     if (!params[i]) throw UsageError(pre + "parameter " + std::to_string(i) + " is null");
-  std::vector<unsigned char> buf;
-  const std::vector<Record> records = parse_file<T>(path, pre, buf);
+  const std::vector<unsigned char> buf = read_file(path, pre);
+  const std::vector<Record> records = parse_bytes<T>(pre, buf.data(), buf.size());
 
   // The file is sound; now it must match the parameters.
   if (records.size() != params.size())
@@ -319,11 +382,11 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
   for (std::size_t i = 0; i < records.size(); ++i) {
     const Parameter<T>& p = *params[i];
     if (records[i].name != p.name())
-      throw ValueError(pre + "tensor " + std::to_string(i) + " is named '" + records[i].name +
-                       "' in the file but parameter " + std::to_string(i) + " is named '" +
-                       p.name() + "'");
+      throw ValueError(pre + "tensor " + std::to_string(i) + " is named '" +
+                       printable(records[i].name) + "' in the file but parameter " +
+                       std::to_string(i) + " is named '" + printable(p.name()) + "'");
     if (records[i].shape != p.shape())
-      throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + records[i].name +
+      throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + printable(records[i].name) +
                        "') has shape " + records[i].shape.str() +
                        " in the file but the parameter has shape " + p.shape().str());
   }
@@ -333,19 +396,48 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
 }
 
 template <class T>
-std::vector<Parameter<T>> load_all_impl(const std::string& path) {
-  std::vector<unsigned char> buf;
-  const std::vector<Record> records = parse_file<T>(path, prefix("load_all", path), buf);
+std::vector<Parameter<T>> parameters_from(const std::string& pre, const unsigned char* data,
+                                          std::size_t size) {
+  const std::vector<Record> records = parse_bytes<T>(pre, data, size);
   std::vector<Parameter<T>> out;
-  out.reserve(records.size());
-  for (const Record& rec : records) {
-    out.emplace_back(rec.shape, rec.name);
-    copy_values(rec.data, out.back());
+  try {
+    out.reserve(records.size());
+    for (const Record& rec : records) {
+      out.emplace_back(rec.shape, rec.name);
+      copy_values(rec.data, out.back());
+    }
+  } catch (const ResourceError& e) {
+    throw ResourceError(pre + e.what());
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(pre + "out of memory while creating " + std::to_string(records.size()) +
+                        " parameters");
   }
   return out;
 }
 
+template <class T>
+std::vector<Parameter<T>> load_all_impl(const std::string& path) {
+  const std::string pre = prefix("load_all", path);
+  const std::vector<unsigned char> buf = read_file(path, pre);
+  return parameters_from<T>(pre, buf.data(), buf.size());
+}
+
 }  // namespace
+
+namespace detail {
+
+template <class T>
+std::vector<Parameter<T>> load_all_from_bytes(const unsigned char* data, std::size_t size,
+                                              const std::string& shown) {
+  return parameters_from<T>(prefix("load_all", shown), data, size);
+}
+template std::vector<Parameter<float>> load_all_from_bytes<float>(const unsigned char*, std::size_t,
+                                                                  const std::string&);
+template std::vector<Parameter<double>> load_all_from_bytes<double>(const unsigned char*,
+                                                                    std::size_t,
+                                                                    const std::string&);
+
+}  // namespace detail
 
 template <class T>
 void save(const std::string& path, const std::vector<const Parameter<T>*>& params) {

@@ -19,6 +19,7 @@
 #include <xtensor/xmath.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -565,6 +566,76 @@ TEST(Errors, ShapesThatCannotExistAreRefused) {
   EXPECT_EQ(snapshot(tape), before);
 }
 
+// A huge dimension written into a built Shape (through a non-const operator[]) used to skip
+// the overflow check: size() wrapped to 0 and sum(x, 0) then walked memory it never allocated.
+// Dimensions are read-only now; a changed shape is built by with_dim, which checks.
+TEST(Errors, AShapeCannotBeChangedPastTheLimitAfterItIsBuilt) {
+  static_assert(!std::is_assignable_v<decltype(std::declval<Shape&>()[0]), std::size_t>,
+                "a Shape's dimensions must not be writable in place");
+  const Shape s{2, 3};
+  try {
+    Shape t = s.with_dim(0, std::size_t{1} << 62);  // 3·2^62 elements: wraps
+    FAIL() << t.str();
+  } catch (const ShapeError& e) {
+    EXPECT_TRUE(contains(e.what(), "[4611686018427387904,3]")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "more elements than can be addressed")) << e.what();
+  }
+  EXPECT_THROW((void)s.with_dim(1, Shape::kMaxSize), ShapeError);  // 2·kMaxSize
+  EXPECT_EQ(s.with_dim(1, 5), (Shape{2, 5}));
+  EXPECT_EQ(s, (Shape{2, 3}));                       // unchanged
+  EXPECT_THROW((void)s.with_dim(2, 1), ShapeError);  // no dimension 2
+  Shape grown;
+  grown.push_back(std::size_t{1} << 32);
+  EXPECT_THROW(grown.push_back(std::size_t{1} << 32), ShapeError);  // push_back checks too
+  EXPECT_EQ(grown, (Shape{std::size_t{1} << 32}));                  // and leaves it as it was
+}
+
+// Memory that cannot be allocated used to escape as std::bad_alloc (a Parameter of 2^33 floats
+// on a small machine). It is a ResourceError naming what was allocated and the bytes. The sizes
+// here are allowed shapes whose bytes (2^62 and more) exceed any address space, so the
+// allocation fails deterministically on Linux whatever the overcommit policy (sanitizer builds:
+// allocator_may_return_null=1, set by the test presets).
+TEST(Errors, AllocationFailureIsAResourceErrorNamingWhatAndHowMuch) {
+  static_assert(std::is_base_of_v<Error, ResourceError>);
+  static_assert(!std::is_base_of_v<std::bad_alloc, ResourceError>);
+  const std::size_t huge = Shape::kMaxSize;  // 2^60 - 1 elements
+  try {
+    Parameter<float> p(Shape{huge}, "w");
+    FAIL() << "allocated " << p.size() << " floats";
+  } catch (const ResourceError& e) {
+    EXPECT_TRUE(contains(e.what(), "Parameter 'w' of shape [1152921504606846975]")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "4611686018427387900 bytes each")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "out of memory")) << e.what();
+  }
+  EXPECT_THROW(Parameter<double>(Shape{huge / 4, 4}), ResourceError);
+
+  // A tape's arena: the op is named with its shape and bytes, and the tape is left exactly as
+  // it was (no node, no arena block, the cursor where it was).
+  Tape<double> tape;
+  auto x = tape.variable(Arr{1.0, 2.0});
+  const Snapshot before = snapshot(tape);
+  try {
+    auto op = tape.begin_op("huge_op", {x}, Shape{huge / 2});
+    FAIL() << "allocated " << op.out_size() << " doubles";
+  } catch (const ResourceError& e) {
+    EXPECT_TRUE(
+        contains(e.what(), "huge_op: cannot allocate the output of shape [576460752303423487]"))
+        << e.what();
+    EXPECT_TRUE(contains(e.what(), "(4611686018427387896 bytes, and as many for its gradient)"))
+        << e.what();
+  }
+  EXPECT_EQ(snapshot(tape), before);
+  try {
+    tape.variable(static_cast<const double*>(nullptr), Shape{huge});  // fails before reading
+    FAIL();
+  } catch (const ResourceError& e) {
+    EXPECT_TRUE(contains(e.what(), "variable: cannot allocate the output of shape")) << e.what();
+  }
+  EXPECT_EQ(snapshot(tape), before);
+  tape.backward(sum(x * x));  // the tape still works
+  EXPECT_DOUBLE_EQ(x.grad()(1), 4.0);
+}
+
 TEST(Errors, ReadingGradientsAndItemsNamesTheNode) {
   Tape<double> tape;
   V c = tape.constant(values({2, 4}));
@@ -726,16 +797,28 @@ TEST(Errors, AnotherThreadCannotRecordOrSweepWhileOneOwnsTheTape) {
   tape.backward(loss);
   tape.clear();
   double got = 0;
+  std::atomic<int> stage{0};
   std::thread t2([&] {
     V x2 = tape.variable(values({4, 3}));
     V l2 = mean(tanh(layer.forward(tape, x2)));
     tape.backward(l2);
     got = l2.item();
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+    tape.clear();  // only the owner releases the tape
   });
-  t2.join();
+  while (stage.load() != 1) std::this_thread::yield();
   EXPECT_GT(got, -1.0);
-  EXPECT_THROW(tape.variable(1.0), UsageError);  // now the other thread's until clear()
-  tape.clear();
+  EXPECT_THROW(tape.variable(1.0), UsageError);  // now the other thread's until its clear()
+  try {
+    tape.clear();
+    ADD_FAILURE() << "clear() from a thread that does not own the tape was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_TRUE(contains(e.what(), "tape: clear() from a thread that does not own this tape"))
+        << e.what();
+  }
+  stage.store(2);
+  t2.join();
   EXPECT_NO_THROW(tape.variable(1.0));
 }
 

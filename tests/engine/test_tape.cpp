@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -422,8 +423,42 @@ TEST(Tape, JacobianByRepeatedVJPs) {
     EXPECT_DOUBLE_EQ(J(i, i), w.value()(i) * (1 - t * t));
     EXPECT_DOUBLE_EQ(J(i, 1 - i), 0.0);
   }
-  auto Jc = tape.jacobian(y, w);  // constant: zero
-  EXPECT_EQ(Jc, xt::zeros<double>({2, 2}));
+  // y that does not depend on a variable x: zeros.
+  auto x2 = tape.variable(xt::xarray<double>{1.0});
+  EXPECT_EQ(tape.jacobian(y, x2), xt::zeros<double>({2, 1}));
+}
+
+// jacobian(y, c) for a constant c used to return zeros quietly. It is refused now, like a node
+// that needs no gradient in backward's wrt (which used to be ignored quietly too).
+TEST(Tape, DerivativesWithRespectToANodeThatNeedsNoGradientAreRefused) {
+  Tape<double> tape;
+  auto x = tape.variable(xt::xarray<double>{0.2, -0.4});
+  auto w = tape.constant(xt::xarray<double>{3.0, 5.0});
+  auto y = ttanh(tmul(x, w));
+  auto d = tape.detach(x);
+  Var<double> ng;
+  {
+    NoGradGuard no_grad;
+    ng = tape.variable(1.0);
+  }
+  auto expect = [&](const std::function<void()>& f, const std::string& what) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted: " << what;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("needs no gradient"), std::string::npos) << e.what();
+    }
+  };
+  expect([&] { tape.jacobian(y, w); }, "jacobian: argument 1 (node #1, 'constant' [2])");
+  expect([&] { tape.jacobian(y, d); }, "jacobian: argument 1 (node #4, 'detach' [2])");
+  expect([&] { tape.jacobian(y, ng); }, "jacobian: argument 1 (node #5, 'variable' [])");
+  auto loss = tsum(y);
+  expect([&] { tape.backward(loss, {x, w}); }, "backward: argument 2 (node #1, 'constant' [2])");
+  expect([&] { tape.backward(loss, {d}); }, "backward: argument 1 (node #4, 'detach' [2])");
+  EXPECT_EQ(tape.size(), 7u);
+  tape.backward(loss, {x});  // still fine
+  EXPECT_NE(x.grad()(0), 0.0);
 }
 
 TEST(Tape, ParameterGradientAccumulatesAcrossTapesUntilZeroed) {
@@ -674,6 +709,132 @@ TEST(Tape, ThreadsRecordOnTheirOwnTapesConcurrently) {
     for (int i = 50; i-- > 0;) d *= factor[i];
     EXPECT_DOUBLE_EQ(grads[k], d);
   }
+}
+
+// clear() from a thread that does not own a busy tape used to take the tape over, freeing the
+// nodes its owner was recording on (a data race that showed up only as spurious stale-handle
+// errors). Now it is refused and touches nothing; only the owner's clear() releases the tape.
+TEST(TapeThreads, ClearFromAThreadThatDoesNotOwnTheTapeIsRefused) {
+  Tape<double> tape;
+  auto x = tape.variable(0.5);
+  auto y = ttanh(x);
+  std::string msg;
+  std::thread t([&] {
+    try {
+      tape.clear();
+    } catch (const UsageError& e) {
+      msg = e.what();
+    }
+  });
+  t.join();
+  EXPECT_NE(msg.find("tape: clear() from a thread that does not own this tape"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("only its owner may clear it"), std::string::npos) << msg;
+  EXPECT_EQ(tape.size(), 2u);  // untouched: the owner's handles still work
+  tape.backward(y);
+  EXPECT_DOUBLE_EQ(x.grad()(0), 1 - std::tanh(0.5) * std::tanh(0.5));
+
+  // After the owner's clear() nobody owns the tape: clear() from any thread is a harmless no-op
+  // and any thread may record on it (the tape moves between threads).
+  tape.clear();
+  double got = 0;
+  std::thread t2([&] {
+    tape.clear();
+    auto v = tape.variable(0.25);
+    tape.backward(ttanh(v));
+    got = v.grad()(0);
+    tape.clear();  // its owner now: releases it
+  });
+  t2.join();
+  EXPECT_DOUBLE_EQ(got, 1 - std::tanh(0.25) * std::tanh(0.25));
+  auto z = tape.variable(1.0);  // back on this thread
+  EXPECT_EQ(tape.size(), 1u);
+  (void)z;
+}
+
+// The hostile tester's scenario: one thread trains on a tape while another keeps calling
+// clear() on it. The owner must see no error at all (before the fix: hundreds of spurious
+// stale-handle errors), and under ThreadSanitizer there must be no data race.
+TEST(TapeConcurrent, ForeignClearsDuringStepsAreRefusedAndHarmless) {
+  Tape<double> tape;
+  std::atomic<bool> done{false};
+  std::atomic<long> refused{0}, returned{0};
+  std::thread clearer([&] {
+    while (!done.load()) {
+      try {
+        tape.clear();
+        returned.fetch_add(1);
+      } catch (const UsageError&) {
+        refused.fetch_add(1);
+      }
+    }
+  });
+  long steps = 0, errors = 0, wrong = 0;
+  std::string first_error;
+  // At least 2000 steps, and until the clearer has been refused a few times (bounded).
+  for (; steps < 2000 || (refused.load() < 10 && steps < 200000); ++steps) {
+    try {
+      const double v = 0.001 * static_cast<double>(steps % 1000);
+      auto x = tape.variable(v);
+      Var<double> h = x;
+      for (int i = 0; i < 4; ++i) h = ttanh(h);
+      tape.backward(tsum(h));
+      double d = 1, a = v;
+      for (int i = 0; i < 4; ++i) {
+        a = std::tanh(a);
+        d *= 1 - a * a;
+      }
+      if (std::abs(x.grad()(0) - d) > 1e-14) ++wrong;
+      tape.clear();
+    } catch (const Error& e) {
+      if (!errors++) first_error = e.what();
+    }
+  }
+  done.store(true);
+  clearer.join();
+  EXPECT_EQ(errors, 0) << "first: " << first_error;
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GE(refused.load(), 1) << "the other thread's clear() was never refused in " << steps
+                               << " steps";
+}
+
+// Two threads share one tape by taking turns: a thread's first op claims the tape (or fails,
+// touching nothing, while the other owns it) and its clear() hands it back. Synchronised by the
+// tape's owner field alone, which ThreadSanitizer checks.
+TEST(TapeConcurrent, TwoThreadsHandTheTapeOverThroughClear) {
+  Tape<double> tape;
+  std::atomic<long> mid_step_errors{0}, wrong{0};
+  auto worker = [&](double seed, long* completed) {
+    for (long attempts = 0; *completed < 300 && attempts < 5000000; ++attempts) {
+      Var<double> x;
+      try {
+        x = tape.variable(seed);  // claims the tape, or throws without touching it
+      } catch (const UsageError&) {
+        std::this_thread::yield();
+        continue;
+      }
+      try {
+        auto y = tsum(ttanh(x));
+        tape.backward(y);
+        const double t = std::tanh(seed);
+        if (x.grad()(0) != 1 - t * t) wrong.fetch_add(1);
+        tape.clear();
+        ++*completed;
+      } catch (const Error&) {
+        mid_step_errors.fetch_add(1);
+        return;
+      }
+      std::this_thread::yield();
+    }
+  };
+  long ca = 0, cb = 0;
+  std::thread a(worker, 0.3, &ca), b(worker, 0.7, &cb);
+  a.join();
+  b.join();
+  EXPECT_EQ(mid_step_errors.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(ca, 300);
+  EXPECT_EQ(cb, 300);
 }
 
 TEST(Tape, PrintsListingAndDot) {

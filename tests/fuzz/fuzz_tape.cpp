@@ -280,8 +280,8 @@ class Program {
       for (std::size_t d = 0; d < rank; ++d) s.push_back(dim());
     }
     while (s.size() > kMaxElements) {  // keep inputs small: shrink the largest dimension
-      std::size_t* m = std::max_element(&s[0], &s[0] + s.rank());
-      *m = std::max<std::size_t>(1, *m / 2);
+      const auto m = static_cast<std::size_t>(std::max_element(s.begin(), s.end()) - s.begin());
+      s = s.with_dim(m, std::max<std::size_t>(1, s[m] / 2));
     }
     return s;
   }
@@ -1008,7 +1008,9 @@ class Program {
     const int t = y.usable() ? y.tape : 0;
     Tape<T>& tape = *tapes_[t];
     bool expect_usage = !y.usable();
-    for (const Entry<T>& w : wrt) expect_usage |= !w.usable() || w.tape != t;
+    // A chosen node that needs no gradient is a UsageError too (as jacobian's x).
+    for (const Entry<T>& w : wrt)
+      expect_usage |= !w.usable() || w.tape != t || !w.v.requires_grad();
     std::vector<Var<T>> wv;
     for (const Entry<T>& w : wrt) wv.push_back(w.v);
     const std::size_t before[2] = {tapes_[0]->size(), tapes_[1]->size()};
@@ -1131,6 +1133,7 @@ class Program {
     const std::size_t before[2] = {tapes_[0]->size(), tapes_[1]->size()};
     try {
       const xt::xarray<T> J = tapes_[y.tape]->jacobian(y.v, x.v);
+      if (!x.v.requires_grad()) finding("jacobian accepted an x that needs no gradient");
       if (J.dimension() != 2 || J.shape()[0] != y.v.size() || J.shape()[1] != x.v.size())
         finding("jacobian has the wrong shape");
       fold_values(J.data(), J.size());

@@ -6,6 +6,7 @@
 #include <wengert/tape.hpp>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -357,4 +358,98 @@ TEST_F(SerializeTest, CorruptHeaderCountIsCaughtBeforeAllocating) {
   fix_crc(bytes);
   write_bytes(f, bytes);
   expect_value_error([&] { nn::load(f, ps); }, f, {"truncated or corrupt", "tensors"});
+}
+
+// A dimension of 2^61 in a file with a valid CRC used to escape as a ShapeError from Shape,
+// without the file's name; a corrupt file is a ValueError naming the file (load and load_all).
+TEST_F(SerializeTest, AHugeDimensionWithAValidChecksumIsAValueErrorNamingTheFile) {
+  Parameter<float> p(Shape{1, 1}, "p");
+  std::vector<Parameter<float>*> ps{&p};
+  const std::string f = path("huge_dim.wgrt");
+  nn::save(f, ps);
+  auto bytes = read_bytes(f);
+  // Header (20) + name length (4) + "p" (1) + rank (4): dimension 0 starts at offset 29.
+  ASSERT_EQ(le64(bytes, 29), 1u);
+  for (int i = 0; i < 8; ++i) bytes[29 + i] = static_cast<unsigned char>((1ull << 61) >> (8 * i));
+  fix_crc(bytes);
+  write_bytes(f, bytes);
+  for (int which = 0; which < 2; ++which) {
+    try {
+      if (which == 0)
+        nn::load(f, ps);
+      else
+        nn::load_all<float>(f);
+      ADD_FAILURE() << "loaded";
+    } catch (const ValueError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("'" + f + "'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("tensor 0 ('p') of shape [2305843009213693952,1]"), std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("truncated or corrupt"), std::string::npos) << msg;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not a ValueError: " << e.what();
+    }
+  }
+}
+
+// load of a directory said "read error"; save into one said the rename failed.
+TEST_F(SerializeTest, ADirectoryIsNamedAsSuch) {
+  Parameter<float> p(Shape{2}, "p");
+  std::vector<Parameter<float>*> ps{&p};
+  const std::string d = path("a_dir");
+  fs::create_directories(d);
+  expect_value_error([&] { nn::load(d, ps); }, d, {"load: ", "it is a directory"});
+  expect_value_error([&] { nn::load_all<float>(d); }, d, {"load_all: ", "it is a directory"});
+  expect_value_error([&] { nn::save(d, ps); }, d, {"save: ", "it is a directory"});
+  EXPECT_TRUE(fs::is_directory(d));
+  EXPECT_FALSE(fs::exists(d + ".tmp"));
+}
+
+// load("/dev/zero") read without bound until memory ran out; a FIFO would block forever.
+// Only regular files are read, and only as many bytes as their size.
+TEST_F(SerializeTest, DevicesAndFifosAreRefusedWithoutReading) {
+  Parameter<float> p(Shape{2}, "p");
+  std::vector<Parameter<float>*> ps{&p};
+  expect_value_error([&] { nn::load("/dev/zero", ps); }, "/dev/zero",
+                     {"not a regular file (a device)"});
+  expect_value_error([&] { nn::load_all<double>("/dev/zero"); }, "/dev/zero",
+                     {"not a regular file (a device)"});
+  const std::string fifo = path("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_value_error([&] { nn::load(fifo, ps); }, fifo, {"not a regular file (a FIFO)"});
+}
+
+// Found by fuzz_load: a huge dimension followed by a zero one (no elements at all) was refused
+// with a ShapeError while the shape was built one dimension at a time. Such a parameter is
+// valid, saves, and must load.
+TEST_F(SerializeTest, AnEmptyParameterWithAHugeDimensionRoundTrips) {
+  Parameter<double> p(Shape{std::size_t{1} << 61, 0, 3}, "empty");
+  std::vector<Parameter<double>*> ps{&p};
+  const std::string f = path("empty_huge.wgrt");
+  nn::save(f, ps);
+  nn::load(f, ps);
+  const auto all = nn::load_all<double>(f);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].shape(), p.shape());
+  EXPECT_EQ(all[0].size(), 0u);
+}
+
+// Found by fuzz_load: a name with a newline (from a corrupt file, or a parameter's own name)
+// made a message of two lines. Control bytes are shown as \xNN.
+TEST_F(SerializeTest, NamesWithControlBytesKeepMessagesOnOneLine) {
+  Parameter<float> p(Shape{1}, "a\nb\x7f");
+  Parameter<float> q(Shape{1}, "c\td");
+  const std::string f = path("names.wgrt");
+  nn::save(f, std::vector<Parameter<float>*>{&p});
+  try {
+    nn::load(f, std::vector<Parameter<float>*>{&q});
+    ADD_FAILURE() << "loaded";
+  } catch (const ValueError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\t'), std::string::npos) << msg;
+    EXPECT_NE(msg.find("named 'a\\x0ab\\x7f' in the file but parameter 0 is named 'c\\x09d'"),
+              std::string::npos)
+        << msg;
+  }
 }

@@ -33,9 +33,12 @@
 //
 // Every error is a wengert::ValueError whose message starts with the operation and the file
 // ("load: 'ckpt.wgrt': ...") and says what is wrong: the file cannot be opened or written; it
-// is not a wengert file (wrong magic); it has an unsupported format version; its dtype is not
-// the parameters' dtype; it is truncated; it is corrupt (checksum mismatch, or bytes after the
-// checksum); or a tensor's count, name or shape does not match the parameters.
+// is a directory, or not a regular file (a device, a FIFO: only regular files are read, and
+// never more bytes than their size); it is not a wengert file (wrong magic); it has an unsupported
+// format version; its dtype is not the parameters' dtype; it is truncated; it is corrupt (checksum
+// mismatch, or bytes after the checksum; a dimension too large for the data, however large); or a
+// tensor's count, name or shape does not match the parameters. (Memory that cannot be allocated for
+// what a sound file holds is a ResourceError, also naming the file.)
 #pragma once
 
 #include <cstdint>
