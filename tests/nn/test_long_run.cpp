@@ -56,8 +56,8 @@ long resident_bytes() {
 TEST(LongRun, HundredThousandAdamStepsKeepResidentMemoryFlat) {
   constexpr std::size_t kIn = 8, kBatch = 16, kExamples = 4096;
   constexpr std::uint64_t kSteps = 100000, kInterval = 10000, kWarmup = 10000;
-  [[maybe_unused]] constexpr long kMaxGrowth = 64
-                                               << 10;  // unused where the RSS bound is not checked
+  // (unused in sanitizer builds, which do not check the RSS bound)
+  [[maybe_unused]] constexpr long kMaxGrowth = 64 << 10;
 
   // A fixed data set: two classes split by a curved boundary in 8-D, 10% of the labels
   // flipped (so the loss stays away from 0 and the gradients stay ordinary numbers).
