@@ -32,9 +32,18 @@ if(WENGERT_NATIVE)
   endif()
 endif()
 
-# Settings every layer library shares.
-function(wengert_library_settings target)
-  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+# One layer: a static library wengert_<layer> (exported as wengert::<layer>, alias of the same
+# name in the build) whose headers are <layer>/wengert/..., included as <wengert/...> both in
+# the tree and once installed. Links and definitions are the caller's.
+function(wengert_add_layer layer)
+  set(target wengert_${layer})
+  add_library(${target} STATIC ${ARGN})
+  add_library(wengert::${layer} ALIAS ${target})
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${layer} OUTPUT_NAME ${target}
+    POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(${target} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     # xsimd 8's AVX-512 kernels (exp, log, select) do not compile without optimisation: gcc's
     # intrinsics are macros with narrower casts when __OPTIMIZE__ is not defined. A Debug build
