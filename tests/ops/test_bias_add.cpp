@@ -323,24 +323,7 @@ TEST(Linear, ThroughOpTest) {
   auto shapes = [](std::size_t m, std::size_t k, std::size_t n) {
     return ShapeCase{{m, k}, {k, n}, {n}};
   };
-  wengert::testing::ShapeFamily family;
-  family.name = "linear";
-  // 1s, a square x and W (one variable for both), a SIMD-sized k, empty k, m and n.
-  for (auto [m, k, n] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{2, 3, 4},
-                                                                                       {1, 1, 1},
-                                                                                       {1, 5, 1},
-                                                                                       {5, 1, 5},
-                                                                                       {3, 3, 3},
-                                                                                       {4, 17, 3},
-                                                                                       {3, 0, 2},
-                                                                                       {0, 4, 2},
-                                                                                       {2, 3, 0}})
-    family.fixed.push_back(shapes(m, k, n));
-  family.random = [shapes](std::mt19937_64& rng) {
-    std::uniform_int_distribution<std::size_t> d(1, 6);
-    const std::size_t m = d(rng), k = d(rng);
-    return shapes(m, k, d(rng));
-  };
+  const auto family = wengert::testing::shapes::product("linear", shapes);
   wengert::testing::op_test<3>("linear", [](auto&&... v) { return linear(v...); })
       .shapes(family)
       .bad_shapes({{{3, 4}, {5, 2}, {2}},

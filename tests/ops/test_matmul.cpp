@@ -270,23 +270,7 @@ wengert::testing::ShapeFamily matmul_shapes(bool ta, bool tb) {
   auto stored = [ta, tb](std::size_t m, std::size_t k, std::size_t n) {
     return ShapeCase{a_shape(m, k, ta), b_shape(k, n, tb)};
   };
-  wengert::testing::ShapeFamily f;
-  f.name = "matmul";
-  for (auto [m, k, n] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{2, 3, 4},
-                                                                                       {1, 1, 1},
-                                                                                       {1, 5, 1},
-                                                                                       {5, 1, 5},
-                                                                                       {3, 3, 3},
-                                                                                       {4, 17, 3},
-                                                                                       {2, 0, 3},
-                                                                                       {0, 4, 2},
-                                                                                       {3, 4, 0}})
-    f.fixed.push_back(stored(m, k, n));
-  f.random = [stored](std::mt19937_64& rng) {
-    std::uniform_int_distribution<std::size_t> d(1, 6);
-    const std::size_t m = d(rng), k = d(rng);
-    return stored(m, k, d(rng));
-  };
+  wengert::testing::ShapeFamily f = wengert::testing::shapes::product("matmul", stored);
   // Inner dimensions that differ in every transpose form, and operands that are not 2-D.
   f.bad = {{{3, 4}, {5, 2}}, {{3}, {3, 4}}, {{3, 4}, {4}}, {{}, {}}, {{2, 3, 4}, {4, 2}}};
   return f;

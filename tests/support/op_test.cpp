@@ -290,6 +290,21 @@ ShapeFamily fixed(std::vector<ShapeCase> cases) {
   return f;
 }
 
+ShapeFamily product(std::string name,
+                    std::function<ShapeCase(std::size_t, std::size_t, std::size_t)> make) {
+  ShapeFamily f;
+  f.name = std::move(name);
+  const std::size_t mkn[][3] = {{2, 3, 4},  {1, 1, 1}, {1, 5, 1}, {5, 1, 5}, {3, 3, 3},
+                                {4, 17, 3}, {2, 0, 3}, {0, 4, 2}, {3, 4, 0}};
+  for (const auto& d : mkn) f.fixed.push_back(make(d[0], d[1], d[2]));
+  f.random = [make](std::mt19937_64& rng) {
+    std::uniform_int_distribution<std::size_t> d(1, 6);
+    const std::size_t m = d(rng), k = d(rng);
+    return make(m, k, d(rng));
+  };
+  return f;
+}
+
 }  // namespace shapes
 
 // ---- report ----------------------------------------------------------------------------------

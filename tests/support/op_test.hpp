@@ -94,6 +94,12 @@ ShapeFamily same(std::size_t arity, std::size_t min_rank = 0, std::size_t max_ra
 ShapeFamily broadcast();
 /// Exactly these cases (no random ones); wrong shapes given separately with bad_shapes.
 ShapeFamily fixed(std::vector<ShapeCase> cases);
+/// Ops over a product [m,k]·[k,n] (matmul in every transpose form, linear): `make(m, k, n)`
+/// gives one case's input shapes. Edge cases: the 1s, a 1-wide inner or outer dimension, a
+/// square case (one variable can be both operands), a SIMD-sized k (17), an empty k, m and n;
+/// then seeded random m, k, n in [1, 6]. Wrong shapes are the caller's (set .bad).
+ShapeFamily product(std::string name,
+                    std::function<ShapeCase(std::size_t, std::size_t, std::size_t)> make);
 }  // namespace shapes
 
 template <class T>
