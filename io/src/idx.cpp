@@ -184,7 +184,11 @@ std::vector<std::int32_t> read_idx_labels(const std::string& path) {
 }
 
 template <class T>
-Dataset<T> load_mnist_like(const std::string& dir, const std::string& split) {
+Dataset<T> load_mnist_like(const std::string& dir, const std::string& split, std::int32_t classes) {
+  // Checked before any file is read: the argument is wrong whatever the files hold.
+  if (classes <= 0)
+    throw ValueError("load_mnist_like: '" + dir + "': classes must be > 0, got " +
+                     std::to_string(classes));
   Dataset<T> ds;
   ds.images_path = pick_file(dir, split + "-images-idx3-ubyte");
   ds.labels_path = pick_file(dir, split + "-labels-idx1-ubyte");
@@ -194,13 +198,22 @@ Dataset<T> load_mnist_like(const std::string& dir, const std::string& split) {
     throw ValueError("load_mnist_like: '" + ds.images_path + "' holds " +
                      std::to_string(ds.images.count) + " images but '" + ds.labels_path +
                      "' holds " + std::to_string(ds.labels.size()) + " labels");
-  for (std::int32_t y : ds.labels) ds.num_classes = std::max(ds.num_classes, y + 1);
+  // The class count is given, not max label + 1: a stray byte such as 255 would otherwise make
+  // 256 classes, and its example would be scored against a class no model predicts.
+  for (std::size_t i = 0; i < ds.labels.size(); ++i)
+    if (ds.labels[i] < 0 || ds.labels[i] >= classes)
+      throw ValueError(prefix("load_mnist_like", ds.labels_path) + "label " +
+                       std::to_string(ds.labels[i]) + " at index " + std::to_string(i) +
+                       " is outside [0, " + std::to_string(classes) + ")");
+  ds.num_classes = classes;
   return ds;
 }
 
 template Images<float> read_idx_images<float>(const std::string&);
 template Images<double> read_idx_images<double>(const std::string&);
-template Dataset<float> load_mnist_like<float>(const std::string&, const std::string&);
-template Dataset<double> load_mnist_like<double>(const std::string&, const std::string&);
+template Dataset<float> load_mnist_like<float>(const std::string&, const std::string&,
+                                               std::int32_t);
+template Dataset<double> load_mnist_like<double>(const std::string&, const std::string&,
+                                                 std::int32_t);
 
 }  // namespace wengert::io

@@ -62,6 +62,17 @@ class IdxTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
+  // Writes split `split` for load_mnist_like: one 1×1 image per label, and `labels` as given.
+  // Returns the labels file's path.
+  std::string write_split(const std::string& split, const std::vector<std::uint8_t>& labels) {
+    const auto n = static_cast<std::uint32_t>(labels.size());
+    write_gz(path(split + "-images-idx3-ubyte.gz"),
+             idx_bytes(0x08, {n, 1, 1}, std::vector<std::uint8_t>(labels.size(), 128)));
+    const std::string lab = path(split + "-labels-idx1-ubyte.gz");
+    write_gz(lab, idx_bytes(0x08, {n}, labels));
+    return lab;
+  }
+
   fs::path dir_;
 };
 
@@ -224,6 +235,63 @@ TEST_F(IdxTest, LoadMnistLikeFindsFilesAndChecksCounts) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(dir_.string()), std::string::npos) << msg;
     EXPECT_NE(msg.find("valid-images-idx3-ubyte.gz"), std::string::npos) << msg;
+  }
+}
+
+TEST_F(IdxTest, LoadMnistLikeRefusesLabel255NamingFileAndIndex) {
+  // A stray 255 at index 17 (and a later 200): the first is reported, not counted as a class.
+  std::vector<std::uint8_t> labels(20);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::uint8_t>(i % 10);
+  labels[17] = 255;
+  labels[19] = 200;
+  const std::string lab = write_split("t10k", labels);
+  expect_value_error([&] { io::load_mnist_like(dir_.string(), "t10k"); }, lab,
+                     {"load_mnist_like", "label 255", "index 17", "[0, 10)"});
+  try {
+    io::load_mnist_like<double>(dir_.string(), "t10k");
+    ADD_FAILURE() << "label 255 accepted";
+  } catch (const ValueError& e) {
+    EXPECT_EQ(std::string(e.what()).find("index 19"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(IdxTest, LoadMnistLikeLabelEqualToClassesIsRefused) {
+  const std::string lab = write_split("train", {0, 9, 10, 3});
+  expect_value_error([&] { io::load_mnist_like(dir_.string(), "train"); }, lab,
+                     {"label 10", "index 2", "[0, 10)"});
+}
+
+TEST_F(IdxTest, LoadMnistLikeAcceptsLabelsUpToClassesMinusOne) {
+  write_split("train", {9, 0, 9});
+  io::Dataset<float> ds = io::load_mnist_like(dir_.string(), "train");
+  EXPECT_EQ(ds.labels, (std::vector<std::int32_t>{9, 0, 9}));
+  EXPECT_EQ(ds.num_classes, 10);
+
+  // num_classes is the count given, not max label + 1.
+  write_split("train", {0, 1, 1});
+  EXPECT_EQ(io::load_mnist_like(dir_.string(), "train").num_classes, 10);
+}
+
+TEST_F(IdxTest, LoadMnistLikeCustomClasses) {
+  write_split("train", {2, 0, 1});
+  io::Dataset<float> ds = io::load_mnist_like(dir_.string(), "train", 3);
+  EXPECT_EQ(ds.num_classes, 3);
+  EXPECT_EQ(ds.labels, (std::vector<std::int32_t>{2, 0, 1}));
+
+  // 3 is fine among 10 classes but not among 3.
+  const std::string lab = write_split("train", {2, 0, 3});
+  EXPECT_EQ(io::load_mnist_like(dir_.string(), "train").num_classes, 10);
+  expect_value_error([&] { io::load_mnist_like(dir_.string(), "train", 3); }, lab,
+                     {"label 3", "index 2", "[0, 3)"});
+}
+
+TEST_F(IdxTest, LoadMnistLikeRefusesNonPositiveClasses) {
+  write_split("train", {0, 1, 2});
+  for (std::int32_t classes : {0, -1}) {
+    SCOPED_TRACE(classes);
+    expect_value_error(
+        [&] { io::load_mnist_like(dir_.string(), "train", classes); }, dir_.string(),
+        {"load_mnist_like", "classes must be > 0", "got " + std::to_string(classes)});
   }
 }
 

@@ -12,7 +12,9 @@
 // ("read_idx_images: '/data/train-images-idx3-ubyte.gz': ...") and says what is wrong: the file
 // cannot be opened; wrong magic (not IDX, unsupported element type, or the wrong kind of file —
 // labels where images were expected); truncated data; corrupt gzip data; bytes after the
-// announced data; or, in load_mnist_like, image and label counts that differ.
+// announced data; or, in load_mnist_like, image and label counts that differ, a label outside
+// [0, classes) (the file and the label's index named: a stray 255 is a corrupt file, not a 256th
+// class), or classes <= 0.
 #pragma once
 
 #include <cstddef>
@@ -56,7 +58,7 @@ template <class T = float>
 struct Dataset {
   Images<T> images;
   std::vector<std::int32_t> labels;
-  std::int32_t num_classes = 0;  // max label + 1
+  std::int32_t num_classes = 0;  // the `classes` passed to load_mnist_like
   std::string images_path, labels_path;
 
   std::size_t size() const { return images.count; }
@@ -67,12 +69,20 @@ struct Dataset {
 /// "<dir>/<split>-images-idx3-ubyte[.gz]" and "<dir>/<split>-labels-idx1-ubyte[.gz]" (the
 /// .gz file is used when both exist). Fashion-MNIST (Debian: dataset-fashion-mnist) lives in
 /// /usr/share/datasets/fashion-mnist.
+///
+/// `classes` is the number of classes, given rather than inferred from the largest label so that
+/// one corrupt label cannot silently add classes; MNIST, Fashion-MNIST and KMNIST have 10. It must
+/// be > 0, and every label must lie in [0, classes): otherwise a ValueError naming the labels
+/// file, the index of the first offending label, its value and the valid range.
 template <class T = float>
-Dataset<T> load_mnist_like(const std::string& dir, const std::string& split);
+Dataset<T> load_mnist_like(const std::string& dir, const std::string& split,
+                           std::int32_t classes = 10);
 
 extern template Images<float> read_idx_images<float>(const std::string&);
 extern template Images<double> read_idx_images<double>(const std::string&);
-extern template Dataset<float> load_mnist_like<float>(const std::string&, const std::string&);
-extern template Dataset<double> load_mnist_like<double>(const std::string&, const std::string&);
+extern template Dataset<float> load_mnist_like<float>(const std::string&, const std::string&,
+                                                      std::int32_t);
+extern template Dataset<double> load_mnist_like<double>(const std::string&, const std::string&,
+                                                        std::int32_t);
 
 }  // namespace wengert::io
