@@ -3,9 +3,23 @@
 // Part of the engine; include <wengert/tape.hpp>. A Parameter outlives tapes: Tape::param(p)
 // records a leaf that aliases its value and gradient (no copy), and every backward accumulates
 // into p.grad() until zero_grad(). Optimizers (nn/) update it in place.
+//
+// Stable storage. The value, gradient, shape and name live in a heap block (ParameterStorage)
+// that the Parameter object points to, and optimizers share that block (storage()). So a
+// Parameter — and a layer or model holding Parameters — may be moved freely after an optimizer
+// was built from it: put nn::Linear layers in a std::vector, build Adam, grow the vector, and
+// Adam still updates the same memory the layers' Parameters use. The rules:
+//   * moving a Parameter moves its block (the optimizer follows it);
+//   * copying a Parameter makes a new block (an independent copy, not seen by the optimizer);
+//   * assigning to a Parameter (copy or move) replaces the contents of its own block, so the
+//     optimizer sees the new values; if the size changed, the optimizer's step() throws
+//     UsageError (its state was sized for the old one);
+//   * a moved-from Parameter has no block: any use of it other than assigning to it or
+//     destroying it throws UsageError.
 #pragma once
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,24 +31,34 @@
 
 namespace wengert {
 
-/// A persistent tensor with a gradient: its value and gradient live here, outlive any tape, and
-/// backward accumulates into the gradient until zero_grad(). Storage is 64-byte aligned and
-/// is not reallocated except by assigning another Parameter to this one, so optimizers hold
-/// pointers to it and update it in place.
+/// What a Parameter owns, in one heap block shared with the optimizers that update it.
+/// value and grad hold shape.size() elements each, 64-byte aligned.
+template <class T>
+struct ParameterStorage {
+  Shape shape{0};
+  AlignedVector<T> value;
+  AlignedVector<T> grad;
+  std::string name;
+};
+
+/// A persistent tensor with a gradient: its value and gradient outlive any tape, and backward
+/// accumulates into the gradient until zero_grad(). See the top of this header for how its
+/// storage stays put when the Parameter object moves.
 template <class T>
 class Parameter {
  public:
   /// An empty parameter, shape [0].
-  Parameter() : shape_{0} {}
+  Parameter() : s_(std::make_shared<ParameterStorage<T>>()) {}
   /// Zero value and gradient of `shape`. Throws ResourceError (naming the parameter, its shape
   /// and the bytes) if they cannot be allocated.
-  explicit Parameter(const Shape& shape, std::string name = {})
-      : shape_(shape), name_(std::move(name)) {
+  explicit Parameter(const Shape& shape, std::string name = {}) : Parameter() {
+    s_->shape = shape;
+    s_->name = std::move(name);
     try {
-      value_.assign(shape.size(), T(0));
-      grad_.assign(shape.size(), T(0));
+      s_->value.assign(shape.size(), T(0));
+      s_->grad.assign(shape.size(), T(0));
     } catch (const ResourceError& e) {
-      throw ResourceError("Parameter" + (name_.empty() ? std::string() : " '" + name_ + "'") +
+      throw ResourceError("Parameter" + (s_->name.empty() ? std::string() : " '" + s_->name + "'") +
                           " of shape " + shape.str() + ": its value and gradient need " +
                           std::to_string(shape.size() * sizeof(T)) + " bytes each: " + e.what());
     }
@@ -45,28 +69,79 @@ class Parameter {
     xt::noalias(value()) = init.derived_cast();
   }
 
-  const Shape& shape() const { return shape_; }
-  std::size_t size() const { return value_.size(); }
-  const std::string& name() const { return name_; }
-  void set_name(std::string n) { name_ = std::move(n); }
+  /// A deep copy: a new block with the same shape, name, value and gradient.
+  Parameter(const Parameter& o) : s_(std::make_shared<ParameterStorage<T>>(o.s())) {}
+  /// Takes o's block (and with it every optimizer's view of it); o is left moved-from.
+  Parameter(Parameter&& o) noexcept : s_(std::move(o.s_)) {}
+  /// Copies o's shape, name, value and gradient into this Parameter's own block.
+  Parameter& operator=(const Parameter& o) {
+    if (this != &o) {
+      ParameterStorage<T> copy(o.s());  // may throw: this Parameter is unchanged then
+      adopt(std::move(copy));
+    }
+    return *this;
+  }
+  /// Moves o's contents into this Parameter's own block; o is left moved-from.
+  Parameter& operator=(Parameter&& o) {
+    if (this != &o) {
+      ParameterStorage<T>& from = o.s();
+      if (!s_) {
+        s_ = std::move(o.s_);
+        return *this;
+      }
+      // Swap contents, so a block still shared with o's optimizers stays consistent.
+      std::swap(s_->shape, from.shape);
+      s_->value.swap(from.value);
+      s_->grad.swap(from.grad);
+      std::swap(s_->name, from.name);
+      o.s_.reset();
+    }
+    return *this;
+  }
+  ~Parameter() = default;
 
-  T* data() { return value_.data(); }
-  const T* data() const { return value_.data(); }
-  T* grad_data() { return grad_.data(); }
-  const T* grad_data() const { return grad_.data(); }
+  const Shape& shape() const { return s().shape; }
+  std::size_t size() const { return s().value.size(); }
+  const std::string& name() const { return s().name; }
+  void set_name(std::string n) { s().name = std::move(n); }
 
-  TensorView<T> value() { return make_view(value_.data(), shape_); }
-  TensorView<const T> value() const { return make_view(value_.data(), shape_); }
-  TensorView<T> grad() { return make_view(grad_.data(), shape_); }
-  TensorView<const T> grad() const { return make_view(grad_.data(), shape_); }
+  T* data() { return s().value.data(); }
+  const T* data() const { return s().value.data(); }
+  T* grad_data() { return s().grad.data(); }
+  const T* grad_data() const { return s().grad.data(); }
 
-  void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
+  TensorView<T> value() { return make_view(data(), shape()); }
+  TensorView<const T> value() const { return make_view(data(), shape()); }
+  TensorView<T> grad() { return make_view(grad_data(), shape()); }
+  TensorView<const T> grad() const { return make_view(grad_data(), shape()); }
+
+  void zero_grad() {
+    auto& g = s().grad;
+    std::fill(g.begin(), g.end(), T(0));
+  }
+
+  /// The block this Parameter's value and gradient live in, shared: optimizers hold it, so they
+  /// keep updating the right memory however the Parameter object moves (and keep it alive).
+  const std::shared_ptr<ParameterStorage<T>>& storage() const {
+    s();
+    return s_;
+  }
+  /// False once moved from.
+  bool valid() const { return s_ != nullptr; }
 
  private:
-  Shape shape_;
-  AlignedVector<T> value_;
-  AlignedVector<T> grad_;
-  std::string name_;
+  ParameterStorage<T>& s() const {
+    if (!s_)
+      throw UsageError(
+          "Parameter: this Parameter was moved from; it holds nothing until it is assigned to");
+    return *s_;
+  }
+  void adopt(ParameterStorage<T>&& from) {
+    if (!s_) s_ = std::make_shared<ParameterStorage<T>>();
+    *s_ = std::move(from);
+  }
+
+  std::shared_ptr<ParameterStorage<T>> s_;
 };
 
 }  // namespace wengert
