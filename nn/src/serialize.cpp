@@ -1,6 +1,7 @@
 // Parameter files: writer and validating reader (the format is documented in
 // wengert/nn/serialize.hpp).
 #include <wengert/nn/serialize.hpp>
+#include <wengert/nn/state.hpp>
 
 #include "serialize_bytes.hpp"
 
@@ -14,6 +15,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <zlib.h>
@@ -31,10 +33,6 @@ constexpr std::size_t kTrailerBytes = 4;
 template <class T>
 constexpr std::uint32_t dtype_code() {
   return std::is_same_v<T, float> ? kDtypeFloat32 : kDtypeFloat64;
-}
-
-const char* dtype_name(std::uint32_t code) {
-  return code == kDtypeFloat32 ? "float32" : code == kDtypeFloat64 ? "float64" : "unknown";
 }
 
 std::uint32_t crc_update(std::uint32_t crc, const unsigned char* p, std::size_t n) {
@@ -67,21 +65,42 @@ std::string prefix(const char* op, const std::string& path) {
   return std::string(op) + ": '" + path + "': ";
 }
 
-// Buffered file writer that keeps a running CRC of everything written.
+// Fault injection for the crash tests (serialize_bytes.hpp): called at each stage of a save.
+void (*g_save_hook)(detail::SaveStage) = nullptr;
+void hook(detail::SaveStage s) {
+  if (g_save_hook) g_save_hook(s);
+}
+
+// The directory part of `path` ("." for a bare name), for the fsync after a rename.
+std::string parent_dir(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Buffered writer to "<path>.tmp" that keeps a running CRC of everything written, and
+// commit(): trailer, fsync, close, rename over `path`, fsync of the directory. Destroyed
+// without commit() (an exception), it removes the temporary file.
 class Writer {
  public:
-  Writer(const std::string& path, const std::string& shown) : path_(path), shown_(shown) {
-    f_ = std::fopen(path.c_str(), "wb");
-    if (!f_)
-      throw ValueError(prefix("save", shown_) + "cannot open '" + path + "' for writing (" +
+  Writer(const char* op, const std::string& path) : op_(op), path_(path), tmp_(path + ".tmp") {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      throw ValueError(prefix(op_, path_) + "it is a directory; " + op_ + "() writes a file");
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      throw ValueError(prefix(op_, path_) + "cannot open '" + tmp_ + "' for writing (" +
                        std::strerror(errno) + ")");
+    buf_.reserve(kBuffer);
   }
   ~Writer() {
-    if (f_) {
-      std::fclose(f_);
-      std::remove(path_.c_str());
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(tmp_.c_str());
     }
   }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
 
   void bytes(const void* p, std::size_t n) {
     crc_ = crc_update(crc_, static_cast<const unsigned char*>(p), n);
@@ -93,44 +112,92 @@ class Writer {
     for (std::size_t i = 0; i < sizeof(U); ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
     bytes(b, sizeof(U));
   }
-  template <class T>
-  void values(const T* p, std::size_t n) {
+  template <class V>
+  void values(const V* p, std::size_t n) {
     if constexpr (kLittleEndianHost) {
-      bytes(p, n * sizeof(T));
+      bytes(p, n * sizeof(V));
     } else {
-      using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+      using U = std::conditional_t<sizeof(V) == 4, std::uint32_t, std::uint64_t>;
       for (std::size_t i = 0; i < n; ++i) {
         U u;
-        std::memcpy(&u, p + i, sizeof(T));
+        std::memcpy(&u, p + i, sizeof(V));
         uint(u);
       }
     }
   }
-  /// Writes the CRC trailer, flushes and closes; throws if anything failed.
-  void finish() {
-    std::uint32_t crc = crc_;
+  /// Writes the CRC trailer and makes the file durable under its real name.
+  void commit() {
+    const std::uint32_t crc = crc_;
     unsigned char b[4];
     for (int i = 0; i < 4; ++i) b[i] = static_cast<unsigned char>(crc >> (8 * i));
     raw(b, 4);
-    std::FILE* f = f_;
-    f_ = nullptr;
-    if (std::fclose(f) != 0) {
-      std::remove(path_.c_str());
-      throw ValueError(prefix("save", shown_) + "writing '" + path_ + "' failed (" +
-                       std::strerror(errno) + ")");
+    flush();
+    hook(detail::SaveStage::kWritten);
+    if (::fsync(fd_) != 0) fail("fsync of '" + tmp_ + "'");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) {
+      ::unlink(tmp_.c_str());
+      fail("closing '" + tmp_ + "'");
     }
+    hook(detail::SaveStage::kSynced);
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(tmp_.c_str());
+      errno = err;
+      fail("renaming '" + tmp_ + "' to it");
+    }
+    hook(detail::SaveStage::kRenamed);
+    // The rename is durable once the directory entry is: fsync the directory.
+    const int dfd = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) fail("opening its directory to fsync it");
+    const int rc = ::fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    errno = err;
+    // Some file systems cannot fsync a directory (EINVAL): the rename is as durable as they allow.
+    if (rc != 0 && errno != EINVAL) fail("fsync of its directory");
   }
 
  private:
+  static constexpr std::size_t kBuffer = std::size_t(1) << 20;
+
+  [[noreturn]] void fail(const std::string& what) {
+    throw ValueError(prefix(op_, path_) + what + " failed (" + std::strerror(errno) + ")");
+  }
   void raw(const void* p, std::size_t n) {
-    if (n == 0) return;  // p may be null then (an empty parameter), which fwrite must not see
-    if (std::fwrite(p, 1, n, f_) != n)
-      throw ValueError(prefix("save", shown_) + "writing '" + path_ + "' failed (" +
-                       std::strerror(errno) + ")");
+    const auto* c = static_cast<const unsigned char*>(p);
+    while (n) {
+      if (buf_.size() == kBuffer) flush();
+      const std::size_t k = std::min(n, kBuffer - buf_.size());
+      buf_.insert(buf_.end(), c, c + k);
+      c += k;
+      n -= k;
+      if (!mid_hook_done_ && written_ + buf_.size() >= kBuffer / 2) {
+        mid_hook_done_ = true;
+        flush();
+        hook(detail::SaveStage::kMidData);
+      }
+    }
+  }
+  void flush() {
+    std::size_t off = 0;
+    while (off < buf_.size()) {
+      const ssize_t k = ::write(fd_, buf_.data() + off, buf_.size() - off);
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0) fail("writing '" + tmp_ + "'");
+      off += static_cast<std::size_t>(k);
+    }
+    written_ += buf_.size();
+    buf_.clear();
   }
 
-  std::string path_, shown_;
-  std::FILE* f_ = nullptr;
+  const char* op_;
+  std::string path_, tmp_;
+  int fd_ = -1;
+  std::vector<unsigned char> buf_;
+  std::size_t written_ = 0;
+  bool mid_hook_done_ = false;
   std::uint32_t crc_ = static_cast<std::uint32_t>(::crc32(0L, Z_NULL, 0));
 };
 
@@ -143,32 +210,20 @@ void save_impl(const std::string& path, const Parameter<T>* const* params, std::
       throw ValueError(prefix("save", path) + "parameter " + std::to_string(i) +
                        "'s name is too long");
   }
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    throw ValueError(prefix("save", path) + "it is a directory; save() writes a file");
-  const std::string tmp = path + ".tmp";
-  {
-    Writer w(tmp, path);
-    w.bytes(kParamFileMagic, 4);
-    w.uint(kParamFileVersion);
-    w.uint(dtype_code<T>());
-    w.uint(std::uint64_t{n});
-    for (std::size_t i = 0; i < n; ++i) {
-      const Parameter<T>& p = *params[i];
-      w.uint(static_cast<std::uint32_t>(p.name().size()));
-      w.bytes(p.name().data(), p.name().size());
-      w.uint(static_cast<std::uint32_t>(p.shape().rank()));
-      for (std::size_t d : p.shape()) w.uint(std::uint64_t{d});
-      w.values(p.data(), p.size());
-    }
-    w.finish();
+  Writer w("save", path);
+  w.bytes(kParamFileMagic, 4);
+  w.uint(kParamFileVersion);
+  w.uint(dtype_code<T>());
+  w.uint(std::uint64_t{n});
+  for (std::size_t i = 0; i < n; ++i) {
+    const Parameter<T>& p = *params[i];
+    w.uint(static_cast<std::uint32_t>(p.name().size()));
+    w.bytes(p.name().data(), p.name().size());
+    w.uint(static_cast<std::uint32_t>(p.shape().rank()));
+    for (std::size_t d : p.shape()) w.uint(std::uint64_t{d});
+    w.values(p.data(), p.size());
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    throw ValueError(prefix("save", path) + "cannot rename '" + tmp + "' to it (" +
-                     std::strerror(err) + ")");
-  }
+  w.commit();
 }
 
 // Reads the whole of `path`, which must be a regular file: at most the size fstat reports, so a
@@ -245,18 +300,31 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
+std::size_t dtype_bytes(std::uint32_t code) { return code == kDtypeFloat32 ? 4 : 8; }
+bool known_dtype(std::uint32_t code) {
+  return code == kDtypeFloat32 || code == kDtypeFloat64 || code == kDtypeUInt64;
+}
+const char* dtype_word(std::uint32_t code) {
+  return code == kDtypeFloat32   ? "float32"
+         : code == kDtypeFloat64 ? "float64"
+         : code == kDtypeUInt64  ? "uint64"
+                                 : "unknown";
+}
+
 struct Record {
   std::string name;
+  std::uint32_t dtype;
   Shape shape;
   const unsigned char* data;
 };
 
-// Validates a whole file's bytes (magic, version, dtype, structure, checksum) and returns its
-// records, which point into `buf`. Every length is checked against the bytes that remain
-// before anything is read or allocated from it. Errors are ValueErrors starting with `pre`.
-template <class T>
-std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf,
-                                std::size_t size) {
+// Validates a whole file's bytes (magic, version, dtypes, structure, checksum) and returns its
+// records, which point into `buf`. Version 1 has one dtype for the file (float32 or float64),
+// version 2 one per record (float32, float64 or uint64). Every length is checked against the
+// bytes that remain before anything is read or allocated from it. Errors are ValueErrors
+// starting with `pre`.
+std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf, std::size_t size,
+                                std::uint32_t* version_out = nullptr) {
   // Header: magic, version, dtype — each checked before anything that depends on it.
   if (size == 0) throw ValueError(pre + "the file is truncated: it is empty");
   if (std::memcmp(buf, kParamFileMagic, std::min<std::size_t>(size, 4)) != 0) {
@@ -273,16 +341,17 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
   Reader r(pre, buf, size - kTrailerBytes);
   r.take(4, "magic");
   const auto version = r.uint<std::uint32_t>("version");
-  if (version != kParamFileVersion)
+  if (version != kParamFileVersion && version != kStateFileVersion)
     throw ValueError(pre + "unsupported format version " + std::to_string(version) +
-                     "; this build reads version " + std::to_string(kParamFileVersion));
-  const auto dtype = r.uint<std::uint32_t>("dtype");
-  if (dtype != kDtypeFloat32 && dtype != kDtypeFloat64)
-    throw ValueError(pre + "unknown dtype code " + std::to_string(dtype) +
+                     "; this build reads version 1 (parameter files) and 2 (state files)");
+  if (version_out) *version_out = version;
+  const auto file_dtype = r.uint<std::uint32_t>("dtype");
+  if (version == kParamFileVersion && file_dtype != kDtypeFloat32 && file_dtype != kDtypeFloat64)
+    throw ValueError(pre + "unknown dtype code " + std::to_string(file_dtype) +
                      " (1 = float32, 2 = float64); the file is corrupt");
-  if (dtype != dtype_code<T>())
-    throw ValueError(pre + "the file holds " + dtype_name(dtype) +
-                     " tensors but the parameters are " + dtype_name(dtype_code<T>()));
+  if (version == kStateFileVersion && file_dtype != 0)
+    throw ValueError(pre + "the file is corrupt: a version 2 file has 0 in its dtype field, not " +
+                     std::to_string(file_dtype));
   const auto count = r.uint<std::uint64_t>("tensor count");
   constexpr std::size_t kMinRecord = 4 + 4;  // empty name, rank 0 … plus at least one value
   if (count > r.remaining() / kMinRecord)
@@ -299,6 +368,14 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
     const unsigned char* name = r.take(len, which + "'s name");
     rec.name.assign(reinterpret_cast<const char*>(name), len);
     const std::string named = which + " ('" + printable(rec.name) + "')";
+    rec.dtype = file_dtype;
+    if (version == kStateFileVersion) {
+      rec.dtype = r.uint<std::uint32_t>(named + "'s dtype");
+      if (!known_dtype(rec.dtype))
+        throw ValueError(pre + "the file is corrupt: " + named + " has unknown dtype code " +
+                         std::to_string(rec.dtype) + " (1 = float32, 2 = float64, 3 = uint64)");
+    }
+    const std::size_t esize = dtype_bytes(rec.dtype);
     const auto rank = r.uint<std::uint32_t>(named + "'s rank");
     if (rank > Shape::kMaxRank)
       throw ValueError(pre + "the file is corrupt: " + named + " has rank " + std::to_string(rank) +
@@ -320,18 +397,18 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
     std::uint64_t elems = 1;
     bool overflow = false;
     for (std::uint32_t d = 0; d < rank && !empty && !overflow; ++d) {
-      if (elems > std::numeric_limits<std::uint64_t>::max() / sizeof(T) / dims[d]) overflow = true;
+      if (elems > std::numeric_limits<std::uint64_t>::max() / esize / dims[d]) overflow = true;
       elems *= dims[d];
     }
     if (empty) elems = 0;
-    if (overflow || elems > Shape::kMaxSize || elems * sizeof(T) > r.remaining())
+    if (overflow || elems > Shape::kMaxSize || elems * esize > r.remaining())
       throw ValueError(pre + "the file is truncated or corrupt: " + named + " of shape " + shown +
                        " needs " +
-                       (overflow ? std::string("more") : std::to_string(elems * sizeof(T))) +
+                       (overflow ? std::string("more") : std::to_string(elems * esize)) +
                        " bytes of data at offset " + std::to_string(r.pos()) + " but only " +
                        std::to_string(r.remaining()) + " remain before the checksum");
     rec.shape = Shape(dims);  // checked as a whole: [2^61, 0] is a valid (empty) shape
-    rec.data = r.take(static_cast<std::size_t>(elems * sizeof(T)), named + "'s data");
+    rec.data = r.take(static_cast<std::size_t>(elems * esize), named + "'s data");
   }
   if (r.remaining() != 0)
     throw ValueError(pre + "the file is corrupt: " + std::to_string(r.remaining()) +
@@ -352,17 +429,36 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
   return records;
 }
 
+// The records of a file read as parameters of dtype T: every record must hold T.
 template <class T>
-void copy_values(const unsigned char* src, Parameter<T>& p) {
+std::vector<Record> parse_typed(const std::string& pre, const unsigned char* buf,
+                                std::size_t size) {
+  std::uint32_t version = 0;
+  std::vector<Record> records = parse_bytes(pre, buf, size, &version);
+  const bool v1 = version == kParamFileVersion;
+  for (std::size_t i = 0; i < records.size(); ++i)
+    if (records[i].dtype != dtype_code<T>()) {
+      if (v1)
+        throw ValueError(pre + "the file holds " + dtype_word(records[i].dtype) +
+                         " tensors but the parameters are " + dtype_word(dtype_code<T>()));
+      throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + printable(records[i].name) +
+                       "') holds " + dtype_word(records[i].dtype) +
+                       " values but the parameters are " + dtype_word(dtype_code<T>()));
+    }
+  return records;
+}
+
+template <class V>
+void copy_values(const unsigned char* src, V* dst, std::size_t n) {
   if constexpr (kLittleEndianHost) {
-    if (p.size()) std::memcpy(p.data(), src, p.size() * sizeof(T));
+    if (n) std::memcpy(dst, src, n * sizeof(V));
   } else {
-    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    for (std::size_t k = 0; k < p.size(); ++k) {
+    using U = std::conditional_t<sizeof(V) == 4, std::uint32_t, std::uint64_t>;
+    for (std::size_t k = 0; k < n; ++k) {
       U u = 0;
-      for (std::size_t b = 0; b < sizeof(T); ++b)
-        u |= static_cast<U>(src[k * sizeof(T) + b]) << (8 * b);
-      std::memcpy(p.data() + k, &u, sizeof(T));
+      for (std::size_t b = 0; b < sizeof(V); ++b)
+        u |= static_cast<U>(src[k * sizeof(V) + b]) << (8 * b);
+      std::memcpy(dst + k, &u, sizeof(V));
     }
   }
 }
@@ -373,7 +469,7 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
   for (std::size_t i = 0; i < params.size(); ++i)
     if (!params[i]) throw UsageError(pre + "parameter " + std::to_string(i) + " is null");
   const std::vector<unsigned char> buf = read_file(path, pre);
-  const std::vector<Record> records = parse_bytes<T>(pre, buf.data(), buf.size());
+  const std::vector<Record> records = parse_typed<T>(pre, buf.data(), buf.size());
 
   // The file is sound; now it must match the parameters.
   if (records.size() != params.size())
@@ -392,19 +488,20 @@ void load_impl(const std::string& path, const std::vector<Parameter<T>*>& params
   }
 
   // All checks passed: copy.
-  for (std::size_t i = 0; i < records.size(); ++i) copy_values(records[i].data, *params[i]);
+  for (std::size_t i = 0; i < records.size(); ++i)
+    copy_values(records[i].data, params[i]->data(), params[i]->size());
 }
 
 template <class T>
 std::vector<Parameter<T>> parameters_from(const std::string& pre, const unsigned char* data,
                                           std::size_t size) {
-  const std::vector<Record> records = parse_bytes<T>(pre, data, size);
+  const std::vector<Record> records = parse_typed<T>(pre, data, size);
   std::vector<Parameter<T>> out;
   try {
     out.reserve(records.size());
     for (const Record& rec : records) {
       out.emplace_back(rec.shape, rec.name);
-      copy_values(rec.data, out.back());
+      copy_values(rec.data, out.back().data(), out.back().size());
     }
   } catch (const ResourceError& e) {
     throw ResourceError(pre + e.what());
@@ -422,6 +519,36 @@ std::vector<Parameter<T>> load_all_impl(const std::string& path) {
   return parameters_from<T>(pre, buf.data(), buf.size());
 }
 
+StateDict state_from(const std::string& pre, const unsigned char* data, std::size_t size) {
+  const std::vector<Record> records = parse_bytes(pre, data, size);
+  StateDict sd;
+  try {
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      const Record& rec = records[i];
+      if (sd.contains(rec.name))
+        throw ValueError(pre + "the file is corrupt: tensor " + std::to_string(i) + " ('" +
+                         printable(rec.name) + "') has the name of an earlier tensor");
+      const std::size_t n = rec.shape.size();
+      auto put = [&](auto tag) {
+        using V = decltype(tag);
+        std::vector<V> v(n);
+        copy_values(rec.data, v.data(), n);
+        sd.set(rec.name, rec.shape, v.data());
+      };
+      if (rec.dtype == kDtypeFloat32)
+        put(float{});
+      else if (rec.dtype == kDtypeFloat64)
+        put(double{});
+      else
+        put(std::uint64_t{});
+    }
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(pre + "out of memory while reading " + std::to_string(records.size()) +
+                        " tensors");
+  }
+  return sd;
+}
+
 }  // namespace
 
 namespace detail {
@@ -436,6 +563,13 @@ template std::vector<Parameter<float>> load_all_from_bytes<float>(const unsigned
 template std::vector<Parameter<double>> load_all_from_bytes<double>(const unsigned char*,
                                                                     std::size_t,
                                                                     const std::string&);
+
+StateDict load_state_from_bytes(const unsigned char* data, std::size_t size,
+                                const std::string& shown) {
+  return state_from(prefix("load_state", shown), data, size);
+}
+
+void set_save_hook(void (*h)(SaveStage)) { g_save_hook = h; }
 
 }  // namespace detail
 
@@ -462,6 +596,32 @@ template void save<double>(const std::string&, const std::vector<Parameter<doubl
 template <class T>
 std::vector<Parameter<T>> load_all(const std::string& path) {
   return load_all_impl<T>(path);
+}
+
+void save_state(const std::string& path, const StateDict& sd) {
+  for (const auto& e : sd.entries())
+    if (e.name.size() > std::numeric_limits<std::uint32_t>::max())
+      throw ValueError(prefix("save_state", path) + "a name is too long");
+  Writer w("save_state", path);
+  w.bytes(kParamFileMagic, 4);
+  w.uint(kStateFileVersion);
+  w.uint(std::uint32_t{0});
+  w.uint(std::uint64_t{sd.size()});
+  for (const auto& e : sd.entries()) {
+    w.uint(static_cast<std::uint32_t>(e.name.size()));
+    w.bytes(e.name.data(), e.name.size());
+    w.uint(static_cast<std::uint32_t>(e.dtype()));
+    w.uint(static_cast<std::uint32_t>(e.shape.rank()));
+    for (std::size_t d : e.shape) w.uint(std::uint64_t{d});
+    std::visit([&](const auto& v) { w.values(v.data(), v.size()); }, e.values);
+  }
+  w.commit();
+}
+
+StateDict load_state(const std::string& path) {
+  const std::string pre = prefix("load_state", path);
+  const std::vector<unsigned char> buf = read_file(path, pre);
+  return state_from(pre, buf.data(), buf.size());
 }
 
 template void load<float>(const std::string&, const std::vector<Parameter<float>*>&);

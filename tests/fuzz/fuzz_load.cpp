@@ -1,6 +1,7 @@
-// libFuzzer target over the parameter-file parser (nn::load / nn::load_all): arbitrary bytes
-// are parsed as a whole file, as float32 and as float64 parameters, through the same internal
-// entry point the file loader uses (nn/src/serialize_bytes.hpp).
+// libFuzzer target over the file parsers (nn::load / nn::load_all, and nn::load_state, which
+// reads checkpoints and state dicts): arbitrary bytes are parsed as a whole file, as float32
+// and as float64 parameters and as a state dict, through the same internal entry points the
+// file loaders use (nn/src/serialize_bytes.hpp).
 //
 // The contract checked: a file either loads, or the loader throws a wengert::ValueError whose
 // message names the operation and the file and is one line; nothing else escapes (no
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <variant>
 
 #include <wengert/tape.hpp>
 
@@ -50,10 +52,33 @@ void parse(const std::uint8_t* data, std::size_t size) {
   // Anything else (std::bad_alloc, std::length_error, ...) escapes: libFuzzer reports it.
 }
 
+void parse_state(const std::uint8_t* data, std::size_t size) {
+  const std::string name = "fuzz input";
+  try {
+    const wengert::nn::StateDict sd = wengert::nn::detail::load_state_from_bytes(data, size, name);
+    std::size_t bytes = 0;
+    for (const auto& e : sd.entries()) {
+      const std::size_t n = std::visit([](const auto& v) { return v.size(); }, e.values);
+      if (n != e.shape.size()) finding("a state entry's size is not its shape's");
+      bytes += n * (e.dtype() == wengert::nn::DType::kFloat32 ? 4 : 8);
+      if (sd.find(e.name) != &e) finding("a name that does not find its own entry");
+    }
+    if (bytes > size) finding("loaded more values than the input holds");
+  } catch (const wengert::ValueError& e) {
+    const std::string m = e.what();
+    if (m.rfind("load_state: '" + name + "': ", 0) != 0)
+      finding("a ValueError that does not start with the operation and the file: " + m);
+    if (m.find('\n') != std::string::npos) finding("a message of more than one line: " + m);
+  } catch (const wengert::Error& e) {
+    finding(std::string("not a ValueError: ") + e.what());
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   parse<float>(data, size);
   parse<double>(data, size);
+  parse_state(data, size);
   return 0;
 }

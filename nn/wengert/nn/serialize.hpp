@@ -22,8 +22,9 @@
 // struct.unpack('<4sIIQ'), then per tensor '<I', the name, '<I', '<{R}Q', and
 // np.frombuffer(..., dtype='<f4' or '<f8', count=prod(dims)).
 //
-// save() writes "<path>.tmp" and renames it over `path`, so an interrupted save never leaves a
-// half-written checkpoint under the real name. load() reads and validates the whole file —
+// save() writes "<path>.tmp", fsyncs it, renames it over `path` and fsyncs the directory, so an
+// interrupted save (a crash, a SIGKILL, a power cut) never leaves a half-written file under the
+// real name: `path` holds the old file or the new one. load() reads and validates the whole file —
 // magic, version, dtype, structure, checksum, then that every tensor matches its parameter —
 // before it writes into any parameter: on any error the parameters are left untouched.
 //
@@ -57,6 +58,9 @@ inline constexpr char kParamFileMagic[4] = {'W', 'G', 'R', 'T'};
 inline constexpr std::uint32_t kParamFileVersion = 1;
 inline constexpr std::uint32_t kDtypeFloat32 = 1;
 inline constexpr std::uint32_t kDtypeFloat64 = 2;
+/// Version 2 (state files: per-tensor dtypes, uint64 among them) is described in state.hpp.
+inline constexpr std::uint32_t kStateFileVersion = 2;
+inline constexpr std::uint32_t kDtypeUInt64 = 3;
 
 /// Writes the values of `params` (names, shapes, data) to `path`, replacing it.
 template <class T>
