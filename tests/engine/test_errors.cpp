@@ -455,10 +455,10 @@ TEST(Errors, LayersValidateTheirInputBeforeRecordingTheirParameters) {
   V x3 = tape.variable(values({3}));
   V xo = other.variable(values({2, 3}));
   EXPECT_ERROR(ShapeError, tape, layer.forward(tape, x25), "linear: x is [2,5]",
-               "W ('fc.W') is [3,4]", "x must be [m,3]");
+               "W ('fc.weight') is [3,4]", "x must be [m,3]");
   EXPECT_ERROR(ShapeError, tape, layer.forward(tape, x3), "linear: x is [3]");
   EXPECT_ERROR(ShapeError, tape, mlp.forward(tape, x25), "linear: x is [2,5]",
-               "W ('fc0.W') is [3,5]");
+               "W ('fc0.weight') is [3,5]");
   expect_error<UsageError>([&] { layer.forward(tape, xo); }, {"linear", "another tape"},
                            {&tape, &other});
   expect_error<UsageError>(

@@ -69,8 +69,8 @@ TYPED_TEST(LinearTest, ShapesNamesAndZeroBias) {
   EXPECT_EQ(l.out_features(), 3u);
   EXPECT_EQ(l.weight().shape(), (Shape{5, 3}));
   EXPECT_EQ(l.bias().shape(), (Shape{3}));
-  EXPECT_EQ(l.weight().name(), "enc.W");
-  EXPECT_EQ(l.bias().name(), "enc.b");
+  EXPECT_EQ(l.weight().name(), "enc.weight");
+  EXPECT_EQ(l.bias().name(), "enc.bias");
   for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(l.bias().data()[i], T(0));
   auto ps = l.parameters();
   ASSERT_EQ(ps.size(), 2u);
@@ -145,10 +145,15 @@ TYPED_TEST(LinearTest, MlpLayersParametersAndInit) {
   ASSERT_EQ(m.layers().size(), 3u);
   auto ps = m.parameters();
   ASSERT_EQ(ps.size(), 6u);
-  const char* names[] = {"fc0.W", "fc0.b", "fc1.W", "fc1.b", "fc2.W", "fc2.b"};
+  const char* names[] = {"fc0.weight", "fc0.bias",   "fc1.weight",
+                         "fc1.bias",   "fc2.weight", "fc2.bias"};
   const Shape shapes[] = {{784, 64}, {64}, {64, 32}, {32}, {32, 10}, {10}};
+  const auto named = m.named_parameters();
+  ASSERT_EQ(named.size(), 6u);
   for (std::size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(ps[i]->name(), names[i]);
+    EXPECT_EQ(named[i].first, names[i]);  // the module path equals the Parameter's own name
+    EXPECT_EQ(named[i].second, ps[i]);
     EXPECT_EQ(ps[i]->shape(), shapes[i]);
   }
   // ReLU defaults to He uniform: every layer within √(6 / fan_in) and reaching it.

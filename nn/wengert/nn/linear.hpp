@@ -1,8 +1,8 @@
 // wengert — a thin model layer: Linear (x·W + b) and a multi-layer perceptron.
 //
-// Layers own their Parameters; parameters() hands out pointers for optimizers and for
-// save()/load(). Those pointers refer to the layer object itself, so build the model where it
-// will live and do not move it afterwards (MLP cannot be copied or moved for that reason).
+// Both are nn::Modules (module.hpp): their parameters are named by path ("fc0.weight"), they
+// have state_dict() / load_state_dict(), and they can be moved or copied at any time — an
+// optimizer built from their parameters() follows the move (parameter.hpp, "Stable storage").
 //
 // Initialisation is explicit and reproducible: every layer is drawn from a std::mt19937_64
 // with a caller-given seed, through our own uniform and normal transforms (the std::
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include <wengert/nn/module.hpp>
 #include <wengert/ops/activations.hpp>
 #include <wengert/ops/bias_add.hpp>
 #include <wengert/ops/linear.hpp>
@@ -63,10 +64,11 @@ void initialize(Parameter<T>& p, Init scheme, std::size_t fan_in, std::size_t fa
 
 /// A fully connected layer: y = x·W + b with x [batch, in], W [in, out], b [out].
 template <class T>
-class Linear {
+class Linear : public Module<T> {
  public:
-  /// Initialises W by `scheme` from std::mt19937_64(seed); b = 0. Parameters are named
-  /// "<name>.W" and "<name>.b".
+  /// Initialises W by `scheme` from std::mt19937_64(seed); b = 0. As a module its parameters
+  /// are "weight" (W) and "bias" (b); the Parameters themselves are named "<name>.weight" and
+  /// "<name>.bias" (what error messages show).
   Linear(std::size_t in, std::size_t out, std::uint64_t seed, Init scheme = Init::kXavierUniform,
          const std::string& name = "linear")
       : Linear(Uninit{}, in, out, name) {
@@ -96,13 +98,15 @@ class Linear {
   Parameter<T>& bias() { return b_; }
   const Parameter<T>& bias() const { return b_; }
 
-  /// {&W, &b}.
-  std::vector<Parameter<T>*> parameters() { return {&W_, &b_}; }
+  void visit(ModuleVisitor<T>& v) override {
+    v.parameter("weight", W_);
+    v.parameter("bias", b_);
+  }
 
  private:
   struct Uninit {};
   Linear(Uninit, std::size_t in, std::size_t out, const std::string& name)
-      : W_(check_dims(in, out, name), name + ".W"), b_(Shape{out}, name + ".b") {}
+      : W_(check_dims(in, out, name), name + ".weight"), b_(Shape{out}, name + ".bias") {}
 
   // x must be a live handle on `tape` (this thread's) of shape [m, in]; messages as linear's.
   void check_input(Tape<T>& tape, const Var<T>& x) const {
@@ -139,9 +143,9 @@ inline Init default_init(Activation a) {
 
 /// A multi-layer perceptron: Linear → activation → … → Linear. The last layer has no
 /// activation (it returns logits, e.g. for softmax_cross_entropy). sizes = {in, hidden…, out};
-/// layer k is named "fc<k>".
+/// layer k is the child module "fc<k>" (parameters "fc0.weight", "fc0.bias", "fc1.weight", …).
 template <class T>
-class MLP {
+class MLP : public Module<T> {
  public:
   MLP(const std::vector<std::size_t>& sizes, Activation activation, std::uint64_t seed)
       : MLP(sizes, activation, seed, default_init(activation)) {}
@@ -155,8 +159,6 @@ class MLP {
     for (std::size_t k = 0; k + 1 < sizes.size(); ++k)
       layers_.emplace_back(sizes[k], sizes[k + 1], rng, scheme, "fc" + std::to_string(k));
   }
-  MLP(const MLP&) = delete;
-  MLP& operator=(const MLP&) = delete;
 
   /// x [batch, in] → logits [batch, out]: each layer, then the activation after every layer
   /// but the last.
@@ -170,13 +172,8 @@ class MLP {
     return h;
   }
 
-  /// fc0.W, fc0.b, fc1.W, fc1.b, …
-  std::vector<Parameter<T>*> parameters() {
-    std::vector<Parameter<T>*> ps;
-    ps.reserve(2 * layers_.size());
-    for (Linear<T>& l : layers_)
-      for (Parameter<T>* p : l.parameters()) ps.push_back(p);
-    return ps;
+  void visit(ModuleVisitor<T>& v) override {
+    for (std::size_t k = 0; k < layers_.size(); ++k) v.module("fc" + std::to_string(k), layers_[k]);
   }
 
   std::vector<Linear<T>>& layers() { return layers_; }
