@@ -79,25 +79,142 @@ void adam_kernel(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T b1, T b2, 
   for (; i < n; ++i) adam_update(p[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, c1, c2);
 }
 
+template <class V, class T>
+inline void rms_denominator(V& d, const V& s, const V* a, T eps) {
+  using std::sqrt;
+  using xsimd::sqrt;
+  d = (a ? sqrt(s - *a * *a) : sqrt(s)) + V(eps);
+}
+
+// One RMSprop element update (see optim.hpp); buf / avg are null when unused.
+template <class V, class T>
+inline void rms_update(V& p, const V& g0, V& s, V* buf, V* avg, T lr, T alpha, T eps, T wd, T mu) {
+  V g = g0 + V(wd) * p;
+  s = V(alpha) * s + V(T(1) - alpha) * g * g;
+  if (avg) *avg = V(alpha) * *avg + V(T(1) - alpha) * g;
+  V d;
+  rms_denominator(d, s, avg, eps);
+  if (buf) {
+    *buf = V(mu) * *buf + g / d;
+    p = p - V(lr) * *buf;
+  } else {
+    p = p - V(lr) * g / d;
+  }
+}
+
+template <class T>
+void rms_kernel(T* p, const T* g, T* s, T* buf, T* avg, std::size_t n, T lr, T alpha, T eps, T wd,
+                T mu) {
+  using B = xsimd::batch<T>;
+  constexpr std::size_t W = B::size;
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) {
+    B bp = B::load_unaligned(p + i), bg = B::load_unaligned(g + i), bs = B::load_unaligned(s + i);
+    B bb = buf ? B::load_unaligned(buf + i) : B(T(0));
+    B ba = avg ? B::load_unaligned(avg + i) : B(T(0));
+    rms_update(bp, bg, bs, buf ? &bb : nullptr, avg ? &ba : nullptr, lr, alpha, eps, wd, mu);
+    bp.store_unaligned(p + i);
+    bs.store_unaligned(s + i);
+    if (buf) bb.store_unaligned(buf + i);
+    if (avg) ba.store_unaligned(avg + i);
+  }
+  for (; i < n; ++i)
+    rms_update(p[i], g[i], s[i], buf ? buf + i : nullptr, avg ? avg + i : nullptr, lr, alpha, eps,
+               wd, mu);
+}
+
+// Σ x² over n values: float lanes within blocks of 4096 values (vectorised), blocks summed in
+// double, so a million-element gradient loses no more than a block's float rounding.
+template <class T>
+double sum_squares(const T* x, std::size_t n) {
+  using B = xsimd::batch<T>;
+  constexpr std::size_t W = B::size;
+  constexpr std::size_t kBlock = 4096;
+  double total = 0;
+  for (std::size_t start = 0; start < n; start += kBlock) {
+    const std::size_t end = std::min(n, start + kBlock);
+    B acc0(T(0)), acc1(T(0));
+    std::size_t i = start;
+    for (; i + 2 * W <= end; i += 2 * W) {
+      B a = B::load_unaligned(x + i), b = B::load_unaligned(x + i + W);
+      acc0 = xsimd::fma(a, a, acc0);
+      acc1 = xsimd::fma(b, b, acc1);
+    }
+    T tail = T(0);
+    for (; i < end; ++i) tail += x[i] * x[i];
+    total += double(xsimd::hadd(acc0 + acc1)) + double(tail);
+  }
+  return total;
+}
+
 }  // namespace
+
+// ---- clip_grad_norm ------------------------------------------------------------------------
+
+template <class T>
+double clip_grad_norm(const std::vector<Parameter<T>*>& params, double max_norm) {
+  if (!(max_norm > 0) || !std::isfinite(max_norm))
+    throw ValueError("clip_grad_norm: max_norm = " + std::to_string(max_norm) +
+                     " must be finite and > 0");
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (!params[i]) throw UsageError("clip_grad_norm: parameter " + std::to_string(i) + " is null");
+  double sq = 0;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const double s = sum_squares(params[i]->grad_data(), params[i]->size());
+    if (!std::isfinite(s)) {
+      // Overflow of finite values is possible in float; say which case it is.
+      const T* g = params[i]->grad_data();
+      bool finite = true;
+      for (std::size_t k = 0; k < params[i]->size() && finite; ++k) finite = std::isfinite(g[k]);
+      if (!finite)
+        throw ValueError("clip_grad_norm: parameter " + std::to_string(i) + " ('" +
+                         params[i]->name() +
+                         "') has a non-finite gradient (inf or NaN); the gradients are left as "
+                         "they are");
+    }
+    sq += s;
+  }
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm))
+    throw ValueError("clip_grad_norm: the gradient norm overflows a double");
+  if (norm > max_norm) {
+    const T scale = T(max_norm / (norm + 1e-6));
+    for (Parameter<T>* p : params) {
+      T* g = p->grad_data();
+      const std::size_t n = p->size();
+      for (std::size_t k = 0; k < n; ++k) g[k] *= scale;
+    }
+  }
+  return norm;
+}
 
 // ---- Optimizer ---------------------------------------------------------------------------
 
 template <class T>
-Optimizer<T>::Optimizer(std::vector<Parameter<T>*> params, T lr, const char* who)
-    : params_(std::move(params)), lr_(lr), who_(who) {
+Optimizer<T>::Optimizer(const std::vector<Parameter<T>*>& params, T lr, const char* who)
+    : lr_(lr), who_(who) {
   check_hyper(who_, "lr", double(lr));
-  sizes_.reserve(params_.size());
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i])
+  params_.reserve(params.size());
+  sizes_.reserve(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (!params[i])
       throw UsageError(std::string(who_) + ": parameter " + std::to_string(i) + " is null");
+    if (!params[i]->valid())
+      throw UsageError(std::string(who_) + ": parameter " + std::to_string(i) +
+                       " was moved from; it holds nothing");
     for (std::size_t j = 0; j < i; ++j)
-      if (params_[j] == params_[i])
+      if (params_[j] == params[i]->storage())
         throw UsageError(std::string(who_) + ": parameter " + std::to_string(i) + " ('" +
-                         params_[i]->name() + "') is listed twice (as " + std::to_string(j) +
+                         params[i]->name() + "') is listed twice (as " + std::to_string(j) +
                          " too); it would be updated twice per step");
-    sizes_.push_back(params_[i]->size());
+    params_.push_back(params[i]->storage());
+    sizes_.push_back(params[i]->size());
   }
+}
+
+template <class T>
+void Optimizer<T>::zero_grad() {
+  for (const auto& s : params_) std::fill(s->grad.begin(), s->grad.end(), T(0));
 }
 
 template <class T>
@@ -109,97 +226,203 @@ void Optimizer<T>::set_lr(T lr) {
 template <class T>
 void Optimizer<T>::check_sizes() const {
   for (std::size_t i = 0; i < params_.size(); ++i)
-    if (params_[i]->size() != sizes_[i])
+    if (params_[i]->value.size() != sizes_[i])
       throw UsageError(std::string(who_) + ": parameter " + std::to_string(i) + " ('" +
-                       params_[i]->name() + "') has " + std::to_string(params_[i]->size()) +
+                       params_[i]->name + "') has " + std::to_string(params_[i]->value.size()) +
                        " elements but had " + std::to_string(sizes_[i]) +
                        " when the optimizer was built; build a new optimizer after replacing "
                        "parameters");
 }
 
 template <class T>
-void Optimizer<T>::allocate_state(std::size_t per_param) {
+void Optimizer<T>::allocate_state(std::vector<const char*> slices) {
+  slices_ = std::move(slices);
   offsets_.resize(params_.size());
   strides_.resize(params_.size());
   std::size_t total = 0;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     strides_[i] = (sizes_[i] + kLine<T> - 1) / kLine<T> * kLine<T>;
     offsets_[i] = total;
-    total += per_param * strides_[i];
+    total += slices_.size() * strides_[i];
   }
   state_.assign(total, T(0));
+}
+
+template <class T>
+void Optimizer<T>::state_dict(StateDict& sd, const std::string& prefix) const {
+  check_sizes();
+  sd.set(prefix + ".lr", double(lr_));
+  sd.set(prefix + ".step", std::uint64_t{t_});
+  for (auto& [name, value] : const_cast<Optimizer*>(this)->scalars())
+    sd.set(prefix + "." + name, *value);
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    for (std::size_t k = 0; k < slices_.size(); ++k)
+      sd.set(prefix + "." + std::to_string(i) + "." + slices_[k], params_[i]->shape, state(i, k));
+}
+
+template <class T>
+void Optimizer<T>::load_state_dict(const StateDict& sd, const std::string& prefix) {
+  check_sizes();
+  const std::string who = std::string(who_) + " load_state_dict";
+  // Check everything first: any error leaves the optimizer as it was.
+  const double lr = sd.get_f64(prefix + ".lr", who);
+  if (!std::isfinite(lr) || lr < 0)
+    throw ValueError(who + ": '" + prefix + ".lr' = " + std::to_string(lr) +
+                     " is not a learning rate");
+  const std::uint64_t t = sd.get_u64(prefix + ".step", who);
+  std::vector<double> values;
+  for (auto& [name, value] : scalars()) values.push_back(sd.get_f64(prefix + "." + name, who));
+  std::vector<const T*> src;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    for (std::size_t k = 0; k < slices_.size(); ++k)
+      src.push_back(
+          sd.get<T>(prefix + "." + std::to_string(i) + "." + slices_[k], params_[i]->shape, who));
+  // A state for more parameters than this optimizer has is another model's.
+  const std::string extra = prefix + "." + std::to_string(params_.size()) + ".";
+  for (const auto& e : sd.entries())
+    if (e.name.compare(0, extra.size(), extra) == 0)
+      throw ValueError(who + ": the state has '" + e.name + "' but this optimizer has only " +
+                       std::to_string(params_.size()) + " parameters");
+  lr_ = T(lr);
+  t_ = t;
+  std::size_t s = 0;
+  for (auto& [name, value] : scalars()) *value = values[s++];
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    for (std::size_t k = 0; k < slices_.size(); ++k, ++j)
+      std::copy(src[j], src[j] + sizes_[i], state(i, k));
 }
 
 // ---- SGD ---------------------------------------------------------------------------------
 
 template <class T>
-SGD<T>::SGD(std::vector<Parameter<T>*> params, const SGDOptions& o)
-    : Optimizer<T>(std::move(params), T(o.lr), "SGD"),
+SGD<T>::SGD(const std::vector<Parameter<T>*>& params, const SGDOptions& o)
+    : Optimizer<T>(params, T(o.lr), "SGD"),
       momentum_(T(o.momentum)),
       weight_decay_(T(o.weight_decay)),
       nesterov_(o.nesterov) {
   check_hyper("SGD", "momentum", o.momentum);
   check_hyper("SGD", "weight_decay", o.weight_decay);
   if (o.nesterov && o.momentum == 0) throw ValueError("SGD: nesterov = true needs momentum > 0");
-  if (momentum_ != T(0)) this->allocate_state(1);
+  this->allocate_state(momentum_ != T(0) ? std::vector<const char*>{"momentum_buffer"}
+                                         : std::vector<const char*>{});
 }
 
 template <class T>
 void SGD<T>::step() {
   this->check_sizes();
+  ++this->t_;
   const T lr = this->lr_;
   for (std::size_t i = 0; i < this->params_.size(); ++i) {
-    Parameter<T>& p = *this->params_[i];
+    ParameterStorage<T>& p = *this->params_[i];
+    const std::size_t n = p.value.size();
     if (momentum_ == T(0))
-      sgd_kernel(p.data(), p.grad_data(), p.size(), lr, weight_decay_);
+      sgd_kernel(p.value.data(), p.grad.data(), n, lr, weight_decay_);
     else if (nesterov_)
-      nesterov_kernel(p.data(), p.grad_data(), this->state(i, 0), p.size(), lr, momentum_,
+      nesterov_kernel(p.value.data(), p.grad.data(), this->state(i, 0), n, lr, momentum_,
                       weight_decay_);
     else
-      momentum_kernel(p.data(), p.grad_data(), this->state(i, 0), p.size(), lr, momentum_,
+      momentum_kernel(p.value.data(), p.grad.data(), this->state(i, 0), n, lr, momentum_,
                       weight_decay_);
   }
 }
 
-// ---- Adam --------------------------------------------------------------------------------
+// ---- Adam and AdamW ------------------------------------------------------------------------
 
 template <class T>
-Adam<T>::Adam(std::vector<Parameter<T>*> params, const AdamOptions& o)
-    : Optimizer<T>(std::move(params), T(o.lr), "Adam"),
+Adam<T>::Adam(const std::vector<Parameter<T>*>& params, const AdamOptions& o)
+    : Adam(params, o, "Adam", false) {}
+
+template <class T>
+Adam<T>::Adam(const std::vector<Parameter<T>*>& params, const AdamOptions& o, const char* who,
+              bool decoupled)
+    : Optimizer<T>(params, T(o.lr), who),
       beta1_(T(o.beta1)),
       beta2_(T(o.beta2)),
       eps_(T(o.eps)),
-      weight_decay_(T(o.weight_decay)) {
+      weight_decay_(T(o.weight_decay)),
+      decoupled_(decoupled) {
   for (auto [what, x] : {std::pair{"beta1", o.beta1}, std::pair{"beta2", o.beta2}})
     if (!(x >= 0 && x < 1))
-      throw ValueError(std::string("Adam: ") + what + " = " + std::to_string(x) +
+      throw ValueError(std::string(who) + ": " + what + " = " + std::to_string(x) +
                        " must be in [0, 1)");
-  check_hyper("Adam", "eps", o.eps);
-  check_hyper("Adam", "weight_decay", o.weight_decay);
-  this->allocate_state(2);  // m, v
+  check_hyper(who, "eps", o.eps);
+  check_hyper(who, "weight_decay", o.weight_decay);
+  this->allocate_state({"exp_avg", "exp_avg_sq"});
 }
 
 template <class T>
 void Adam<T>::step() {
   this->check_sizes();
-  ++t_;
+  ++this->t_;
   // β^t in double: in float, 0.999^t loses digits long before training ends.
   beta1_pow_ *= double(beta1_);
   beta2_pow_ *= double(beta2_);
   const T c1 = T(1.0 / (1.0 - beta1_pow_));
   const T c2 = T(1.0 / (1.0 - beta2_pow_));
+  const T lr = this->lr_;
   for (std::size_t i = 0; i < this->params_.size(); ++i) {
-    Parameter<T>& p = *this->params_[i];
-    adam_kernel(p.data(), p.grad_data(), this->state(i, 0), this->state(i, 1), p.size(), this->lr_,
-                beta1_, beta2_, eps_, weight_decay_, c1, c2);
+    ParameterStorage<T>& p = *this->params_[i];
+    const std::size_t n = p.value.size();
+    T* w = p.value.data();
+    if (decoupled_) {
+      // AdamW: shrink first (a loop gcc vectorises), then Adam without L2.
+      const T shrink = T(1) - lr * weight_decay_;
+      if (weight_decay_ != T(0))
+        for (std::size_t k = 0; k < n; ++k) w[k] *= shrink;
+      adam_kernel(w, p.grad.data(), this->state(i, 0), this->state(i, 1), n, lr, beta1_, beta2_,
+                  eps_, T(0), c1, c2);
+    } else {
+      adam_kernel(w, p.grad.data(), this->state(i, 0), this->state(i, 1), n, lr, beta1_, beta2_,
+                  eps_, weight_decay_, c1, c2);
+    }
   }
 }
 
+// ---- RMSprop -------------------------------------------------------------------------------
+
+template <class T>
+RMSprop<T>::RMSprop(const std::vector<Parameter<T>*>& params, const RMSpropOptions& o)
+    : Optimizer<T>(params, T(o.lr), "RMSprop"),
+      alpha_(T(o.alpha)),
+      eps_(T(o.eps)),
+      weight_decay_(T(o.weight_decay)),
+      momentum_(T(o.momentum)),
+      centered_(o.centered) {
+  if (!(o.alpha >= 0 && o.alpha < 1))
+    throw ValueError("RMSprop: alpha = " + std::to_string(o.alpha) + " must be in [0, 1)");
+  check_hyper("RMSprop", "eps", o.eps);
+  check_hyper("RMSprop", "weight_decay", o.weight_decay);
+  check_hyper("RMSprop", "momentum", o.momentum);
+  std::vector<const char*> slices{"square_avg"};
+  if (momentum_ != T(0)) slices.push_back("momentum_buffer");
+  if (centered_) slices.push_back("grad_avg");
+  this->allocate_state(std::move(slices));
+}
+
+template <class T>
+void RMSprop<T>::step() {
+  this->check_sizes();
+  ++this->t_;
+  const std::size_t k_avg = momentum_ != T(0) ? 2 : 1;
+  for (std::size_t i = 0; i < this->params_.size(); ++i) {
+    ParameterStorage<T>& p = *this->params_[i];
+    rms_kernel(p.value.data(), p.grad.data(), this->state(i, 0),
+               momentum_ != T(0) ? this->state(i, 1) : nullptr,
+               centered_ ? this->state(i, k_avg) : nullptr, p.value.size(), this->lr_, alpha_, eps_,
+               weight_decay_, momentum_);
+  }
+}
+
+template double clip_grad_norm<float>(const std::vector<Parameter<float>*>&, double);
+template double clip_grad_norm<double>(const std::vector<Parameter<double>*>&, double);
 template class Optimizer<float>;
 template class Optimizer<double>;
 template class SGD<float>;
 template class SGD<double>;
 template class Adam<float>;
 template class Adam<double>;
+template class RMSprop<float>;
+template class RMSprop<double>;
 
 }  // namespace wengert::nn

@@ -1,12 +1,17 @@
-// Tests for nn/wengert/nn/optim.hpp: each update rule against numbers worked out by hand and
+// Tests for nn/wengert/nn/optim.hpp: each update rule (SGD, momentum, Nesterov, Adam, AdamW,
+// RMSprop) against numbers worked out by hand and
 // against an independent reference loop (in double) over several steps on a quadratic; no
 // allocation per step; aligned state; argument validation.
 #include <wengert/nn/optim.hpp>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "alloc_counter.hpp"
@@ -312,4 +317,244 @@ TYPED_TEST(OptimTest, ReplacedParameterOfAnotherSizeIsAUsageError) {
   Adam<T> opt({&p});
   p = Parameter<T>(Shape{40}, "p");  // the optimizer's state is for 4 elements
   EXPECT_THROW(opt.step(), UsageError);
+}
+
+// ---- AdamW, RMSprop ----------------------------------------------------------------------------
+
+TYPED_TEST(OptimTest, AdamWMatchesDecoupledReference) {
+  using T = TypeParam;
+  const std::size_t n = 29;
+  const double lr = 0.01, b1 = 0.9, b2 = 0.99, eps = 1e-8, wd = 0.1;
+  Quadratic q(n);
+  Parameter<T> p = make_param<T>(n, "p");
+  std::vector<double> r(p.data(), p.data() + n), m(n, 0.0), v(n, 0.0);
+  nn::AdamW<T> opt({&p}, nn::AdamWOptions{lr, b1, b2, eps, wd});
+  for (int t = 1; t <= 4; ++t) {
+    quadratic_grad(p, q.a, q.c);
+    opt.step();
+    for (std::size_t i = 0; i < n; ++i) {
+      const double g = q.a[i] * (r[i] - q.c[i]);  // the gradient at the old point, no L2
+      r[i] *= 1 - lr * wd;
+      m[i] = b1 * m[i] + (1 - b1) * g;
+      v[i] = b2 * v[i] + (1 - b2) * g * g;
+      const double mh = m[i] / (1 - std::pow(b1, t)), vh = v[i] / (1 - std::pow(b2, t));
+      r[i] -= lr * mh / (std::sqrt(vh) + eps);
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      ASSERT_NEAR(p.data()[i], r[i], 8 * tol<T>()) << "step " << t << " i " << i;
+  }
+  // Decoupled decay differs from Adam's L2 decay on the same problem.
+  Parameter<T> a = make_param<T>(n, "a");
+  Adam<T> l2({&a}, AdamOptions{lr, b1, b2, eps, wd});
+  for (int t = 1; t <= 4; ++t) {
+    quadratic_grad(a, q.a, q.c);
+    l2.step();
+  }
+  double diff = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    diff = std::max(diff, std::abs(double(a.data()[i] - p.data()[i])));
+  EXPECT_GT(diff, 1e-4);
+}
+
+TYPED_TEST(OptimTest, RmspropMatchesReferenceInEveryMode) {
+  using T = TypeParam;
+  for (double mu : {0.0, 0.7})
+    for (bool centered : {false, true}) {
+      const std::size_t n = 21;
+      const double lr = 0.01, alpha = 0.9, eps = 1e-8, wd = 0.05;
+      Quadratic q(n);
+      Parameter<T> p = make_param<T>(n, "p");
+      std::vector<double> r(p.data(), p.data() + n), s(n, 0.0), b(n, 0.0), a(n, 0.0);
+      nn::RMSprop<T> opt({&p}, nn::RMSpropOptions{lr, alpha, eps, wd, mu, centered});
+      for (int t = 1; t <= 4; ++t) {
+        quadratic_grad(p, q.a, q.c);
+        opt.step();
+        for (std::size_t i = 0; i < n; ++i) {
+          const double g = q.a[i] * (r[i] - q.c[i]) + wd * r[i];
+          s[i] = alpha * s[i] + (1 - alpha) * g * g;
+          double d;
+          if (centered) {
+            a[i] = alpha * a[i] + (1 - alpha) * g;
+            d = std::sqrt(s[i] - a[i] * a[i]) + eps;
+          } else {
+            d = std::sqrt(s[i]) + eps;
+          }
+          if (mu > 0) {
+            b[i] = mu * b[i] + g / d;
+            r[i] -= lr * b[i];
+          } else {
+            r[i] -= lr * g / d;
+          }
+        }
+        for (std::size_t i = 0; i < n; ++i)
+          ASSERT_NEAR(p.data()[i], r[i], 50 * tol<T>())
+              << "mu " << mu << " centered " << centered << " step " << t << " i " << i;
+      }
+    }
+  Parameter<T> p(Shape{2}, "p");
+  EXPECT_THROW(nn::RMSprop<T>({&p}, nn::RMSpropOptions{0.01, 1.0}), ValueError);
+  EXPECT_THROW(nn::RMSprop<T>({&p}, nn::RMSpropOptions{0.01, 0.9, -1.0}), ValueError);
+}
+
+// ---- clip_grad_norm ----------------------------------------------------------------------------
+
+TYPED_TEST(OptimTest, ClipGradNormReturnsTheNormAndScales) {
+  using T = TypeParam;
+  // Two parameters, 10,007 and 3 elements: the global norm spans both and several blocks.
+  Parameter<T> a(Shape{10007}, "a"), b(Shape{3}, "b");
+  double sq = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a.grad_data()[i] = T(std::sin(0.1 * double(i)));
+    sq += double(a.grad_data()[i]) * double(a.grad_data()[i]);
+  }
+  const T bg[] = {T(3), T(-4), T(12)};
+  for (int i = 0; i < 3; ++i) b.grad_data()[i] = bg[i], sq += double(bg[i]) * double(bg[i]);
+  const double want = std::sqrt(sq);
+  // Above the norm: nothing changes.
+  std::vector<T> keep(a.grad_data(), a.grad_data() + a.size());
+  EXPECT_NEAR(nn::clip_grad_norm<T>({&a, &b}, want * 2), want, want * 1e-6);
+  EXPECT_EQ(std::memcmp(keep.data(), a.grad_data(), keep.size() * sizeof(T)), 0);
+  // Below it: scaled to max_norm.
+  const std::vector<Parameter<T>*> both{&a, &b};
+  wengert::testing::AllocCounter count;
+  const double got = nn::clip_grad_norm(both, 1.0);
+  EXPECT_EQ(count.count(), 0u);
+  EXPECT_NEAR(got, want, want * 1e-6);
+  double after = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    after += double(a.grad_data()[i]) * double(a.grad_data()[i]);
+  for (int i = 0; i < 3; ++i) after += double(b.grad_data()[i]) * double(b.grad_data()[i]);
+  EXPECT_NEAR(std::sqrt(after), 1.0, 1e-5);
+  EXPECT_NEAR(double(b.grad_data()[2]) / double(b.grad_data()[0]), 4.0, 1e-5);  // direction kept
+  // A NaN or inf gradient: a ValueError naming the parameter, nothing scaled.
+  b.grad_data()[1] = T(NAN);
+  std::vector<T> before(a.grad_data(), a.grad_data() + a.size());
+  try {
+    nn::clip_grad_norm<T>({&a, &b}, 1e-3);
+    ADD_FAILURE() << "a NaN gradient was clipped";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("'b'"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(std::memcmp(before.data(), a.grad_data(), before.size() * sizeof(T)), 0);
+  EXPECT_THROW(nn::clip_grad_norm<T>({&a}, 0.0), ValueError);
+  EXPECT_THROW(nn::clip_grad_norm<T>({&a}, -1.0), ValueError);
+}
+
+// ---- state save / restore ----------------------------------------------------------------------
+
+// Six steps straight, or three steps, state saved, a new optimizer restored from it, and three
+// more: every parameter bit and every state bit agree.
+template <class T, class Make>
+void check_resume_is_exact(Make make) {
+  const std::size_t n = 37;
+  Quadratic qa(n), qb(5);
+  Parameter<T> a1 = make_param<T>(n, "a"), b1 = make_param<T>(5, "b", -0.5);
+  Parameter<T> a2 = a1, b2 = b1;
+  auto opt1 = make(std::vector<Parameter<T>*>{&a1, &b1});
+  auto run = [&](auto& opt, Parameter<T>& a, Parameter<T>& b, int steps) {
+    for (int s = 0; s < steps; ++s) {
+      quadratic_grad(a, qa.a, qa.c);
+      quadratic_grad(b, qb.a, qb.c);
+      opt->set_lr(T(0.01 * (1 + s % 3)));
+      opt->step();
+    }
+  };
+  run(opt1, a1, b1, 6);
+  {
+    auto first = make(std::vector<Parameter<T>*>{&a2, &b2});
+    run(first, a2, b2, 3);
+    nn::StateDict sd;
+    first->state_dict(sd);
+    EXPECT_EQ(sd.get_u64("optimizer.step", "test"), 3u);
+    auto second = make(std::vector<Parameter<T>*>{&a2, &b2});
+    second->load_state_dict(sd);
+    EXPECT_EQ(second->steps(), 3u);
+    EXPECT_EQ(second->lr(), first->lr());
+    run(second, a2, b2, 3);
+    nn::StateDict s1, s2;
+    opt1->state_dict(s1);
+    second->state_dict(s2);
+    ASSERT_EQ(s1.size(), s2.size());
+    for (std::size_t i = 0; i < s1.size(); ++i) {
+      const auto& e1 = s1.entries()[i];
+      const auto& e2 = s2.entries()[i];
+      EXPECT_EQ(e1.name, e2.name);
+      EXPECT_TRUE(e1.values == e2.values) << e1.name;
+    }
+  }
+  EXPECT_EQ(std::memcmp(a1.data(), a2.data(), n * sizeof(T)), 0);
+  EXPECT_EQ(std::memcmp(b1.data(), b2.data(), 5 * sizeof(T)), 0);
+}
+
+TYPED_TEST(OptimTest, ResumedFromStateDictEveryOptimizerIsBitIdentical) {
+  using T = TypeParam;
+  using P = std::vector<Parameter<T>*>;
+  check_resume_is_exact<T>([](const P& ps) {
+    return std::make_unique<SGD<T>>(ps, SGDOptions{0.01, 0.9, true, 1e-3});
+  });
+  check_resume_is_exact<T>(
+      [](const P& ps) { return std::make_unique<Adam<T>>(ps, AdamOptions{0.01}); });
+  check_resume_is_exact<T>([](const P& ps) { return std::make_unique<nn::AdamW<T>>(ps); });
+  check_resume_is_exact<T>([](const P& ps) {
+    return std::make_unique<nn::RMSprop<T>>(ps, nn::RMSpropOptions{0.01, 0.9, 1e-8, 0, 0.5, true});
+  });
+}
+
+TYPED_TEST(OptimTest, LoadStateDictRefusesWhatDoesNotFitAndKeepsItsState) {
+  using T = TypeParam;
+  Parameter<T> a = make_param<T>(7, "a"), b = make_param<T>(3, "b");
+  Quadratic qa(7), qb(3);
+  Adam<T> opt({&a, &b});
+  quadratic_grad(a, qa.a, qa.c);
+  quadratic_grad(b, qb.a, qb.c);
+  opt.step();
+  nn::StateDict good;
+  opt.state_dict(good);
+  EXPECT_TRUE(good.contains("optimizer.1.exp_avg_sq"));
+  EXPECT_TRUE(good.contains("optimizer.beta2_power"));
+  auto expect_refused = [&](const nn::StateDict& sd, const std::string& needle) {
+    nn::StateDict before;
+    opt.state_dict(before);
+    try {
+      opt.load_state_dict(sd);
+      ADD_FAILURE() << "accepted a state with " << needle;
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    nn::StateDict after;
+    opt.state_dict(after);
+    for (std::size_t i = 0; i < before.size(); ++i)
+      EXPECT_TRUE(before.entries()[i].values == after.entries()[i].values);
+  };
+  nn::StateDict missing = good;
+  missing.erase("optimizer.1.exp_avg");
+  expect_refused(missing, "'optimizer.1.exp_avg' is missing");
+  nn::StateDict shape = good;
+  std::vector<T> z(8, T(0));
+  shape.set("optimizer.0.exp_avg", Shape{8}, z.data());
+  expect_refused(shape, "has shape [8], expected [7]");
+  nn::StateDict extra = good;
+  extra.set("optimizer.2.exp_avg", Shape{3}, z.data());
+  expect_refused(extra, "only 2 parameters");
+  nn::StateDict sgd;
+  SGD<T>({&a, &b}, SGDOptions{0.1, 0.9}).state_dict(sgd);
+  expect_refused(sgd, "missing");  // SGD's state has no moments
+}
+
+TYPED_TEST(OptimTest, NewOptimizersAllocateNothingPerStep) {
+  using T = TypeParam;
+  Parameter<T> a = make_param<T>(1000, "a"), b = make_param<T>(33, "b");
+  Quadratic qa(1000), qb(33);
+  nn::AdamW<T> adamw({&a, &b});
+  nn::RMSprop<T> rms({&a, &b}, nn::RMSpropOptions{0.01, 0.99, 1e-8, 1e-4, 0.9, true});
+  const std::vector<Parameter<T>*> ps{&a, &b};
+  quadratic_grad(a, qa.a, qa.c);
+  quadratic_grad(b, qb.a, qb.c);
+  wengert::testing::AllocCounter count;
+  for (int s = 0; s < 5; ++s) {
+    nn::clip_grad_norm(ps, 0.5);
+    adamw.step();
+    rms.step();
+  }
+  EXPECT_EQ(count.count(), 0u);
 }
