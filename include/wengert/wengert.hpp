@@ -12,9 +12,13 @@
 // ops
 #include <wengert/ops.hpp>
 // nn
+#include <wengert/nn/checkpoint.hpp>
 #include <wengert/nn/linear.hpp>
+#include <wengert/nn/module.hpp>
 #include <wengert/nn/optim.hpp>
+#include <wengert/nn/schedule.hpp>
 #include <wengert/nn/serialize.hpp>
+#include <wengert/nn/state.hpp>
 // io
 #include <wengert/io/batches.hpp>
 #include <wengert/io/idx.hpp>

@@ -86,6 +86,22 @@ class Batcher {
     }
   }
 
+  /// Skips the next `batches` batches of this epoch without gathering them (a resumed run
+  /// continuing mid-epoch: start_epoch(e), then skip(the batches already trained)). Skipping
+  /// past the end leaves the epoch over. Allocates nothing.
+  void skip(std::size_t batches) {
+    for (std::size_t k = 0; k < batches; ++k) {
+      const std::size_t rows = n_ - pos_ < batch_ ? n_ - pos_ : batch_;
+      if (rows == 0 || (rows < batch_ && last_ == LastBatch::kDrop)) {
+        pos_ = n_;
+        break;
+      }
+      pos_ += rows;
+      ++batch_index_;
+    }
+    cur_ = 0;
+  }
+
   /// Gathers the next batch of this epoch; false (and an empty batch) when the epoch is over.
   bool next() {
     std::size_t rows = n_ - pos_ < batch_ ? n_ - pos_ : batch_;
