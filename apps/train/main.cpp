@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +21,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "serialize_bytes.hpp"  // nn::detail::set_save_hook, for WENGERT_FAULT_KILL_SAVE
 #include "trainer.hpp"
 
 using namespace wengert;
@@ -50,7 +52,19 @@ Options for fashion / --eval:
   --schedule NAME       cosine (default: lr decays to 0 over the run) or constant
   --seed N              seed for initialisation and shuffling (default 1)
   --limit N             use only the first N training examples (default: all)
-  --out DIR             where metrics.csv, metrics.png and weights.wgrt go (default runs/fashion)
+  --out DIR             where metrics.csv, metrics.png, weights.wgrt and checkpoint.wgrt go
+                        (default runs/fashion, or runs/fashion.2, .3, … beside an earlier run).
+                        A DIR given here that already holds a run is refused: continue it with
+                        --resume DIR, or replace it with --force
+  --force               start a new run in an --out that holds one (its files are replaced)
+  --resume DIR          continue the run saved in DIR/checkpoint.wgrt: the model, Adam's state,
+                        the schedule and the data order are restored, metrics.csv is appended
+                        to, and the result is bit-identical to a run that never stopped. The
+                        run's settings come from the checkpoint; flags that would change them
+                        are refused (--data may point elsewhere)
+  --checkpoint-every N  also write the checkpoint every N batches (default: once per epoch)
+  --stop-after N        stop after N epochs of this invocation (checkpoint written; continue
+                        with --resume), e.g. to fit a run into time-limited jobs
 
 Options for seed004 / xor:
   --steps N             gradient-descent steps (default 3000 for seed004, 2000 for xor)
@@ -88,6 +102,11 @@ struct Args {
   bool cosine = true;
   std::uint64_t seed = 1;
   bool hidden_given = false, activation_given = false;
+  std::string resume;
+  bool force = false;
+  std::size_t checkpoint_every = 0, stop_after = 0;
+  std::vector<std::string> given;  // the flags on the command line, for --resume's check
+  bool out_given = false;
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -132,7 +151,12 @@ Args parse(int argc, char** argv) {
   // Each flag converts its value as soon as it is read, in command-line order: the first bad
   // value is the one reported, and a repeated flag's last value wins.
   auto flag = [&](const char* name, std::function<void(const std::string&)> set) {
-    app.add_option_function<std::string>(name, std::move(set))->trigger_on_parse();
+    app.add_option_function<std::string>(name,
+                                         [&a, name, set](const std::string& v) {
+                                           a.given.push_back(name);
+                                           set(v);
+                                         })
+        ->trigger_on_parse();
   };
   auto count = [&](const char* name, std::size_t& to, std::size_t min = 1,
                    std::size_t max = kNoLimit, std::string why = "") {
@@ -147,7 +171,14 @@ Args parse(int argc, char** argv) {
   });
   flag("--data", [&](const std::string& v) { a.data = v; });
   flag("--eval", [&](const std::string& v) { a.eval = v; });
-  flag("--out", [&](const std::string& v) { a.out = v; });
+  flag("--out", [&](const std::string& v) {
+    a.out = v;
+    a.out_given = true;
+  });
+  flag("--resume", [&](const std::string& v) { a.resume = v; });
+  app.add_flag_callback("--force", [&] { a.force = true; });
+  count("--checkpoint-every", a.checkpoint_every);
+  count("--stop-after", a.stop_after);
   count("--epochs", a.epochs);
   count("--batch", a.batch, 1, kMaxBatch, " (2^16, more rows than Fashion-MNIST's training set)");
   count("--limit", a.limit);
@@ -206,6 +237,22 @@ Args parse(int argc, char** argv) {
   if (!a.eval.empty() && a.mode != "fashion")
     usage_error("--eval evaluates Fashion-MNIST weights; it does not combine with --mode " +
                 a.mode);
+  if (!a.resume.empty() && (a.mode != "fashion" || !a.eval.empty()))
+    usage_error("--resume continues a Fashion-MNIST training run; it does not combine with " +
+                std::string(a.eval.empty() ? "--mode " + a.mode : "--eval"));
+  if (!a.resume.empty()) {
+    // The run's settings come from its checkpoint: a flag that would change them is refused.
+    for (const std::string& f : a.given)
+      if (f != "--resume" && f != "--data" && f != "--checkpoint-every" && f != "--stop-after" &&
+          f != "--out")
+        usage_error(f + " cannot be given with --resume: the run's settings come from " + a.resume +
+                    "/checkpoint.wgrt");
+    if (a.force) usage_error("--force cannot be given with --resume (it would discard the run)");
+    for (const std::string& f : a.given)
+      if (f == "--out")
+        usage_error("--out cannot be given with --resume: the run continues in " + a.resume);
+    a.out = a.resume;
+  }
   return a;
 }
 
@@ -312,12 +359,179 @@ void plot(const std::string& csv, const std::string& png) {
     std::printf("gnuplot failed: no plot written\n");
 }
 
-int run_fashion(const Args& a) {
-  std::printf("loading %s\n", a.data.c_str());
-  io::Dataset<float> test = io::load_mnist_like<float>(a.data, "t10k");
+// The settings a run is defined by; a checkpoint keeps them ("config.*") so --resume rebuilds
+// the same run.
+struct Settings {
+  std::vector<std::size_t> hidden;
+  nn::Activation activation = nn::Activation::kRelu;
+  std::size_t epochs = 0, n = 0, batch = 0;
+  double lr = 0;
+  bool cosine = true;
+  std::uint64_t seed = 0;
+
+  void store(nn::StateDict& sd) const {
+    std::vector<std::uint64_t> h(hidden.begin(), hidden.end());
+    sd.set("config.hidden", Shape{h.size()}, h.data());
+    sd.set("config.activation", std::uint64_t{activation == nn::Activation::kTanh ? 1u : 0u});
+    sd.set("config.epochs", std::uint64_t{epochs});
+    sd.set("config.examples", std::uint64_t{n});
+    sd.set("config.batch", std::uint64_t{batch});
+    sd.set("config.lr", lr);
+    sd.set("config.cosine", std::uint64_t{cosine ? 1u : 0u});
+    sd.set("config.seed", seed);
+  }
+  static Settings from(const nn::StateDict& sd, const std::string& path) {
+    const std::string who = "resume: '" + path + "'";
+    Settings s;
+    const nn::StateDict::Entry* h = sd.find("extra.config.hidden");
+    if (!h || h->dtype() != nn::DType::kUInt64 || h->shape.rank() != 1)
+      throw ValueError(who + ": not a wengert-train checkpoint (no config.hidden)");
+    for (std::uint64_t v : h->as<std::uint64_t>()) {
+      if (v == 0 || v > kMaxHidden)
+        throw ValueError(who + ": config.hidden holds " + std::to_string(v));
+      s.hidden.push_back(std::size_t(v));
+    }
+    s.activation = sd.get_u64("extra.config.activation", who) == 1 ? nn::Activation::kTanh
+                                                                   : nn::Activation::kRelu;
+    s.epochs = sd.get_u64("extra.config.epochs", who);
+    s.n = sd.get_u64("extra.config.examples", who);
+    s.batch = sd.get_u64("extra.config.batch", who);
+    s.lr = sd.get_f64("extra.config.lr", who);
+    s.cosine = sd.get_u64("extra.config.cosine", who) == 1;
+    s.seed = sd.get_u64("extra.config.seed", who);
+    if (s.epochs == 0 || s.batch == 0 || s.batch > kMaxBatch || !(s.lr > 0))
+      throw ValueError(who + ": its config (epochs, batch or lr) is not a valid run's");
+    return s;
+  }
+};
+
+// The running sums of the epoch in progress and of the run, kept in checkpoints ("progress.*")
+// so that a run resumed mid-epoch reports the same epoch figures.
+struct RunCounters {
+  double loss_sum = 0, seconds_in_epoch = 0, total_secs = 0, test_acc = 0;
+  std::size_t seen = 0, correct = 0, seen_before = 0;
+
+  void start_epoch() {
+    loss_sum = 0;
+    seen = correct = seen_before = 0;
+    seconds_in_epoch = 0;
+  }
+  void store(nn::StateDict& sd) const {
+    sd.set("progress.loss_sum", loss_sum);
+    sd.set("progress.seen", std::uint64_t{seen});
+    sd.set("progress.correct", std::uint64_t{correct});
+    sd.set("progress.seconds_in_epoch", seconds_in_epoch);
+    sd.set("progress.total_seconds", total_secs);
+    sd.set("progress.test_accuracy", test_acc);
+  }
+  static RunCounters from(const nn::StateDict& sd, const std::string& path) {
+    const std::string who = "resume: '" + path + "'";
+    RunCounters p;
+    p.loss_sum = sd.get_f64("progress.loss_sum", who);
+    p.seen = sd.get_u64("progress.seen", who);
+    p.correct = sd.get_u64("progress.correct", who);
+    p.seconds_in_epoch = sd.get_f64("progress.seconds_in_epoch", who);
+    p.total_secs = sd.get_f64("progress.total_seconds", who);
+    p.test_acc = sd.get_f64("progress.test_accuracy", who);
+    p.seen_before = p.seen;
+    return p;
+  }
+};
+
+// Before any training: the output directory exists and is writable, no output path is a
+// directory (a run must not train for an hour and then fail to save), temporary files left by
+// an interrupted save are removed, and a new run does not overwrite an old one without --force.
+// Which of a run's files `dir` holds.
+std::vector<std::string> run_files(const std::string& dir) {
+  std::vector<std::string> old;
+  for (const char* name : {"metrics.csv", "checkpoint.wgrt", "weights.wgrt"})
+    if (std::filesystem::exists(dir + "/" + name)) old.push_back(name);
+  return old;
+}
+
+void prepare_out(Args& a, bool resuming) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // The default directory is the program's choice: if it holds a run, this one goes beside it.
+  if (!resuming && !a.out_given && !a.force && !run_files(a.out).empty()) {
+    const std::string base = a.out;
+    for (int k = 2; !run_files(a.out).empty(); ++k) a.out = base + "." + std::to_string(k);
+    std::printf("%s holds an earlier run: this run writes to %s\n", base.c_str(), a.out.c_str());
+  }
+  if (resuming && !fs::is_regular_file(a.out + "/checkpoint.wgrt"))
+    throw std::runtime_error("--resume " + a.out + ": there is no checkpoint " + a.out +
+                             "/checkpoint.wgrt to continue from");
+  fs::create_directories(a.out, ec);
+  if (ec) throw std::runtime_error("cannot create output directory " + a.out + ": " + ec.message());
+  for (const char* name : {"metrics.csv", "weights.wgrt", "checkpoint.wgrt", "metrics.png"}) {
+    const std::string path = a.out + "/" + name;
+    if (fs::is_directory(path))
+      throw std::runtime_error("cannot write " + path +
+                               ": it is a directory (nothing was trained; remove it or choose "
+                               "another --out)");
+  }
+  const std::string probe = a.out + "/.wengert-train-write-test";
+  {
+    std::ofstream f(probe);
+    if (!f || !(f << "x") || !f.flush())
+      throw std::runtime_error("cannot write in " + a.out + " (nothing was trained)");
+  }
+  fs::remove(probe, ec);
+  for (const char* name : {"checkpoint.wgrt.tmp", "weights.wgrt.tmp", "metrics.csv.tmp"}) {
+    const std::string path = a.out + "/" + name;
+    if (fs::exists(path)) {
+      fs::remove(path, ec);
+      std::printf("removed %s, left by a save that was interrupted\n", path.c_str());
+    }
+  }
+  if (resuming) return;
+  const std::vector<std::string> old = run_files(a.out);
+  if (old.empty()) return;
+  if (!a.force) {
+    std::string list;
+    for (const auto& o : old) list += (list.empty() ? "" : ", ") + o;
+    usage_error(a.out + " already holds a run (" + list + "): continue it with --resume " + a.out +
+                ", replace it with --force, or choose another --out");
+  }
+  for (const auto& o : old) fs::remove(a.out + "/" + o, ec);
+}
+
+// metrics.csv for this run: a new file with its header, or, when resuming after `epochs_done`
+// epochs, the old file without any row past them (rows a killed run wrote after its last
+// checkpoint), rewritten atomically; training then appends.
+void start_metrics(const std::string& csv, bool resuming, std::uint64_t epochs_done) {
+  const std::string header = "epoch,train_loss,train_accuracy,test_accuracy,seconds";
+  std::string text = header + "\n";
+  if (resuming) {
+    std::ifstream in(csv);
+    std::string line;
+    bool first = true;
+    while (std::getline(in, line)) {
+      if (first) {
+        first = false;
+        continue;
+      }
+      const std::uint64_t epoch = std::strtoull(line.c_str(), nullptr, 10);
+      if (epoch >= 1 && epoch <= epochs_done) text += line + "\n";
+    }
+  }
+  const std::string tmp = csv + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out || !(out << text) || !out.flush()) throw std::runtime_error("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), csv.c_str()) != 0)
+    throw std::runtime_error("cannot rename " + tmp + " to " + csv);
+}
+
+int run_fashion(Args& a) {
   if (!a.eval.empty()) {
-    // The model comes from the file; --hidden / --activation, if given, must agree with it.
+    // The model comes from the file; --hidden / --activation, if given, must agree with it, and
+    // the test labels must be classes it has.
     const train::Architecture arch = train::read_architecture(a.eval);
+    std::printf("loading %s\n", a.data.c_str());
+    io::Dataset<float> test =
+        io::load_mnist_like<float>(a.data, "t10k", std::int32_t(arch.sizes.back()));
     const auto asked = layer_sizes(a, test.features(), arch.sizes.back());
     if (a.hidden_given && asked != arch.sizes)
       throw ValueError("eval: '" + a.eval + "' holds an MLP " + sizes_str(arch.sizes) +
@@ -332,7 +546,7 @@ int run_fashion(const Args& a) {
                        " inputs but the test set's images have " + std::to_string(test.features()) +
                        " pixels");
     train::Classifier clf(arch.sizes, arch.activation, a.seed, 1e-3);
-    nn::load(a.eval, clf.saved_parameters());
+    clf.load_weights(a.eval);
     clf.normalize(test);
     std::vector<std::size_t> cm;
     double acc = clf.evaluate(test, &cm);
@@ -342,67 +556,127 @@ int run_fashion(const Args& a) {
     print_confusion(cm, arch.sizes.back());
     return 0;
   }
+  std::printf("loading %s\n", a.data.c_str());
+  io::Dataset<float> test = io::load_mnist_like<float>(a.data, "t10k");
   io::Dataset<float> trainset = io::load_mnist_like<float>(a.data, "train");
-  const std::size_t n = a.limit ? std::min(a.limit, trainset.size()) : trainset.size();
-  const auto sizes = layer_sizes(a, trainset.features(), std::size_t(trainset.num_classes));
-  // A batch larger than the training rows is one batch of all of them: allocate only that.
-  const std::size_t batch = std::min(a.batch, std::max<std::size_t>(n, 1));
-  const double lr = a.lr > 0 ? a.lr : 1e-3;
+  const bool resuming = !a.resume.empty();
+  prepare_out(a, resuming);  // may choose another --out: the paths follow
+  const std::string ckpt = a.out + "/checkpoint.wgrt";
+  const std::string csv = a.out + "/metrics.csv";
+  const std::string weights = a.out + "/weights.wgrt";
+
+  // The run's settings: from the command line, or from the checkpoint being resumed.
+  Settings cfg;
+  nn::StateDict saved;
+  if (resuming) {
+    saved = nn::load_state(ckpt);
+    cfg = Settings::from(saved, ckpt);
+  } else {
+    cfg.hidden = a.hidden;
+    cfg.activation = a.activation;
+    cfg.epochs = a.epochs;
+    cfg.n = a.limit ? std::min(a.limit, trainset.size()) : trainset.size();
+    // A batch larger than the training rows is one batch of all of them: allocate only that.
+    cfg.batch = std::min(a.batch, std::max<std::size_t>(cfg.n, 1));
+    cfg.lr = a.lr > 0 ? a.lr : 1e-3;
+    cfg.cosine = a.cosine;
+    cfg.seed = a.seed;
+  }
+  if (cfg.n > trainset.size())
+    throw ValueError("resume: '" + ckpt + "' trained on " + std::to_string(cfg.n) +
+                     " examples but '" + a.data + "' holds " + std::to_string(trainset.size()));
+  const std::size_t n = cfg.n, batch = cfg.batch;
+  Args shown = a;
+  shown.hidden = cfg.hidden;
+  const auto sizes = layer_sizes(shown, trainset.features(), std::size_t(trainset.num_classes));
   std::printf(
       "MLP %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
-      sizes_str(sizes).c_str(), a.activation == nn::Activation::kRelu ? "relu" : "tanh", lr,
-      a.cosine ? "cosine decay" : "constant", batch, a.epochs, n, test.size());
+      sizes_str(sizes).c_str(), cfg.activation == nn::Activation::kRelu ? "relu" : "tanh", cfg.lr,
+      cfg.cosine ? "cosine decay" : "constant", batch, cfg.epochs, n, test.size());
 
-  train::Classifier clf(sizes, a.activation, a.seed, lr);
-  clf.fit_input_norm(trainset, n);
+  io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,
+                             trainset.features(), batch, cfg.seed);
+  const std::uint64_t per_epoch = batches.batches_per_epoch();
+  train::Classifier clf(sizes, cfg.activation, cfg.seed, cfg.lr,
+                        cfg.cosine ? cfg.epochs * per_epoch : 0);
+  nn::TrainingPosition at{cfg.seed, 0, 0};
+  RunCounters progress;
+  if (resuming) {
+    nn::StateDict extra;
+    at = clf.load_checkpoint(ckpt, extra);
+    progress = RunCounters::from(extra, ckpt);
+    std::printf("resuming %s at epoch %llu, batch %llu of %llu\n", ckpt.c_str(),
+                (unsigned long long)at.epoch + 1, (unsigned long long)at.batch,
+                (unsigned long long)per_epoch);
+  } else {
+    clf.fit_input_norm(trainset, n);
+  }
   clf.normalize(trainset);
   clf.normalize(test);
-  io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,
-                             trainset.features(), batch, a.seed);
-  std::error_code ec;
-  std::filesystem::create_directories(a.out, ec);
-  if (ec) throw std::runtime_error("cannot create output directory " + a.out + ": " + ec.message());
-  const std::string csv = a.out + "/metrics.csv";
-  std::ofstream metrics(csv);
+  start_metrics(csv, resuming, at.epoch);
+  std::ofstream metrics(csv, std::ios::app);
   if (!metrics) throw std::runtime_error("cannot write " + csv);
-  metrics << "epoch,train_loss,train_accuracy,test_accuracy,seconds\n";
 
-  double total_secs = 0, test_acc = 0;
-  std::size_t step = 0;
-  const double total_steps = double(a.epochs * batches.batches_per_epoch());
-  for (std::size_t epoch = 1; epoch <= a.epochs; ++epoch) {
+  // Everything a resumed run needs besides the model, optimizer and schedule.
+  auto save = [&](const nn::TrainingPosition& pos) {
+    nn::StateDict extra;
+    cfg.store(extra);
+    progress.store(extra);
+    clf.save_checkpoint(ckpt, pos, extra);
+  };
+  std::size_t epochs_run = 0;
+  for (std::size_t epoch = at.epoch + 1; epoch <= cfg.epochs; ++epoch) {
     batches.start_epoch(epoch - 1);
-    Progress bar(epoch, a.epochs, batches.batches_per_epoch());
-    double loss_sum = 0;
-    std::size_t seen = 0, correct = 0, done = 0;
+    std::size_t done = 0;
+    if (epoch == at.epoch + 1 && at.batch > 0) {
+      batches.skip(at.batch);  // the batches trained before the checkpoint
+      done = at.batch;
+    } else {
+      progress.start_epoch();
+    }
+    Progress bar(epoch, cfg.epochs, per_epoch);
     while (batches.next()) {
       const std::size_t m = batches.size();
-      if (a.cosine)  // lr · ½(1 + cos(π·t/T)) over all steps of the run
-        clf.optimizer().set_lr(
-            float(lr * 0.5 * (1 + std::cos(3.141592653589793 * double(step++) / total_steps))));
-      loss_sum += double(clf.train_step(batches.features(), batches.labels(), m, &correct)) * m;
-      seen += m;
-      bar.update(++done, seen, loss_sum / seen);
+      progress.loss_sum +=
+          double(clf.train_step(batches.features(), batches.labels(), m, &progress.correct)) * m;
+      progress.seen += m;
+      bar.update(++done, progress.seen, progress.loss_sum / progress.seen);
+      if (a.checkpoint_every && done % a.checkpoint_every == 0 && done < per_epoch) {
+        progress.seconds_in_epoch += bar.seconds();
+        save({cfg.seed, epoch - 1, done});
+        progress.seconds_in_epoch -= bar.seconds();
+      }
     }
     const double train_secs = bar.seconds();
-    test_acc = clf.evaluate(test);
-    const double secs = bar.seconds();
-    total_secs += secs;
+    progress.test_acc = clf.evaluate(test);
+    const double secs = bar.seconds() + progress.seconds_in_epoch;
+    progress.total_secs += secs;
+    const double loss = progress.loss_sum / progress.seen;
+    const double acc = double(progress.correct) / progress.seen;
     std::printf(
         "epoch %2zu/%zu  train loss %.4f  train acc %.4f  test acc %.4f  %.1f s "
         "(%.0f ex/s training)\n",
-        epoch, a.epochs, loss_sum / seen, double(correct) / seen, test_acc, secs,
-        seen / train_secs);
+        epoch, cfg.epochs, loss, acc, progress.test_acc, secs,
+        double(progress.seen - progress.seen_before) / train_secs);
     std::fflush(stdout);
-    metrics << epoch << ',' << loss_sum / seen << ',' << double(correct) / seen << ',' << test_acc
-            << ',' << secs << '\n';
+    metrics << epoch << ',' << loss << ',' << acc << ',' << progress.test_acc << ',' << secs
+            << '\n';
     metrics.flush();
+    progress.start_epoch();
+    save({cfg.seed, epoch, 0});
+    if (a.stop_after && ++epochs_run == a.stop_after && epoch < cfg.epochs) {
+      std::printf(
+          "stopped after epoch %zu of %zu (--stop-after %zu); checkpoint: %s\n"
+          "continue with: wengert-train --resume %s\n",
+          epoch, cfg.epochs, a.stop_after, ckpt.c_str(), a.out.c_str());
+      return 0;
+    }
   }
   metrics.close();
-  const std::string weights = a.out + "/weights.wgrt";
-  nn::save(weights, clf.saved_parameters());
-  std::printf("final test accuracy %.4f after %zu epochs, %.1f s (%.1f s per epoch)\n", test_acc,
-              a.epochs, total_secs, total_secs / a.epochs);
+  nn::save_state(weights, clf.weights());
+  std::printf("final test accuracy %.4f after %zu epochs, %.1f s (%.1f s per epoch)\n",
+              progress.test_acc, cfg.epochs, progress.total_secs,
+              progress.total_secs / double(cfg.epochs));
   std::printf("metrics: %s\nweights: %s  (evaluate: wengert-train --eval %s)\n", csv.c_str(),
               weights.c_str(), weights.c_str());
   plot(csv, a.out + "/metrics.png");
@@ -444,8 +718,44 @@ int run_binary(const Args& a) {
 
 }  // namespace
 
+// Fault injection for the crash tests (tests/apps/cli_check.cmake): WENGERT_FAULT_KILL_SAVE=K:STAGE
+// SIGKILLs this process during its K-th file save (1-based), at STAGE: mid (half a megabyte into
+// the temporary file), written, synced (fsync'ed, not yet renamed) or renamed.
+void install_fault_injection() {
+  const char* spec = std::getenv("WENGERT_FAULT_KILL_SAVE");
+  if (!spec) return;
+  static long target = 0;
+  static nn::detail::SaveStage stage;
+  static long saves = 0;
+  const std::string s = spec;
+  const auto colon = s.find(':');
+  const std::string st = colon == std::string::npos ? "" : s.substr(colon + 1);
+  target = std::atol(s.substr(0, colon).c_str());
+  if (st == "mid")
+    stage = nn::detail::SaveStage::kMidData;
+  else if (st == "written")
+    stage = nn::detail::SaveStage::kWritten;
+  else if (st == "synced")
+    stage = nn::detail::SaveStage::kSynced;
+  else if (st == "renamed")
+    stage = nn::detail::SaveStage::kRenamed;
+  else
+    usage_error("WENGERT_FAULT_KILL_SAVE must be K:mid|written|synced|renamed, got '" + s + "'");
+  nn::detail::set_save_hook([](nn::detail::SaveStage at) {
+    // The first stage reached by each save counts it (mid is reached only by large files).
+    static bool counted_this_save = false;
+    if (!counted_this_save) {
+      ++saves;
+      counted_this_save = true;
+    }
+    if (saves == target && at == stage) std::raise(SIGKILL);
+    if (at == nn::detail::SaveStage::kRenamed) counted_this_save = false;
+  });
+}
+
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
+  install_fault_injection();
   try {
     return a.mode == "fashion" ? run_fashion(a) : run_binary(a);
   } catch (const std::bad_alloc&) {

@@ -7,47 +7,82 @@
 namespace wengert::train {
 
 Classifier::Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
-                       std::uint64_t seed, double lr)
-    : model_(std::make_unique<nn::MLP<float>>(sizes, activation, seed)),
-      opt_(std::make_unique<nn::Adam<float>>(model_->parameters(), float(lr))) {
-  activation_code_.data()[0] = activation == nn::Activation::kTanh ? 1.0f : 0.0f;
+                       std::uint64_t seed, double lr, std::uint64_t total_steps)
+    : model_(sizes, activation, seed),
+      activation_(activation),
+      opt_(model_.parameters(), float(lr)) {
+  if (total_steps > 0)
+    sched_ = std::make_unique<nn::CosineWarmup>(lr, 0, total_steps);
+  else
+    sched_ = std::make_unique<nn::ConstantLR>(lr);
+}
+
+nn::StateDict Classifier::weights() const {
+  nn::StateDict sd = model_.state_dict();
+  const float norm[2] = {input_mean_, input_std_};
+  sd.set("input.norm", Shape{2}, norm);
+  sd.set("model.activation", std::uint64_t{activation_ == nn::Activation::kTanh ? 1u : 0u});
+  return sd;
+}
+
+void Classifier::load_weights(const std::string& path) {
+  const nn::StateDict sd = nn::load_state(path);
+  const float* norm = sd.get<float>("input.norm", Shape{2}, "eval: '" + path + "'");
+  try {
+    model_.load_state_dict(sd, /*strict=*/false);
+  } catch (const ValueError& e) {
+    throw ValueError("eval: '" + path + "': " + e.what());
+  }
+  input_mean_ = norm[0];
+  input_std_ = norm[1];
+}
+
+void Classifier::save_checkpoint(const std::string& path, const nn::TrainingPosition& at,
+                                 const nn::StateDict& extra) const {
+  nn::StateDict all = extra;
+  const float norm[2] = {input_mean_, input_std_};
+  all.set("input.norm", Shape{2}, norm);
+  nn::save_checkpoint(path, model_, opt_, sched_.get(), at, nullptr, &all);
+}
+
+nn::TrainingPosition Classifier::load_checkpoint(const std::string& path, nn::StateDict& extra) {
+  const nn::TrainingPosition at =
+      nn::load_checkpoint(path, model_, opt_, sched_.get(), nullptr, &extra);
+  const float* norm = extra.get<float>("input.norm", Shape{2}, "resume: '" + path + "'");
+  input_mean_ = norm[0];
+  input_std_ = norm[1];
+  return at;
 }
 
 Architecture read_architecture(const std::string& path) {
-  const auto tensors = nn::load_all<float>(path);
+  const nn::StateDict sd = nn::load_state(path);
   Architecture a{{}, nn::Activation::kRelu};
-  bool have_activation = false;
   for (std::size_t k = 0;; ++k) {
-    const std::string name = "fc" + std::to_string(k) + ".W";
-    const Parameter<float>* W = nullptr;
-    for (const auto& t : tensors)
-      if (t.name() == name) W = &t;
+    const std::string name = "fc" + std::to_string(k) + ".weight";
+    const nn::StateDict::Entry* W = sd.find(name);
     if (!W) break;
-    if (W->shape().rank() != 2 || (!a.sizes.empty() && a.sizes.back() != W->shape()[0]))
-      throw ValueError("eval: '" + path + "': tensor " + name + " has shape " + W->shape().str() +
+    if (W->shape.rank() != 2 || (!a.sizes.empty() && a.sizes.back() != W->shape[0]))
+      throw ValueError("eval: '" + path + "': tensor " + name + " has shape " + W->shape.str() +
                        ", which does not continue the layers before it");
-    if (a.sizes.empty()) a.sizes.push_back(W->shape()[0]);
-    a.sizes.push_back(W->shape()[1]);
+    if (a.sizes.empty()) a.sizes.push_back(W->shape[0]);
+    a.sizes.push_back(W->shape[1]);
   }
-  for (const auto& t : tensors)
-    if (t.name() == "model.activation" && t.size() == 1) {
-      const float c = t.data()[0];
-      if (c != 0.0f && c != 1.0f)
-        throw ValueError("eval: '" + path + "': model.activation is " + std::to_string(c) +
-                         ", not 0 (relu) or 1 (tanh)");
-      a.activation = c == 1.0f ? nn::Activation::kTanh : nn::Activation::kRelu;
-      have_activation = true;
-    }
-  if (a.sizes.size() < 2 || !have_activation)
+  const nn::StateDict::Entry* act = sd.find("model.activation");
+  if (a.sizes.size() < 2 || !act)
     throw ValueError("eval: '" + path +
-                     "' is a wengert parameter file but not a wengert-train "
-                     "weights file (it lacks fc0.W or model.activation)");
+                     "' is a wengert state file but not a wengert-train "
+                     "weights file (it lacks fc0.weight or model.activation)");
+  const std::uint64_t c = sd.get_u64("model.activation", "eval: '" + path + "'");
+  if (c > 1)
+    throw ValueError("eval: '" + path + "': model.activation is " + std::to_string(c) +
+                     ", not 0 (relu) or 1 (tanh)");
+  a.activation = c == 1 ? nn::Activation::kTanh : nn::Activation::kRelu;
   return a;
 }
 
 Var<float> Classifier::logits(const float* x, std::size_t m) {
   tape_.clear();
-  return model_->forward(tape_, tape_.constant_view(x, Shape{m, model_->in_features()}));
+  return model_.forward(tape_, tape_.constant_view(x, Shape{m, model_.in_features()}));
 }
 
 std::size_t argmax(const float* v, std::size_t n) {
@@ -61,11 +96,12 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
                              std::size_t* correct) {
   Var<float> z = logits(x, m);
   Var<float> loss = softmax_cross_entropy(z, labels, m);
+  sched_->step(opt_);
   tape_.backward(loss);
-  opt_->step();
-  opt_->zero_grad();
+  opt_.step();
+  opt_.zero_grad();
   if (correct) {
-    const std::size_t c = model_->out_features();
+    const std::size_t c = model_.out_features();
     const float* zv = z.data();
     for (std::size_t i = 0; i < m; ++i)
       *correct += argmax(zv + i * c, c) == static_cast<std::size_t>(labels[i]);
@@ -76,16 +112,16 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
 void Classifier::predict(const float* x, std::size_t m, std::int32_t* out) {
   NoGradGuard no_grad;
   Var<float> z = logits(x, m);
-  const std::size_t c = model_->out_features();
+  const std::size_t c = model_.out_features();
   for (std::size_t i = 0; i < m; ++i)
     out[i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
 }
 
 double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::size_t>* confusion) {
-  const std::size_t c = model_->out_features(), n = data.size(), d = data.features();
-  if (d != model_->in_features())
+  const std::size_t c = model_.out_features(), n = data.size(), d = data.features();
+  if (d != model_.in_features())
     throw ShapeError("evaluate: the data has " + std::to_string(d) +
-                     " features but the model takes " + std::to_string(model_->in_features()));
+                     " features but the model takes " + std::to_string(model_.in_features()));
   if (confusion) confusion->assign(c * c, 0);
   std::vector<std::int32_t> pred(1000);
   std::size_t right = 0;
@@ -111,12 +147,12 @@ void Classifier::fit_input_norm(const io::Dataset<float>& data, std::size_t limi
   const double mean = n == 0 ? 0.0 : sum / double(n);
   for (std::size_t i = 0; i < n; ++i) sq += (px[i] - mean) * (px[i] - mean);
   const double sd = n == 0 ? 1.0 : std::sqrt(sq / double(n));
-  input_norm_.data()[0] = float(mean);
-  input_norm_.data()[1] = float(sd > 0 ? sd : 1.0);
+  input_mean_ = float(mean);
+  input_std_ = float(sd > 0 ? sd : 1.0);
 }
 
 void Classifier::normalize(io::Dataset<float>& data) const {
-  const float mean = input_norm_.data()[0], inv = 1.0f / input_norm_.data()[1];
+  const float mean = input_mean_, inv = 1.0f / input_std_;
   for (float& v : data.images.pixels) v = (v - mean) * inv;
 }
 

@@ -15,23 +15,25 @@
 
 namespace wengert::train {
 
-/// An MLP classifier (logits from an nn::MLP, softmax cross-entropy, Adam).
 /// The model a weights file was saved from: layer sizes {in, hidden…, out} from the shapes of
-/// its "fc<k>.W" tensors and the activation from "model.activation". Throws ValueError naming the
-/// file if it is not a wengert-train weights file.
+/// its "fc<k>.weight" tensors and the activation from "model.activation". Throws ValueError
+/// naming the file if it is not a wengert-train weights file.
 struct Architecture {
   std::vector<std::size_t> sizes;
   nn::Activation activation;
 };
 Architecture read_architecture(const std::string& path);
 
+/// An MLP classifier: logits from an nn::MLP, softmax cross-entropy, Adam, and a learning-rate
+/// schedule (cosine decay to 0 over `total_steps`, or constant when total_steps is 0).
 class Classifier {
  public:
   Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation, std::uint64_t seed,
-             double lr);
+             double lr, std::uint64_t total_steps = 0);
 
-  /// One step on a batch of m rows (x [m, in], labels m class indices). Returns the batch's
-  /// mean loss and adds the number of correctly classified rows to *correct if not null.
+  /// One step on a batch of m rows (x [m, in], labels m class indices): the schedule sets the
+  /// step's learning rate, then forward, backward and Adam. Returns the batch's mean loss and
+  /// adds the number of correctly classified rows to *correct if not null.
   float train_step(const float* x, const std::int32_t* labels, std::size_t m,
                    std::size_t* correct = nullptr);
 
@@ -42,34 +44,39 @@ class Classifier {
   /// resized to classes×classes and filled: confusion[true·classes + predicted] counts.
   double evaluate(const io::Dataset<float>& data, std::vector<std::size_t>* confusion = nullptr);
 
-  nn::MLP<float>& model() { return *model_; }
-  /// The trained parameters (what the optimizer updates).
-  std::vector<Parameter<float>*> parameters() { return model_->parameters(); }
-  /// What a weights file holds: the trained parameters and the input standardisation
-  /// ("input.norm" = {mean, std}), so --eval sees inputs exactly as training did.
-  /// Also "model.activation" (0 = relu, 1 = tanh): with the layers' shapes, a weights file
-  /// describes its model, and --eval rebuilds it from the file (read_architecture).
-  std::vector<Parameter<float>*> saved_parameters() {
-    auto ps = model_->parameters();
-    ps.push_back(&input_norm_);
-    ps.push_back(&activation_code_);
-    return ps;
-  }
+  nn::MLP<float>& model() { return model_; }
+  /// What a weights file holds: the model's state dict ("fc0.weight", …), the input
+  /// standardisation ("input.norm" = {mean, std}, so --eval sees inputs exactly as training
+  /// did) and "model.activation" (uint64: 0 = relu, 1 = tanh): with the layers' shapes, a
+  /// weights file describes its model, and --eval rebuilds it from the file.
+  nn::StateDict weights() const;
+  /// Loads a weights file written from weights() into this (same-architecture) classifier.
+  void load_weights(const std::string& path);
+
+  /// A checkpoint: the model, Adam's state, the schedule, the data position, input.norm, and the
+  /// caller's `extra` entries (its configuration and progress counters).
+  void save_checkpoint(const std::string& path, const nn::TrainingPosition& at,
+                       const nn::StateDict& extra) const;
+  /// Restores a checkpoint written by save_checkpoint; returns the position and fills `extra`.
+  nn::TrainingPosition load_checkpoint(const std::string& path, nn::StateDict& extra);
+
   /// Sets input.norm from the mean and standard deviation of the pixels of `data`'s first
   /// `limit` examples (0: all), the ones training sees.
   void fit_input_norm(const io::Dataset<float>& data, std::size_t limit = 0);
   /// Standardises `data` in place with input.norm: x ← (x − mean) / std.
   void normalize(io::Dataset<float>& data) const;
-  nn::Adam<float>& optimizer() { return *opt_; }
+  nn::Adam<float>& optimizer() { return opt_; }
+  const nn::LRScheduler* scheduler() const { return sched_.get(); }
   const Tape<float>& tape() const { return tape_; }
 
  private:
   Var<float> logits(const float* x, std::size_t m);
 
-  std::unique_ptr<nn::MLP<float>> model_;  // Parameters must not move: keep it on the heap
-  std::unique_ptr<nn::Adam<float>> opt_;
-  Parameter<float> input_norm_{xt::xarray<float>{0.0f, 1.0f}, "input.norm"};
-  Parameter<float> activation_code_{xt::xarray<float>{0.0f}, "model.activation"};
+  nn::MLP<float> model_;
+  nn::Activation activation_;
+  nn::Adam<float> opt_;
+  std::unique_ptr<nn::LRScheduler> sched_;
+  float input_mean_ = 0, input_std_ = 1;
   Tape<float> tape_;
 };
 

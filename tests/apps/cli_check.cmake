@@ -1,8 +1,10 @@
 # wengert-train's command line, run as a user would: ctest wengert_train_cli.
 #   cmake -DTRAIN=<wengert-train> -DWORK=<scratch dir> -P cli_check.cmake
 # Exit codes (0 ok, 1 runtime error, 2 bad command line), --help, strict numbers and the size
-# limits, a short real training run that writes metrics.csv and weights.wgrt, and --eval reading
-# the model's shape from the file.
+# limits, a short real training run that writes metrics.csv and weights.wgrt, --eval reading
+# the model's shape from the file, the output-directory rules (no overwriting a run without
+# --force, output paths checked before training), and resumable training: stopped, resumed and
+# SIGKILLed runs end byte-identical to a run straight through.
 function(run expect_code)
   execute_process(COMMAND ${TRAIN} ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE out
                   ERROR_VARIABLE err)
@@ -23,7 +25,7 @@ expect_in("${out}" "usage: wengert-train")
 expect_in("${out}" "--eval WEIGHTS")
 # The usage text is written by hand (CLI11 only parses): it must list every flag there is.
 foreach(flag --mode --eval --data --epochs --batch --hidden --activation --lr --schedule --seed
-             --limit --out --steps --help)
+             --limit --out --force --resume --checkpoint-every --stop-after --steps --help)
   expect_in("${out}" "  ${flag} ")
 endforeach()
 run(0 --help --epochs zero)  # --help before a bad value still prints the usage
@@ -42,6 +44,14 @@ run(2 --lr=)
 expect_in("${out}" "--lr needs a value")
 run(2 --mode xor --eval w.wgrt)
 expect_in("${out}" "does not combine with --mode xor")
+run(2 --resume ${WORK}/r --hidden 32)
+expect_in("${out}" "--hidden cannot be given with --resume")
+run(2 --resume ${WORK}/r --out ${WORK}/elsewhere)
+expect_in("${out}" "--out cannot be given with --resume")
+run(2 --resume ${WORK}/r --force)
+expect_in("${out}" "--force cannot be given with --resume")
+run(2 --checkpoint-every 0)
+expect_in("${out}" "--checkpoint-every needs a positive integer")
 run(1 --data ${WORK}/no-such-dir)
 
 # Strict numbers: a count is decimal digits only, a rate a plain decimal number; the error names
@@ -81,7 +91,9 @@ if(NOT EXISTS ${data}/train-images-idx3-ubyte.gz AND NOT EXISTS ${data}/train-im
   message(STATUS "skipping the training part: ${data} is absent (dataset-fashion-mnist)")
   return()
 endif()
-file(REMOVE_RECURSE ${WORK}/run)
+file(REMOVE_RECURSE ${WORK}/run ${WORK}/full-batch ${WORK}/a ${WORK}/b ${WORK}/k ${WORK}/d)
+run(1 --resume ${WORK}/run)
+expect_in("${out}" "there is no checkpoint")
 run(0 --epochs 1 --limit 3000 --hidden 32 --activation tanh --out ${WORK}/run)
 expect_in("${out}" "final test accuracy")
 file(READ ${WORK}/run/metrics.csv csv)
@@ -96,6 +108,89 @@ run(1 --eval ${WORK}/run/weights.wgrt --activation relu)
 expect_in("${out}" "was trained with tanh but --activation asks for relu")
 run(1 --eval ${WORK}/run/weights.wgrt --hidden 64)
 expect_in("${out}" "holds an MLP 784-32-10 but --hidden asks for 784-64-10")
+# weights.wgrt is the model's state dict, with input.norm and model.activation.
+file(READ ${WORK}/run/weights.wgrt head LIMIT 8 HEX)
+if(NOT head STREQUAL "5747525402000000")
+  message(FATAL_ERROR "weights.wgrt is not a version-2 state file: ${head}")
+endif()
+# The run directory is kept: a new run into it is refused without --force (its metrics would be
+# lost), and with --force it replaces the old run.
+run(2 --epochs 1 --limit 300 --hidden 8 --out ${WORK}/run)
+expect_in("${out}" "already holds a run (metrics.csv, checkpoint.wgrt, weights.wgrt)")
+expect_in("${out}" "--resume ${WORK}/run")
+file(READ ${WORK}/run/metrics.csv csv2)
+if(NOT csv2 STREQUAL csv)
+  message(FATAL_ERROR "a refused run changed metrics.csv")
+endif()
+run(0 --epochs 1 --limit 300 --hidden 8 --out ${WORK}/run --force)
+# An output path that is a directory is found before training, not after it.
+file(MAKE_DIRECTORY ${WORK}/d/weights.wgrt)
+run(1 --epochs 1 --limit 300 --hidden 8 --out ${WORK}/d)
+expect_in("${out}" "cannot write ${WORK}/d/weights.wgrt: it is a directory")
+string(FIND "${out}" "epoch 1/1" trained)
+if(NOT trained EQUAL -1)
+  message(FATAL_ERROR "trained before finding that weights.wgrt cannot be written:\n${out}")
+endif()
+
+# Resumable training: 3 epochs straight, or 1 + 1 + 1 with --stop-after 1 and --resume (and a
+# mid-epoch checkpoint every 7 batches): the weights files are byte-identical, and metrics.csv
+# holds each epoch once. (--hidden 64: a checkpoint of 600 KB, large enough for a kill in the
+# middle of its data below.)
+set(cfg --epochs 3 --limit 1200 --batch 64 --hidden 64 --seed 4)
+run(0 ${cfg} --out ${WORK}/a)
+run(0 ${cfg} --out ${WORK}/b --stop-after 1 --checkpoint-every 7)
+expect_in("${out}" "stopped after epoch 1 of 3")
+expect_in("${out}" "continue with: wengert-train --resume ${WORK}/b")
+if(EXISTS ${WORK}/b/weights.wgrt)
+  message(FATAL_ERROR "a stopped run wrote final weights")
+endif()
+file(WRITE ${WORK}/b/checkpoint.wgrt.tmp "half a checkpoint")  # as a killed save leaves it
+run(0 --resume ${WORK}/b --stop-after 1)
+expect_in("${out}" "removed ${WORK}/b/checkpoint.wgrt.tmp")
+expect_in("${out}" "resuming ${WORK}/b/checkpoint.wgrt at epoch 2, batch 0 of 19")
+run(0 --resume ${WORK}/b)
+expect_in("${out}" "epoch  3/3")
+file(SHA256 ${WORK}/a/weights.wgrt wa)
+file(SHA256 ${WORK}/b/weights.wgrt wb)
+if(NOT wa STREQUAL wb)
+  message(FATAL_ERROR "stopped and resumed training differs from training straight through")
+endif()
+file(STRINGS ${WORK}/b/metrics.csv rows)
+list(LENGTH rows nrows)
+if(NOT nrows EQUAL 4)
+  message(FATAL_ERROR "metrics.csv of the resumed run has ${nrows} lines, expected 4: ${rows}")
+endif()
+# SIGKILLed in the middle of writing a checkpoint (fault injection: WENGERT_FAULT_KILL_SAVE=K:STAGE
+# kills the process at that stage of its K-th save), three times at three stages, resumed each
+# time from whatever checkpoint is left: the run still ends byte-identical to run a.
+function(killed_at spec)
+  set(ENV{WENGERT_FAULT_KILL_SAVE} ${spec})
+  execute_process(COMMAND ${TRAIN} ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE o ERROR_VARIABLE e)
+  unset(ENV{WENGERT_FAULT_KILL_SAVE})
+  if(NOT code MATCHES "[Kk]illed")
+    message(FATAL_ERROR "WENGERT_FAULT_KILL_SAVE=${spec}: the run was not killed (${code})\n${o}${e}")
+  endif()
+endfunction()
+# Saves every 4 batches of 19 and at each epoch's end: 5 per epoch.
+killed_at(6:mid ${cfg} --out ${WORK}/k --checkpoint-every 4)   # epoch 2, batch 4's save
+if(NOT EXISTS ${WORK}/k/checkpoint.wgrt.tmp)
+  message(FATAL_ERROR "the kill did not land mid-save (no checkpoint.wgrt.tmp)")
+endif()
+killed_at(3:synced --resume ${WORK}/k --checkpoint-every 4)     # from epoch 2 batch 0: batch 12
+killed_at(2:written --resume ${WORK}/k --checkpoint-every 4)    # from batch 8: batch 16
+run(0 --resume ${WORK}/k --checkpoint-every 4)
+expect_in("${out}" "at epoch 2, batch 12 of 19")
+expect_in("${out}" "removed ${WORK}/k/checkpoint.wgrt.tmp")
+file(SHA256 ${WORK}/k/weights.wgrt wk)
+if(NOT wa STREQUAL wk)
+  message(FATAL_ERROR "training killed mid-save and resumed differs from training straight through")
+endif()
+file(STRINGS ${WORK}/k/metrics.csv rows)
+list(LENGTH rows nrows)
+if(NOT nrows EQUAL 4)
+  message(FATAL_ERROR "metrics.csv of the killed and resumed run has ${nrows} lines: ${rows}")
+endif()
+
 # A batch larger than the training rows is one batch of all of them.
 run(0 --epochs 1 --limit 300 --batch 65536 --hidden 8 --out ${WORK}/full-batch)
 expect_in("${out}" "batch 300, 1 epochs, 300 training")
