@@ -368,6 +368,7 @@ struct Settings {
   double lr = 0;
   bool cosine = true;
   std::uint64_t seed = 0;
+  std::uint64_t fingerprint = 0;  // of the training examples used (data_fingerprint)
 
   void store(nn::StateDict& sd) const {
     std::vector<std::uint64_t> h(hidden.begin(), hidden.end());
@@ -379,6 +380,7 @@ struct Settings {
     sd.set("config.lr", lr);
     sd.set("config.cosine", std::uint64_t{cosine ? 1u : 0u});
     sd.set("config.seed", seed);
+    sd.set("config.data_fingerprint", fingerprint);
   }
   static Settings from(const nn::StateDict& sd, const std::string& path) {
     const std::string who = "resume: '" + path + "'";
@@ -399,11 +401,30 @@ struct Settings {
     s.lr = sd.get_f64("extra.config.lr", who);
     s.cosine = sd.get_u64("extra.config.cosine", who) == 1;
     s.seed = sd.get_u64("extra.config.seed", who);
-    if (s.epochs == 0 || s.batch == 0 || s.batch > kMaxBatch || !(s.lr > 0))
-      throw ValueError(who + ": its config (epochs, batch or lr) is not a valid run's");
+    s.fingerprint = sd.get_u64("extra.config.data_fingerprint", who);
+    const std::uint64_t act = sd.get_u64("extra.config.activation", who);
+    if (s.epochs == 0 || s.n == 0 || s.batch == 0 || s.batch > kMaxBatch || !(s.lr > 0) ||
+        !std::isfinite(s.lr) || act > 1)
+      throw ValueError(who +
+                       ": its config (epochs, examples, batch, lr or activation) is not a "
+                       "valid run's");
+    sd.get<float>("extra.input.norm", Shape{2}, who);  // checked before anything is loaded
     return s;
   }
 };
+
+// FNV-1a over the first n labels and images: a resumed run must see the data it started with
+// (--data may move, its contents may not).
+std::uint64_t data_fingerprint(const io::Dataset<float>& d, std::size_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](const void* p, std::size_t bytes) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 0x100000001b3ull;
+  };
+  mix(d.labels.data(), n * sizeof(std::int32_t));
+  mix(d.images.pixels.data(), n * d.features() * sizeof(float));
+  return h;
+}
 
 // The running sums of the epoch in progress and of the run, kept in checkpoints ("progress.*")
 // so that a run resumed mid-epoch reports the same epoch figures.
@@ -504,6 +525,8 @@ void start_metrics(const std::string& csv, bool resuming, std::uint64_t epochs_d
   std::string text = header + "\n";
   if (resuming) {
     std::ifstream in(csv);
+    if (!in)
+      std::printf("warning: %s is missing: it restarts with this run's epochs\n", csv.c_str());
     std::string line;
     bool first = true;
     while (std::getline(in, line)) {
@@ -567,10 +590,8 @@ int run_fashion(Args& a) {
 
   // The run's settings: from the command line, or from the checkpoint being resumed.
   Settings cfg;
-  nn::StateDict saved;
   if (resuming) {
-    saved = nn::load_state(ckpt);
-    cfg = Settings::from(saved, ckpt);
+    cfg = Settings::from(nn::load_state(ckpt), ckpt);  // read once more by load_checkpoint
   } else {
     cfg.hidden = a.hidden;
     cfg.activation = a.activation;
@@ -585,6 +606,11 @@ int run_fashion(Args& a) {
   if (cfg.n > trainset.size())
     throw ValueError("resume: '" + ckpt + "' trained on " + std::to_string(cfg.n) +
                      " examples but '" + a.data + "' holds " + std::to_string(trainset.size()));
+  const std::uint64_t fingerprint = data_fingerprint(trainset, cfg.n);
+  if (resuming && fingerprint != cfg.fingerprint)
+    throw ValueError("resume: the first " + std::to_string(cfg.n) + " training examples in '" +
+                     a.data + "' are not the ones '" + ckpt + "' was trained on");
+  cfg.fingerprint = fingerprint;
   const std::size_t n = cfg.n, batch = cfg.batch;
   Args shown = a;
   shown.hidden = cfg.hidden;
@@ -730,7 +756,10 @@ void install_fault_injection() {
   const std::string s = spec;
   const auto colon = s.find(':');
   const std::string st = colon == std::string::npos ? "" : s.substr(colon + 1);
-  target = std::atol(s.substr(0, colon).c_str());
+  const std::string k = s.substr(0, colon == std::string::npos ? s.size() : colon);
+  if (k.empty() || k.find_first_not_of("0123456789") != std::string::npos)
+    usage_error("WENGERT_FAULT_KILL_SAVE must be K:STAGE with K a save count, got '" + s + "'");
+  target = std::atol(k.c_str());
   if (st == "mid")
     stage = nn::detail::SaveStage::kMidData;
   else if (st == "written")

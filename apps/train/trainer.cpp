@@ -68,6 +68,11 @@ Architecture read_architecture(const std::string& path) {
     a.sizes.push_back(W->shape[1]);
   }
   const nn::StateDict::Entry* act = sd.find("model.activation");
+  if (a.sizes.empty() && sd.find("fc0.W"))
+    throw ValueError("eval: '" + path +
+                     "' is a weights file of an earlier wengert-train (parameters fc<k>.W and "
+                     "fc<k>.b in a version-1 file), which this version does not read: train "
+                     "again to get one with fc<k>.weight");
   if (a.sizes.size() < 2 || !act)
     throw ValueError("eval: '" + path +
                      "' is a wengert state file but not a wengert-train "

@@ -7,13 +7,17 @@
 // Stable storage. The value, gradient, shape and name live in a heap block (ParameterStorage)
 // that the Parameter object points to, and optimizers share that block (storage()). So a
 // Parameter — and a layer or model holding Parameters — may be moved freely after an optimizer
-// was built from it: put nn::Linear layers in a std::vector, build Adam, grow the vector, and
-// Adam still updates the same memory the layers' Parameters use. The rules:
-//   * moving a Parameter moves its block (the optimizer follows it);
+// was built from it: put nn::Linear layers in a std::vector, build Adam, grow the vector, sort
+// it, erase from it, and Adam still updates the memory the layers' Parameters use. The rules:
+//   * moving a Parameter (construction or assignment) moves its block: the optimizer follows
+//     the values wherever they go;
 //   * copying a Parameter makes a new block (an independent copy, not seen by the optimizer);
-//   * assigning to a Parameter (copy or move) replaces the contents of its own block, so the
-//     optimizer sees the new values; if the size changed, the optimizer's step() throws
-//     UsageError (its state was sized for the old one);
+//   * copy-assigning into a Parameter replaces the contents of its own block, so its optimizer
+//     sees the new values (and throws UsageError at its next step if the size changed: its
+//     state was sized for the old one);
+//   * a block whose Parameter is destroyed, or move-assigned over, is orphaned: an optimizer
+//     still holding it throws UsageError at its next step (it would otherwise train memory that
+//     no model reads) — e.g. after `model = MLP(...)` replaced the model it was built for;
 //   * a moved-from Parameter has no block: any use of it other than assigning to it or
 //     destroying it throws UsageError.
 #pragma once
@@ -39,6 +43,8 @@ struct ParameterStorage {
   AlignedVector<T> value;
   AlignedVector<T> grad;
   std::string name;
+  /// False once no Parameter owns this block (see "Stable storage" above).
+  bool owned = true;
 };
 
 /// A persistent tensor with a gradient: its value and gradient outlive any tape, and backward
@@ -81,24 +87,17 @@ class Parameter {
     }
     return *this;
   }
-  /// Moves o's contents into this Parameter's own block; o is left moved-from.
+  /// Takes o's block (its optimizers follow it); this Parameter's old block is orphaned and o
+  /// is left moved-from.
   Parameter& operator=(Parameter&& o) {
     if (this != &o) {
-      ParameterStorage<T>& from = o.s();
-      if (!s_) {
-        s_ = std::move(o.s_);
-        return *this;
-      }
-      // Swap contents, so a block still shared with o's optimizers stays consistent.
-      std::swap(s_->shape, from.shape);
-      s_->value.swap(from.value);
-      s_->grad.swap(from.grad);
-      std::swap(s_->name, from.name);
-      o.s_.reset();
+      o.s();  // a moved-from source is a UsageError, and this Parameter stays as it was
+      release();
+      s_ = std::move(o.s_);
     }
     return *this;
   }
-  ~Parameter() = default;
+  ~Parameter() { release(); }
 
   const Shape& shape() const { return s().shape; }
   std::size_t size() const { return s().value.size(); }
@@ -138,7 +137,12 @@ class Parameter {
   }
   void adopt(ParameterStorage<T>&& from) {
     if (!s_) s_ = std::make_shared<ParameterStorage<T>>();
+    from.owned = true;
     *s_ = std::move(from);
+  }
+  void release() noexcept {
+    if (s_) s_->owned = false;
+    s_.reset();
   }
 
   std::shared_ptr<ParameterStorage<T>> s_;

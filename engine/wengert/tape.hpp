@@ -374,11 +374,13 @@ template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
   check_owner("param");
   check_idle("param");
+  // Read first: a moved-from Parameter throws here, before the tape changes.
+  ParameterStorage<T>& st = *p.storage();
   detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
-  node.value = p.data();
-  node.grad = grad_enabled() ? p.grad_data() : nullptr;
-  node.shape = p.shape();
-  node.size = p.size();
+  node.value = st.value.data();
+  node.grad = grad_enabled() ? st.grad.data() : nullptr;
+  node.shape = st.shape;
+  node.size = st.value.size();
   node.in_begin = static_cast<std::uint32_t>(inputs_.size());
   node.name = "param";
   node.flags =

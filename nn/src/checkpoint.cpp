@@ -58,7 +58,10 @@ TrainingPosition load_checkpoint(const std::string& path, Module<T>& model, Opti
   pos.batch = sd.get_u64("data.batch", who);
   std::mt19937_64 r;
   if (rng) get_rng(sd, "rng", r, who);
-  // All or nothing: keep what is there, restore it if a later part does not fit.
+  StateDict ex;
+  if (extra) ex = sd.sub("extra");
+  // All or nothing: keep what is there, and put it back if any later part fails, whatever the
+  // error (a ValueError for a state that does not fit, a ResourceError, anything).
   const StateDict model_before = model.state_dict();
   StateDict opt_before;
   opt.state_dict(opt_before, "optimizer");
@@ -70,14 +73,19 @@ TrainingPosition load_checkpoint(const std::string& path, Module<T>& model, Opti
     }
     opt.load_state_dict(sd, "optimizer");
     if (sched) sched->load_state_dict(sd, "scheduler");
-  } catch (const ValueError& e) {
+  } catch (...) {
     model.load_state_dict(model_before);
     opt.load_state_dict(opt_before, "optimizer");
-    const std::string msg = e.what();
-    throw ValueError(msg.rfind(who, 0) == 0 ? msg : who + ": " + msg);
+    try {
+      throw;
+    } catch (const ValueError& e) {
+      const std::string msg = e.what();
+      throw ValueError(msg.rfind(who, 0) == 0 ? msg : who + ": " + msg);
+    }
   }
+  // Nothing below can throw: the swap and the generator's copy.
   if (rng) *rng = r;
-  if (extra) *extra = sd.sub("extra");
+  if (extra) extra->swap(ex);
   return pos;
 }
 
@@ -90,8 +98,8 @@ template void save_checkpoint<double>(const std::string&, const Module<double>&,
                                       const TrainingPosition&, const std::mt19937_64*,
                                       const StateDict*);
 template TrainingPosition load_checkpoint<float>(const std::string&, Module<float>&,
-                                                 Optimizer<float>&, LRScheduler*,
-                                                 std::mt19937_64*, StateDict*);
+                                                 Optimizer<float>&, LRScheduler*, std::mt19937_64*,
+                                                 StateDict*);
 template TrainingPosition load_checkpoint<double>(const std::string&, Module<double>&,
                                                   Optimizer<double>&, LRScheduler*,
                                                   std::mt19937_64*, StateDict*);

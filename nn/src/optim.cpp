@@ -81,9 +81,12 @@ void adam_kernel(T* p, const T* g, T* m, T* v, std::size_t n, T lr, T b1, T b2, 
 
 template <class V, class T>
 inline void rms_denominator(V& d, const V& s, const V* a, T eps) {
+  using std::max;
   using std::sqrt;
+  using xsimd::max;
   using xsimd::sqrt;
-  d = (a ? sqrt(s - *a * *a) : sqrt(s)) + V(eps);
+  // Centered: s − a² ≥ 0 in exact arithmetic; rounding can make it −0.0…1, so clamp at 0.
+  d = (a ? sqrt(max(s - *a * *a, V(T(0)))) : sqrt(s)) + V(eps);
 }
 
 // One RMSprop element update (see optim.hpp); buf / avg are null when unused.
@@ -158,31 +161,51 @@ double clip_grad_norm(const std::vector<Parameter<T>*>& params, double max_norm)
                      " must be finite and > 0");
   for (std::size_t i = 0; i < params.size(); ++i)
     if (!params[i]) throw UsageError("clip_grad_norm: parameter " + std::to_string(i) + " is null");
-  double sq = 0;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    const double s = sum_squares(params[i]->grad_data(), params[i]->size());
-    if (!std::isfinite(s)) {
-      // Overflow of finite values is possible in float; say which case it is.
-      const T* g = params[i]->grad_data();
-      bool finite = true;
-      for (std::size_t k = 0; k < params[i]->size() && finite; ++k) finite = std::isfinite(g[k]);
-      if (!finite)
-        throw ValueError("clip_grad_norm: parameter " + std::to_string(i) + " ('" +
-                         params[i]->name() +
-                         "') has a non-finite gradient (inf or NaN); the gradients are left as "
-                         "they are");
+  // The norm as scale·√ssq (LAPACK's nrm2 form): the fast path sums squares directly (scale 1);
+  // a parameter whose squares overflow (|g| beyond ~1e19 in float) is summed as (g / max|g|)²
+  // with scale max|g|, so exploding but finite gradients are measured and clipped, not refused.
+  double scale = 1, ssq = 0;
+  auto add = [&](double s, double q) {  // adds s²·q to scale²·ssq
+    if (q == 0) return;
+    if (s > scale) {
+      ssq = ssq * (scale / s) * (scale / s) + q;
+      scale = s;
+    } else {
+      ssq += q * (s / scale) * (s / scale);
     }
-    sq += s;
+  };
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const T* g = params[i]->grad_data();
+    const std::size_t n = params[i]->size();
+    const double q = sum_squares(g, n);
+    if (std::isfinite(q)) {
+      add(1.0, q);
+      continue;
+    }
+    double m = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      if (!std::isfinite(g[k]))
+        throw ValueError("clip_grad_norm: parameter " + std::to_string(i) + " ('" +
+                         params[i]->name() + "') has a non-finite gradient (" +
+                         std::to_string(double(g[k])) + " at element " + std::to_string(k) +
+                         "); the gradients are left as they are");
+      m = std::max(m, std::abs(double(g[k])));
+    }
+    double scaled = 0;
+    for (std::size_t k = 0; k < n; ++k) scaled += (double(g[k]) / m) * (double(g[k]) / m);
+    add(m, scaled);
   }
-  const double norm = std::sqrt(sq);
+  const double norm = scale * std::sqrt(ssq);
   if (!std::isfinite(norm))
-    throw ValueError("clip_grad_norm: the gradient norm overflows a double");
+    throw ValueError(
+        "clip_grad_norm: the gradient norm exceeds the largest double; the "
+        "gradients are left as they are");
   if (norm > max_norm) {
-    const T scale = T(max_norm / (norm + 1e-6));
+    const T factor = T(max_norm / (norm + 1e-6));
     for (Parameter<T>* p : params) {
       T* g = p->grad_data();
       const std::size_t n = p->size();
-      for (std::size_t k = 0; k < n; ++k) g[k] *= scale;
+      for (std::size_t k = 0; k < n; ++k) g[k] *= factor;
     }
   }
   return norm;
@@ -225,13 +248,20 @@ void Optimizer<T>::set_lr(T lr) {
 
 template <class T>
 void Optimizer<T>::check_sizes() const {
-  for (std::size_t i = 0; i < params_.size(); ++i)
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i]->owned)
+      throw UsageError(std::string(who_) + ": parameter " + std::to_string(i) + " ('" +
+                       params_[i]->name +
+                       "') no longer belongs to any Parameter: its Parameter was destroyed or "
+                       "assigned over (e.g. the model was replaced); build a new optimizer for "
+                       "the new parameters");
     if (params_[i]->value.size() != sizes_[i])
       throw UsageError(std::string(who_) + ": parameter " + std::to_string(i) + " ('" +
                        params_[i]->name + "') has " + std::to_string(params_[i]->value.size()) +
                        " elements but had " + std::to_string(sizes_[i]) +
                        " when the optimizer was built; build a new optimizer after replacing "
                        "parameters");
+  }
 }
 
 template <class T>
@@ -248,9 +278,21 @@ void Optimizer<T>::allocate_state(std::vector<const char*> slices) {
   state_.assign(total, T(0));
 }
 
+// The kind codes of "<prefix>.kind", by the optimizer's name.
+static std::uint64_t kind_code(const char* who) {
+  const std::string w = who;
+  return w == "SGD" ? 1 : w == "Adam" ? 2 : w == "AdamW" ? 3 : w == "RMSprop" ? 4 : 0;
+}
+static const char* kind_name(std::uint64_t code) {
+  static const char* names[] = {"unknown", "SGD", "Adam", "AdamW", "RMSprop"};
+  return code < 5 ? names[code] : "unknown";
+}
+
 template <class T>
 void Optimizer<T>::state_dict(StateDict& sd, const std::string& prefix) const {
   check_sizes();
+  sd.set(prefix + ".kind", kind_code(who_));
+  for (auto& [name, value] : hyper()) sd.set(prefix + "." + name, value);
   sd.set(prefix + ".lr", double(lr_));
   sd.set(prefix + ".step", std::uint64_t{t_});
   for (auto& [name, value] : const_cast<Optimizer*>(this)->scalars())
@@ -265,24 +307,41 @@ void Optimizer<T>::load_state_dict(const StateDict& sd, const std::string& prefi
   check_sizes();
   const std::string who = std::string(who_) + " load_state_dict";
   // Check everything first: any error leaves the optimizer as it was.
-  const double lr = sd.get_f64(prefix + ".lr", who);
+  std::vector<std::string> expected;
+  auto key = [&](const std::string& name) {
+    expected.push_back(prefix + "." + name);
+    return expected.back();
+  };
+  const std::uint64_t kind = sd.get_u64(key("kind"), who);
+  if (kind != kind_code(who_))
+    throw ValueError(who + ": the state is an " + kind_name(kind) + " optimizer's, not " + who_ +
+                     "'s");
+  for (auto& [name, value] : hyper()) {
+    const double saved = sd.get_f64(key(name), who);
+    if (saved != value)
+      throw ValueError(who + ": the state was saved with " + name + " = " + std::to_string(saved) +
+                       " but this optimizer has " + name + " = " + std::to_string(value));
+  }
+  const double lr = sd.get_f64(key("lr"), who);
   if (!std::isfinite(lr) || lr < 0)
     throw ValueError(who + ": '" + prefix + ".lr' = " + std::to_string(lr) +
                      " is not a learning rate");
-  const std::uint64_t t = sd.get_u64(prefix + ".step", who);
+  const std::uint64_t t = sd.get_u64(key("step"), who);
   std::vector<double> values;
-  for (auto& [name, value] : scalars()) values.push_back(sd.get_f64(prefix + "." + name, who));
+  for (auto& [name, value] : scalars()) values.push_back(sd.get_f64(key(name), who));
   std::vector<const T*> src;
   for (std::size_t i = 0; i < params_.size(); ++i)
     for (std::size_t k = 0; k < slices_.size(); ++k)
-      src.push_back(
-          sd.get<T>(prefix + "." + std::to_string(i) + "." + slices_[k], params_[i]->shape, who));
-  // A state for more parameters than this optimizer has is another model's.
-  const std::string extra = prefix + "." + std::to_string(params_.size()) + ".";
+      src.push_back(sd.get<T>(key(std::to_string(i) + "." + slices_[k]), params_[i]->shape, who));
+  // Nothing else under the prefix: a state for more parameters, or with slices this optimizer
+  // does not keep, is another optimizer's.
+  std::sort(expected.begin(), expected.end());
+  const std::string pre = prefix + ".";
   for (const auto& e : sd.entries())
-    if (e.name.compare(0, extra.size(), extra) == 0)
-      throw ValueError(who + ": the state has '" + e.name + "' but this optimizer has only " +
-                       std::to_string(params_.size()) + " parameters");
+    if (e.name.compare(0, pre.size(), pre) == 0 &&
+        !std::binary_search(expected.begin(), expected.end(), e.name))
+      throw ValueError(who + ": the state has '" + e.name + "', which this " + who_ + " (with " +
+                       std::to_string(params_.size()) + " parameters) does not keep");
   lr_ = T(lr);
   t_ = t;
   std::size_t s = 0;

@@ -57,8 +57,8 @@ CosineWarmup::CosineWarmup(double base_lr, std::uint64_t warmup, std::uint64_t t
   check_rate("CosineWarmup", "base_lr", base_lr, false);
   check_rate("CosineWarmup", "min_lr", min_lr, false);
   if (min_lr > base_lr)
-    throw ValueError("CosineWarmup: min_lr = " + std::to_string(min_lr) + " exceeds base_lr = " +
-                     std::to_string(base_lr));
+    throw ValueError("CosineWarmup: min_lr = " + std::to_string(min_lr) +
+                     " exceeds base_lr = " + std::to_string(base_lr));
   if (total == 0 || warmup > total)
     throw ValueError("CosineWarmup: needs 0 <= warmup <= total and total > 0, got warmup = " +
                      std::to_string(warmup) + ", total = " + std::to_string(total));
@@ -67,10 +67,10 @@ CosineWarmup::CosineWarmup(double base_lr, std::uint64_t warmup, std::uint64_t t
 double CosineWarmup::lr_at(std::uint64_t t) const {
   if (t < warmup_) return base_lr_ * double(t + 1) / double(warmup_);
   if (t >= total_) return min_lr_;
-  // Written as wengert-train's original cosine decay when warmup = 0 and min_lr = 0:
-  // base · ½(1 + cos(π t / T)).
-  const double p = double(t - warmup_) / double(total_ - warmup_);
-  return min_lr_ + (base_lr_ - min_lr_) * 0.5 * (1 + std::cos(kPi * p));
+  // With warmup = 0 and min_lr = 0 this is base · ½(1 + cos(π·t / T)), evaluated in the same
+  // order as wengert-train's original cosine decay (π·t first), so the rates are the same bits.
+  const double angle = kPi * double(t - warmup_) / double(total_ - warmup_);
+  return min_lr_ + (base_lr_ - min_lr_) * 0.5 * (1 + std::cos(angle));
 }
 
 OneCycle::OneCycle(double max_lr, std::uint64_t total, double pct_start, double div_factor,
@@ -84,6 +84,11 @@ OneCycle::OneCycle(double max_lr, std::uint64_t total, double pct_start, double 
   if (total < 2) throw ValueError("OneCycle: total must be >= 2, got " + std::to_string(total));
   if (!(pct_start > 0 && pct_start < 1))
     throw ValueError("OneCycle: pct_start = " + std::to_string(pct_start) + " must be in (0, 1)");
+  const double peak = pct_start * double(total) - 1;
+  if (!(peak > 0 && peak < double(total - 1)))
+    throw ValueError("OneCycle: pct_start · total − 1 = " + std::to_string(peak) +
+                     " (the step of the peak) must lie strictly between 0 and total − 1 = " +
+                     std::to_string(total - 1));
   check_rate("OneCycle", "div_factor", div_factor, true);
   check_rate("OneCycle", "final_div_factor", final_div_factor, true);
 }
@@ -92,9 +97,9 @@ double OneCycle::lr_at(std::uint64_t t) const {
   const double initial = max_lr_ / div_factor_;
   const double final_lr = initial / final_div_factor_;
   const double last = double(total_ - 1);
-  const double peak = pct_start_ * last;  // the step at which max_lr is reached
+  const double peak = pct_start_ * double(total_) - 1;  // PyTorch's end of the first phase
   const double s = std::min(double(t), last);
-  if (s <= peak) return cosine_between(initial, max_lr_, peak > 0 ? s / peak : 1.0);
+  if (s <= peak) return cosine_between(initial, max_lr_, s / peak);
   return cosine_between(max_lr_, final_lr, (s - peak) / (last - peak));
 }
 

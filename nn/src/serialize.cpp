@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -84,6 +85,7 @@ std::string parent_dir(const std::string& path) {
 class Writer {
  public:
   Writer(const char* op, const std::string& path) : op_(op), path_(path), tmp_(path + ".tmp") {
+    buf_.reserve(kBuffer);  // before the file exists: a failure here leaves nothing behind
     struct stat st;
     if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
       throw ValueError(prefix(op_, path_) + "it is a directory; " + op_ + "() writes a file");
@@ -91,7 +93,6 @@ class Writer {
     if (fd_ < 0)
       throw ValueError(prefix(op_, path_) + "cannot open '" + tmp_ + "' for writing (" +
                        std::strerror(errno) + ")");
-    buf_.reserve(kBuffer);
   }
   ~Writer() {
     if (fd_ >= 0) {
@@ -323,8 +324,8 @@ struct Record {
 // version 2 one per record (float32, float64 or uint64). Every length is checked against the
 // bytes that remain before anything is read or allocated from it. Errors are ValueErrors
 // starting with `pre`.
-std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf, std::size_t size,
-                                std::uint32_t* version_out = nullptr) {
+std::vector<Record> parse_bytes_unguarded(const std::string& pre, const unsigned char* buf,
+                                          std::size_t size, std::uint32_t* version_out) {
   // Header: magic, version, dtype — each checked before anything that depends on it.
   if (size == 0) throw ValueError(pre + "the file is truncated: it is empty");
   if (std::memcmp(buf, kParamFileMagic, std::min<std::size_t>(size, 4)) != 0) {
@@ -353,17 +354,20 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
     throw ValueError(pre + "the file is corrupt: a version 2 file has 0 in its dtype field, not " +
                      std::to_string(file_dtype));
   const auto count = r.uint<std::uint64_t>("tensor count");
-  constexpr std::size_t kMinRecord = 4 + 4;  // empty name, rank 0 … plus at least one value
-  if (count > r.remaining() / kMinRecord)
+  // The smallest record: an empty name's length, (a dtype,) a rank of 0 and its one value.
+  const std::size_t min_record = version == kStateFileVersion ? 4 + 4 + 4 + 4 : 4 + 4 + 4;
+  if (count > r.remaining() / min_record)
     throw ValueError(pre + "the file is truncated or corrupt: the header announces " +
                      std::to_string(count) + " tensors but only " + std::to_string(r.remaining()) +
                      " bytes follow");
 
-  // Structure: every record must fit, and the records must end exactly at the checksum.
-  std::vector<Record> records(static_cast<std::size_t>(count));
-  for (std::size_t i = 0; i < records.size(); ++i) {
+  // Structure: every record must fit, and the records must end exactly at the checksum. The
+  // list grows as records are read, so its memory follows what the file really holds.
+  std::vector<Record> records;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(count); ++i) {
     const std::string which = "tensor " + std::to_string(i);
-    Record& rec = records[i];
+    records.emplace_back();
+    Record& rec = records.back();
     const auto len = r.uint<std::uint32_t>(which + "'s name length");
     const unsigned char* name = r.take(len, which + "'s name");
     rec.name.assign(reinterpret_cast<const char*>(name), len);
@@ -427,6 +431,18 @@ std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf
     throw ValueError(pre + "the file is corrupt: " + msg);
   }
   return records;
+}
+
+// As parse_bytes_unguarded, with running out of memory (a file of millions of tiny records)
+// reported as a ResourceError naming the file.
+std::vector<Record> parse_bytes(const std::string& pre, const unsigned char* buf, std::size_t size,
+                                std::uint32_t* version_out = nullptr) {
+  try {
+    return parse_bytes_unguarded(pre, buf, size, version_out);
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(pre + "out of memory while reading the file's structure (" +
+                        std::to_string(size) + " bytes)");
+  }
 }
 
 // The records of a file read as parameters of dtype T: every record must hold T.
@@ -520,14 +536,21 @@ std::vector<Parameter<T>> load_all_impl(const std::string& path) {
 }
 
 StateDict state_from(const std::string& pre, const unsigned char* data, std::size_t size) {
-  const std::vector<Record> records = parse_bytes(pre, data, size);
+  std::uint32_t version = 0;
+  const std::vector<Record> records = parse_bytes(pre, data, size, &version);
   StateDict sd;
   try {
     for (std::size_t i = 0; i < records.size(); ++i) {
       const Record& rec = records[i];
-      if (sd.contains(rec.name))
+      if (sd.contains(rec.name)) {
+        // Version 1 allows repeated names (nn::load matches by position); a state dict cannot.
+        if (version == kParamFileVersion)
+          throw ValueError(pre + "tensor " + std::to_string(i) + " ('" + printable(rec.name) +
+                           "') has the name of an earlier tensor: this parameter file matches "
+                           "by position, read it with nn::load or nn::load_all");
         throw ValueError(pre + "the file is corrupt: tensor " + std::to_string(i) + " ('" +
                          printable(rec.name) + "') has the name of an earlier tensor");
+      }
       const std::size_t n = rec.shape.size();
       auto put = [&](auto tag) {
         using V = decltype(tag);

@@ -91,6 +91,11 @@ StateDict StateDict::sub(const std::string& prefix) const {
 }
 
 void StateDict::merge(const std::string& prefix, const StateDict& other) {
+  if (&other == this) {  // slot() grows entries_ while the loop would read them
+    const StateDict copy = other;
+    merge(prefix, copy);
+    return;
+  }
   for (const Entry& e : other.entries_) {
     Entry& o = slot(prefix.empty() ? e.name : prefix + "." + e.name);
     o.shape = e.shape;

@@ -34,8 +34,9 @@ namespace {
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("wengert_test_ckpt_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("wengert_test_ckpt_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -51,7 +52,8 @@ struct Spiral {
     std::mt19937_64 rng(3);
     for (std::size_t i = 0; i < n; ++i) {
       const std::int32_t c = std::int32_t(i % 3);
-      const double r = double(i) / double(n), t = 4.0 * r + 2.1 * c + 0.2 * double(rng() % 100) / 100;
+      const double r = double(i) / double(n),
+                   t = 4.0 * r + 2.1 * c + 0.2 * double(rng() % 100) / 100;
       x.push_back(float(r * std::sin(t)));
       x.push_back(float(r * std::cos(t)));
       y.push_back(c);
@@ -119,7 +121,8 @@ TEST_F(CheckpointTest, ResumeAtAnEpochBoundaryIsBitIdentical) {
     nn::save_checkpoint(f, first.model, first.opt, &first.sched, at);
   }  // the first process is gone
   TrainRun resumed;
-  const nn::TrainingPosition at = nn::load_checkpoint(f, resumed.model, resumed.opt, &resumed.sched);
+  const nn::TrainingPosition at =
+      nn::load_checkpoint(f, resumed.model, resumed.opt, &resumed.sched);
   EXPECT_EQ(at.epoch, 2u);
   EXPECT_EQ(at.batch, 0u);
   EXPECT_EQ(resumed.opt.steps(), 2 * resumed.batches.batches_per_epoch());
@@ -209,8 +212,8 @@ TEST_F(CheckpointTest, SigkillAtEveryStageOfASaveLeavesALoadableFile) {
   nn::StateDict old_state, new_state;
   old_state.set("w", Shape{old_values.size()}, old_values.data());
   new_state.set("w", Shape{new_values.size()}, new_values.data());
-  for (SaveStage stage : {SaveStage::kMidData, SaveStage::kWritten, SaveStage::kSynced,
-                          SaveStage::kRenamed}) {
+  for (SaveStage stage :
+       {SaveStage::kMidData, SaveStage::kWritten, SaveStage::kSynced, SaveStage::kRenamed}) {
     nn::save_state(f, old_state);
     static SaveStage target;
     target = stage;
@@ -277,8 +280,7 @@ TEST_F(CheckpointTest, StateFilesHoldEveryDtype) {
     nn::load_all<float>(f);
     ADD_FAILURE() << "uint64 values loaded as float32 parameters";
   } catch (const ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("'b.f64') holds float64"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("'b.f64') holds float64"), std::string::npos) << e.what();
   }
 }
 

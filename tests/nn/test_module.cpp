@@ -80,10 +80,10 @@ void expect_same_state(nn::Module<T>& a, nn::Module<T>& b) {
 TEST(Module, NamedNestedParametersInVisitOrder) {
   Net<float> net(1);
   const auto named = net.named_parameters();
-  const std::vector<std::string> want = {
-      "enc.fc1.weight", "enc.fc1.bias", "enc.fc2.weight", "enc.fc2.bias", "enc.scale",
-      "dec.fc1.weight", "dec.fc1.bias", "dec.fc2.weight", "dec.fc2.bias", "dec.scale",
-      "head.weight",    "head.bias"};
+  const std::vector<std::string> want = {"enc.fc1.weight", "enc.fc1.bias",   "enc.fc2.weight",
+                                         "enc.fc2.bias",   "enc.scale",      "dec.fc1.weight",
+                                         "dec.fc1.bias",   "dec.fc2.weight", "dec.fc2.bias",
+                                         "dec.scale",      "head.weight",    "head.bias"};
   ASSERT_EQ(named.size(), want.size());
   for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(named[i].first, want[i]);
   EXPECT_EQ(named[4].second, &net.enc.scale);
@@ -151,20 +151,20 @@ TEST(Module, StateDictRoundTripsThroughAFile) {
 TEST(Module, LoadStateDictListsEveryMismatchAndWritesNothing) {
   Net<float> a(1), b(2);
   nn::StateDict sd = a.state_dict();
-  sd.erase("dec.scale");                                                    // missing
+  sd.erase("dec.scale");  // missing
   std::vector<float> big(12, 1.0f);
-  sd.set("head.bias", Shape{12}, big.data());                               // wrong shape
-  sd.set("enc.fc3.weight", Shape{2}, big.data());                           // unexpected
-  sd.set("dec.fc1.bias", Shape{3}, std::vector<double>(3, 0.5).data());     // wrong dtype
-  const Net<float> before = b;  // a deep copy
+  sd.set("head.bias", Shape{12}, big.data());                            // wrong shape
+  sd.set("enc.fc3.weight", Shape{2}, big.data());                        // unexpected
+  sd.set("dec.fc1.bias", Shape{3}, std::vector<double>(3, 0.5).data());  // wrong dtype
+  const Net<float> before = b;                                           // a deep copy
   try {
     b.load_state_dict(sd);
     ADD_FAILURE() << "a mismatched state was loaded";
   } catch (const ValueError& e) {
     const std::string m = e.what();
-    for (const char* needle :
-         {"missing: dec.scale", "unexpected: enc.fc3.weight", "head.bias (float32 [12] in the state",
-          "float32 [2] in the model", "dec.fc1.bias (float64 [3]"})
+    for (const char* needle : {"missing: dec.scale", "unexpected: enc.fc3.weight",
+                               "head.bias (float32 [12] in the state", "float32 [2] in the model",
+                               "dec.fc1.bias (float64 [3]"})
       EXPECT_NE(m.find(needle), std::string::npos) << needle << " not in: " << m;
   }
   Net<float> after_copy = b;
@@ -182,19 +182,25 @@ TEST(Module, CopiesAreDeepAndOptimizersFollowMoves) {
   Net<float> copy = a;
   copy.head.weight().data()[0] += 1.0f;
   EXPECT_NE(copy.head.weight().data()[0], a.head.weight().data()[0]);
-  // Adam built from a, then a is moved into another object: Adam updates the new owner.
+  // SGD built from a, then a is moved into another object: SGD updates the new owner.
   nn::SGD<float> sgd(a.parameters(), 0.5f);
   Net<float> moved = std::move(a);
-  for (Parameter<float>* p : moved.parameters()) std::fill(p->grad_data(), p->grad_data() + p->size(), 1.0f);
+  for (Parameter<float>* p : moved.parameters())
+    std::fill(p->grad_data(), p->grad_data() + p->size(), 1.0f);
   const float w0 = moved.head.weight().data()[0];
   sgd.step();
   EXPECT_EQ(moved.head.weight().data()[0], w0 - 0.5f);
-  // The moved-from object holds nothing: using it is a clear error, not undefined behaviour.
+  // The moved-from object holds nothing: using it is a clear error, not undefined behaviour,
+  // and a tape it is recorded on is left as it was.
   EXPECT_FALSE(a.head.weight().valid());
   EXPECT_THROW(a.head.weight().data(), UsageError);
   EXPECT_THROW(a.parameters().front()->size(), UsageError);
   Tape<float> tape;
+  Var<float> x = tape.variable(xt::xarray<float>{{1, 2, 3, 4}});
+  const std::size_t before = tape.size();
   EXPECT_THROW(tape.param(a.head.weight()), UsageError);
+  EXPECT_THROW(a.head.forward(tape, x), UsageError);
+  EXPECT_EQ(tape.size(), before);
   EXPECT_THROW(nn::SGD<float>(a.parameters(), 0.1f), UsageError);
   // Assigning to a moved-from Parameter revives it.
   a.head.weight() = Parameter<float>(Shape{4, 2}, "w");
@@ -216,7 +222,7 @@ TEST(Module, LayersInAGrowingVectorKeepTheirOptimizer) {
     const float* before = layers[0].weight().data();
     if (grow) {
       for (int k = 0; k < 20; ++k) layers.emplace_back(2, 2, rng);  // reallocates, moves l0, l1
-      EXPECT_EQ(layers[0].weight().data(), before);  // the storage did not move
+      EXPECT_EQ(layers[0].weight().data(), before);                 // the storage did not move
     }
     const std::vector<float> x = {0.5f, -1.0f, 2.0f, 1.0f, 0.0f, -0.5f};
     const std::int64_t y[] = {1, 0};
@@ -244,27 +250,61 @@ TEST(Module, LayersInAGrowingVectorKeepTheirOptimizer) {
   EXPECT_NE(std::memcmp(fresh.weight().data(), still.data(), 15 * sizeof(float)), 0);
 }
 
-// An optimizer keeps the storage alive: destroying the model first is not a use-after-free
-// (ASan checks this in the sanitizer stage); the step updates the orphaned storage.
-TEST(Module, OptimizerOutlivingItsModelIsSafe) {
-  auto model = std::make_unique<Net<float>>(3);
-  nn::Adam<float> adam(model->parameters());
-  const auto& storage = adam.parameter(0);
-  model.reset();
-  adam.zero_grad();
+// Erasing from the vector moves the later layers down by move-assignment: the optimizer follows
+// each layer's values to its new slot, and the erased layer's block is orphaned.
+TEST(Module, ErasingALayerOrphansOnlyItsParameters) {
+  std::vector<nn::Linear<float>> layers;
+  std::mt19937_64 rng(3);
+  for (int k = 0; k < 3; ++k)
+    layers.emplace_back(2, 2, rng, nn::Init::kXavierUniform, "l" + std::to_string(k));
+  nn::SGD<float> keep(layers[2].parameters(), 1.0f);  // the last layer only
+  nn::SGD<float> gone(layers[0].parameters(), 1.0f);  // the first layer only
+  layers.erase(layers.begin());
+  ASSERT_EQ(layers[1].weight().name(), "l2.weight");
+  std::fill(layers[1].weight().grad_data(), layers[1].weight().grad_data() + 4, 1.0f);
+  const float w = layers[1].weight().data()[0];
+  keep.step();
+  EXPECT_EQ(layers[1].weight().data()[0], w - 1.0f);
+  try {
+    gone.step();
+    ADD_FAILURE() << "an optimizer of an erased layer stepped silently";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("'l0.weight') no longer belongs to any Parameter"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Replacing the model, or destroying it, orphans the optimizer's parameters: its next step is
+// a UsageError, not silent training of memory nobody reads (and not a use-after-free: the
+// optimizer keeps the blocks alive, which ASan checks in the sanitizer stage).
+TEST(Module, AnOptimizerOfAReplacedOrDestroyedModelSaysSo) {
+  nn::MLP<float> mlp({4, 3, 2}, nn::Activation::kRelu, 1);
+  nn::Adam<float> adam(mlp.parameters());
   adam.step();
+  mlp = nn::MLP<float>({4, 3, 2}, nn::Activation::kRelu, 2);
+  EXPECT_THROW(adam.step(), UsageError);
+  auto model = std::make_unique<Net<float>>(3);
+  nn::Adam<float> other(model->parameters());
+  const auto& storage = other.parameter(0);
+  model.reset();
+  other.zero_grad();  // harmless
+  EXPECT_THROW(other.step(), UsageError);
   EXPECT_EQ(storage.value.size(), 4u * 6u);
 }
 
-TEST(Module, AssigningAParameterKeepsItsOptimizerView) {
+TEST(Module, CopyAssigningAParameterKeepsItsOptimizerView) {
   nn::Linear<float> l(2, 2, 1);
   nn::SGD<float> sgd(l.parameters(), 1.0f);
-  // Same shape: the optimizer updates the new values.
-  l.weight() = Parameter<float>(xt::xarray<float>{{1, 2}, {3, 4}}, "w");
+  // Copy-assignment, same shape: the optimizer updates the new values.
+  const Parameter<float> values(xt::xarray<float>{{1, 2}, {3, 4}}, "w");
+  l.weight() = values;
   std::fill(l.weight().grad_data(), l.weight().grad_data() + 4, 1.0f);
   sgd.step();
   EXPECT_EQ(l.weight().data()[3], 3.0f);
+  EXPECT_EQ(values.data()[3], 4.0f);  // the source is a separate block
   // Another size: the optimizer's state no longer fits, a UsageError at the next step.
-  l.weight() = Parameter<float>(Shape{3, 2}, "w");
+  const Parameter<float> bigger(Shape{3, 2}, "w");
+  l.weight() = bigger;
   EXPECT_THROW(sgd.step(), UsageError);
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -438,6 +439,15 @@ TYPED_TEST(OptimTest, ClipGradNormReturnsTheNormAndScales) {
   EXPECT_EQ(std::memcmp(before.data(), a.grad_data(), before.size() * sizeof(T)), 0);
   EXPECT_THROW(nn::clip_grad_norm<T>({&a}, 0.0), ValueError);
   EXPECT_THROW(nn::clip_grad_norm<T>({&a}, -1.0), ValueError);
+  // Exploding but finite: squares overflow T (and, for double, a double), yet the norm is
+  // measured and the gradients clipped.
+  const T big = std::numeric_limits<T>::max() / T(4);
+  Parameter<T> e(Shape{3}, "e");
+  e.grad_data()[0] = big, e.grad_data()[1] = -big, e.grad_data()[2] = T(1);
+  const double norm = nn::clip_grad_norm<T>({&e}, 2.0);
+  EXPECT_NEAR(norm / (double(big) * std::sqrt(2.0)), 1.0, 1e-12);
+  EXPECT_NEAR(double(e.grad_data()[0]), std::sqrt(2.0), 1e-6);
+  EXPECT_NEAR(double(e.grad_data()[1]), -std::sqrt(2.0), 1e-6);
 }
 
 // ---- state save / restore ----------------------------------------------------------------------
@@ -535,10 +545,25 @@ TYPED_TEST(OptimTest, LoadStateDictRefusesWhatDoesNotFitAndKeepsItsState) {
   expect_refused(shape, "has shape [8], expected [7]");
   nn::StateDict extra = good;
   extra.set("optimizer.2.exp_avg", Shape{3}, z.data());
-  expect_refused(extra, "only 2 parameters");
+  expect_refused(extra, "'optimizer.2.exp_avg', which this Adam (with 2 parameters) does not keep");
+  nn::StateDict slice = good;
+  slice.set("optimizer.0.momentum_buffer", Shape{7}, z.data());
+  expect_refused(slice, "'optimizer.0.momentum_buffer', which this Adam");
+  // Another optimizer's state, or the same optimizer with other hyperparameters, is refused.
   nn::StateDict sgd;
   SGD<T>({&a, &b}, SGDOptions{0.1, 0.9}).state_dict(sgd);
-  expect_refused(sgd, "missing");  // SGD's state has no moments
+  expect_refused(sgd, "the state is an SGD optimizer's, not Adam's");
+  nn::StateDict adamw;
+  nn::AdamW<T>({&a, &b}).state_dict(adamw);
+  expect_refused(adamw, "the state is an AdamW optimizer's");
+  nn::StateDict beta;
+  Adam<T>({&a, &b}, AdamOptions{1e-3, 0.8}).state_dict(beta);
+  expect_refused(beta, "saved with beta1 = 0.8");
+  // And the other way round: Adam's state does not load into SGD or RMSprop either.
+  SGD<T> plain({&a, &b}, T(0.1));
+  EXPECT_THROW(plain.load_state_dict(good), ValueError);
+  nn::RMSprop<T> rms({&a, &b});
+  EXPECT_THROW(rms.load_state_dict(good), ValueError);
 }
 
 TYPED_TEST(OptimTest, NewOptimizersAllocateNothingPerStep) {

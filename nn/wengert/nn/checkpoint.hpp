@@ -16,7 +16,11 @@
 //   nn::save_checkpoint("run/checkpoint.wgrt", model, adam, &sched, {seed, epoch, 0});
 //   …
 //   nn::TrainingPosition at = nn::load_checkpoint("run/checkpoint.wgrt", model, adam, &sched);
-//   for (epoch = at.epoch; …) { batches.start_epoch(epoch); batches.skip(at.batch); … }
+//   for (epoch = at.epoch; …) {
+//     batches.start_epoch(epoch);
+//     if (epoch == at.epoch) batches.skip(at.batch);   // the batches trained before it
+//     …
+//   }
 //
 // load_checkpoint is all or nothing: if any part does not fit (another model, another
 // optimizer, another schedule), it throws a ValueError naming the file and the part, and the

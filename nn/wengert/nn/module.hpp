@@ -74,7 +74,8 @@ class Module {
   /// Every module of the tree below this one, depth first, named by its path ("encoder.fc1").
   std::vector<std::pair<std::string, Module<T>*>> named_modules() {
     std::vector<std::pair<std::string, Module<T>*>> out;
-    Collector c(nullptr, [&](const std::string& name, Module<T>& m) { out.emplace_back(name, &m); });
+    Collector c(nullptr,
+                [&](const std::string& name, Module<T>& m) { out.emplace_back(name, &m); });
     c.walk(*this, "");
     return out;
   }
@@ -172,8 +173,7 @@ class Module {
         throw UsageError("Module: the name '" + name + "' under '" + prefix_ +
                          "' must be non-empty and contain no '.'");
       for (const auto& s : seen_)
-        if (s == name)
-          throw UsageError("Module: two members are named '" + prefix_ + name + "'");
+        if (s == name) throw UsageError("Module: two members are named '" + prefix_ + name + "'");
       seen_.push_back(name);
       return prefix_ + name;
     }

@@ -17,10 +17,14 @@
 //   run over contiguous memory, vectorised (gcc at -O3 for the plain ones, xsimd where a square
 //   root is involved, since a scalar std::sqrt loop is not vectorised while errno is on).
 //
-// * State is saved and restored by name: state_dict(sd, prefix) adds "<prefix>.lr",
-//   "<prefix>.step", any scalars of the rule, and "<prefix>.<i>.<slice>" (the parameter's shape)
-//   for parameter i's slices, e.g. "optimizer.0.exp_avg". load_state_dict checks every entry
-//   first and writes only if all fit (ValueError naming the entry otherwise).
+// * State is saved and restored by name: state_dict(sd, prefix) adds "<prefix>.kind" (which
+//   optimizer: 1 SGD, 2 Adam, 3 AdamW, 4 RMSprop), its hyperparameters ("<prefix>.beta1", …),
+//   "<prefix>.lr", "<prefix>.step", any scalars of the rule, and "<prefix>.<i>.<slice>" (the
+//   parameter's shape) for parameter i's slices, e.g. "optimizer.0.exp_avg". load_state_dict
+//   checks every entry first — the kind and hyperparameters must be this optimizer's, every
+//   slice present with the parameter's shape, no "<prefix>." entry unknown — and writes only if
+//   all fit (ValueError naming the entry otherwise). The learning rate is restored, not checked:
+//   a schedule may have changed it.
 //
 // * The update rules follow PyTorch's conventions (weight decay in SGD, Adam and RMSprop is L2:
 //   added to the gradient; AdamW's is decoupled; the first momentum step sets v = g). Each rule
@@ -95,6 +99,8 @@ class Optimizer {
   }
   /// Scalars a rule keeps besides the step count (Adam's β powers), saved as float64.
   virtual std::vector<std::pair<const char*, double*>> scalars() { return {}; }
+  /// The hyperparameters (besides lr) a restored state must agree with.
+  virtual std::vector<std::pair<const char*, double>> hyper() const = 0;
 
   std::vector<std::shared_ptr<ParameterStorage<T>>> params_;
   std::vector<std::size_t> sizes_;  // parameter sizes at construction
@@ -139,6 +145,13 @@ class SGD final : public Optimizer<T> {
     return momentum_ != T(0) ? this->state(i, 0) : nullptr;
   }
 
+ protected:
+  std::vector<std::pair<const char*, double>> hyper() const override {
+    return {{"momentum", double(momentum_)},
+            {"nesterov", nesterov_ ? 1.0 : 0.0},
+            {"weight_decay", double(weight_decay_)}};
+  }
+
  private:
   T momentum_, weight_decay_;
   bool nesterov_;
@@ -180,6 +193,12 @@ class Adam : public Optimizer<T> {
        bool decoupled);
   std::vector<std::pair<const char*, double*>> scalars() override {
     return {{"beta1_power", &beta1_pow_}, {"beta2_power", &beta2_pow_}};
+  }
+  std::vector<std::pair<const char*, double>> hyper() const override {
+    return {{"beta1", double(beta1_)},
+            {"beta2", double(beta2_)},
+            {"eps", double(eps_)},
+            {"weight_decay", double(weight_decay_)}};
   }
 
  private:
@@ -235,6 +254,15 @@ class RMSprop final : public Optimizer<T> {
   T alpha() const { return alpha_; }
   /// Parameter i's running average of g².
   const T* square_avg(std::size_t i) const { return this->state(i, 0); }
+
+ protected:
+  std::vector<std::pair<const char*, double>> hyper() const override {
+    return {{"alpha", double(alpha_)},
+            {"eps", double(eps_)},
+            {"weight_decay", double(weight_decay_)},
+            {"momentum", double(momentum_)},
+            {"centered", centered_ ? 1.0 : 0.0}};
+  }
 
  private:
   T alpha_, eps_, weight_decay_, momentum_;

@@ -102,10 +102,11 @@ class CosineWarmup final : public LRScheduler {
   double min_lr_;
 };
 
-/// One-cycle (Smith & Topin 2019), cosine form as in PyTorch's OneCycleLR (three_phase off):
-/// from max_lr / div_factor up to max_lr over the first pct_start · (total − 1) steps, then
-/// down to max_lr / (div_factor · final_div_factor) at step total − 1, both halves cosine
-/// interpolations; the last value from then on.
+/// One-cycle (Smith & Topin 2019), PyTorch's OneCycleLR with cosine annealing and three_phase
+/// off: from max_lr / div_factor at step 0 up to max_lr at step p = pct_start · total − 1, then
+/// down to max_lr / (div_factor · final_div_factor) at step total − 1, each half a cosine
+/// interpolation ½(1 + cos(π·x)) in x = the fraction of the half done; the last value from then
+/// on. p must lie strictly between 0 and total − 1.
 class OneCycle final : public LRScheduler {
  public:
   OneCycle(double max_lr, std::uint64_t total, double pct_start = 0.3, double div_factor = 25,

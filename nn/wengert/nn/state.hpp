@@ -47,10 +47,10 @@ const char* dtype_name(DType d);
 
 template <class V>
 constexpr DType dtype_of() {
-  static_assert(std::is_same_v<V, float> || std::is_same_v<V, double> ||
-                    std::is_same_v<V, std::uint64_t>,
-                "a state dict holds float, double or std::uint64_t values");
-  return std::is_same_v<V, float> ? DType::kFloat32
+  static_assert(
+      std::is_same_v<V, float> || std::is_same_v<V, double> || std::is_same_v<V, std::uint64_t>,
+      "a state dict holds float, double or std::uint64_t values");
+  return std::is_same_v<V, float>    ? DType::kFloat32
          : std::is_same_v<V, double> ? DType::kFloat64
                                      : DType::kUInt64;
 }
@@ -89,7 +89,7 @@ class StateDict {
   /// starting with `who` that says which of these fails.
   template <class V>
   const V* get(const std::string& name, const Shape& shape, const std::string& who) const;
-  /// A rank-0 (or one-element) uint64 / float64 entry's value; ValueError as get().
+  /// A rank-0 uint64 / float64 entry's value; ValueError as get().
   std::uint64_t get_u64(const std::string& name, const std::string& who) const;
   double get_f64(const std::string& name, const std::string& who) const;
 
@@ -101,6 +101,10 @@ class StateDict {
   void merge(const std::string& prefix, const StateDict& other);
 
   const std::vector<Entry>& entries() const { return entries_; }
+  void swap(StateDict& other) noexcept {
+    entries_.swap(other.entries_);
+    index_.swap(other.index_);
+  }
   std::size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
 
