@@ -9,7 +9,7 @@
 #   3. ThreadSanitizer: the threading tests (two threads training their own MLPs included).
 #   4. valgrind memcheck over the engine tests (scripts/valgrind.sh).
 #   5. Short libFuzzer runs: the tape fuzzer, then the loader fuzzer for half as long
-#      (scripts/fuzz.sh; WENGERT_FUZZ_SECONDS, 60: 60 s + 30 s).
+#      (scripts/fuzz.sh; WENGERT_FUZZ_SECONDS, 40: 40 s + 20 s).
 # Each stage prints its wall time. Run as root on Debian 12 (root is needed only to install
 # missing packages).
 set -euo pipefail
@@ -49,8 +49,8 @@ ctest --preset tsan
 stage "valgrind memcheck (engine tests)"
 bash scripts/valgrind.sh
 
-stage "libFuzzer: fuzz_tape for ${WENGERT_FUZZ_SECONDS:-60} s, fuzz_load for half that"
-bash scripts/fuzz.sh "${WENGERT_FUZZ_SECONDS:-60}"
+stage "libFuzzer: fuzz_tape for ${WENGERT_FUZZ_SECONDS:-40} s, fuzz_load for half that"
+bash scripts/fuzz.sh "${WENGERT_FUZZ_SECONDS:-40}"
 
 stage ""
 echo "== all stages passed in ${SECONDS} s"
