@@ -134,7 +134,7 @@ MpiGradients<T>::MpiGradients(const std::vector<std::pair<std::string, Parameter
           ". Every rank must build the same model (parameter names, shapes and "
           "dtype)");
     }
-    buffer_.assign(total + 2, T(0));
+    buffer_.assign(total + 3, T(0));
     broadcast();
   } catch (...) {
     MPI_Comm_free(&comm_);
@@ -172,10 +172,10 @@ void MpiGradients<T>::broadcast() {
 }
 
 template <class T>
-T MpiGradients<T>::allreduce(T weight, T loss) {
-  if (!(weight > T(0)))
-    throw UsageError("MpiGradients::allreduce: the weight must be > 0 (this rank's rows)");
-  const std::size_t total = buffer_.size() - 2;
+T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
+  if (!(weight >= T(0)))
+    throw UsageError("MpiGradients::allreduce: the weight must be >= 0 (this rank's rows)");
+  const std::size_t total = buffer_.size() - 3;
   T* buf = buffer_.data();
   std::size_t off = 0;
   for (auto& s : params_) {
@@ -193,9 +193,12 @@ T MpiGradients<T>::allreduce(T weight, T loss) {
   }
   buf[total] = weight;
   buf[total + 1] = weight * loss;
+  buf[total + 2] = sum ? *sum : T(0);
   check(MPI_Allreduce(MPI_IN_PLACE, buf, int(buffer_.size()), mpi_type<T>(), MPI_SUM, comm_),
         "MPI_Allreduce of the gradients");
   const T sum_w = buf[total];
+  if (!(sum_w > T(0)))  // the same on every rank: all of them throw
+    throw UsageError("MpiGradients::allreduce: the weights of all ranks sum to 0 (no rows)");
   off = 0;
   for (auto& s : params_) {
     T* g = s->grad.data();
@@ -203,6 +206,7 @@ T MpiGradients<T>::allreduce(T weight, T loss) {
     for (std::size_t i = 0; i < n; ++i) g[i] = buf[off + i] / sum_w;
     off += n;
   }
+  if (sum) *sum = buf[total + 2];
   return buf[total + 1] / sum_w;
 }
 

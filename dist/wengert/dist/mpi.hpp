@@ -15,11 +15,11 @@
 //     adam.step(); adam.zero_grad();
 //   }
 //
-// MpiGradients packs every gradient (scaled by this rank's weight w, its row count), then w and
-// w·loss, into ONE flat buffer allocated at construction, runs one in-place MPI_Allreduce (sum),
-// and unpacks g ← Σ_r w_r g_r / Σ_r w_r: the gradient of the mean loss over the global batch,
-// unequal shards included. allreduce() with the default weight 1 divides the sum by the world
-// size. Nothing is allocated per step.
+// MpiGradients packs every gradient (scaled by this rank's weight w, its row count), then w,
+// w·loss and an optional count, into ONE flat buffer allocated at construction, runs one in-place
+// MPI_Allreduce (sum), and unpacks g ← Σ_r w_r g_r / Σ_r w_r: the gradient of the mean loss over
+// the global batch, unequal shards included. allreduce() with the default weight 1 divides the sum
+// by the world size. Nothing is allocated per step.
 //
 // Errors. MPI calls return their errors (MPI_ERRORS_RETURN on a private duplicate of the
 // communicator) and throw wengert::Error with MPI's message. A rank that fails while the others
@@ -93,16 +93,17 @@ class MpiGradients {
   void broadcast();
   /// Collective: every gradient becomes Σ_r weight_r · g_r / Σ_r weight_r, and the returned
   /// value is Σ_r weight_r · loss_r / Σ_r weight_r. Pass this rank's number of rows as weight
-  /// (and its mean loss) to get the global batch's mean-loss gradient for any shard sizes; with
-  /// weight 1 everywhere the gradients are averaged over the ranks. weight must be > 0.
-  /// One MPI_Allreduce; allocates nothing.
-  T allreduce(T weight = T(1), T loss = T(0));
+  /// (and its mean loss) to get the global batch's mean-loss gradient for any shard sizes (a rank
+  /// with no rows passes 0); with weight 1 everywhere the gradients are averaged over the ranks.
+  /// If `sum` is given, *sum becomes the sum of every rank's *sum (a count, say), in the same
+  /// call. One MPI_Allreduce; allocates nothing.
+  T allreduce(T weight = T(1), T loss = T(0), T* sum = nullptr);
   /// Collective: sums n doubles over the ranks in place (evaluation counts, say).
   void sum(double* values, std::size_t n);
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  /// Elements in the flat buffer: every parameter's, plus 2 (weight and loss).
+  /// Elements in the flat buffer: every parameter's, plus 3 (weight, loss and sum).
   std::size_t buffer_size() const { return buffer_.size(); }
 
  private:
