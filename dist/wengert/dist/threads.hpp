@@ -17,7 +17,7 @@
 // optimizer step, or a loaded checkpoint, is seen), runs backward into its own gradients, and
 // then all threads together reduce: each adds its part of every gradient element,
 //     master.grad += Σ_k (n_k / n) · replica_k.grad,      n_k = rows of shard k, n = rows,
-// summed in shard order (the result does not depend on scheduling), and zeroes that part of the
+// added in shard order (the result does not depend on scheduling), and zeroes that part of the
 // replicas' gradients again. The master's gradients then equal those of the mean loss over the
 // whole batch — unequal shards included — and one optimizer step follows, as after tape.backward.
 // Master gradients accumulate, as backward's do: zero them after the step.
@@ -82,6 +82,7 @@ class ThreadDataParallel {
     shards_.resize(n_);
     errors_.resize(n_);
     losses_.resize(n_);
+    weights_.resize(n_);
     // Element range of the reduction done by each thread: the parameters as one flat vector.
     std::size_t total = 0;
     for (auto& s : master_params_) total += s->value.size();
@@ -116,8 +117,10 @@ class ThreadDataParallel {
                        " rows cannot be split over " + std::to_string(n_) +
                        " threads (every thread needs at least one row)");
     rows_ = rows;
-    for (std::size_t k = 0; k < n_; ++k)
+    for (std::size_t k = 0; k < n_; ++k) {
       shards_[k] = {shard_begin(rows, n_, k), shard_begin(rows, n_, k + 1)};
+      weights_[k] = T(shards_[k].second - shards_[k].first) / T(rows);
+    }
     call_ = [](void* f, M& m, Tape<T>& t, std::size_t b, std::size_t e) -> Var<T> {
       return (*static_cast<Fn*>(f))(m, t, b, e);
     };
@@ -220,8 +223,10 @@ class ThreadDataParallel {
                 ps[i]->value.begin());
   }
 
-  // Thread k adds elements [b, e) of the flat parameter vector: master += Σ_j w_j · g_j (unless
-  // a shard failed: then it only zeroes them in the replicas).
+  // Thread k adds elements [b, e) of the flat parameter vector into the master's gradient,
+  // replica by replica in shard order (master += w_0·g_0, then += w_1·g_1, …: the same order
+  // whatever the scheduling), zeroing them in the replicas for the next step; if a shard
+  // failed it only zeroes them. Contiguous loops over raw pointers: vectorised.
   void reduce_part(std::size_t k, bool add) {
     const std::size_t b = shard_begin(total_, n_, k), e = shard_begin(total_, n_, k + 1);
     std::size_t off = 0;
@@ -229,23 +234,19 @@ class ThreadDataParallel {
       const std::size_t size = master_params_[i]->value.size();
       const std::size_t lo = std::max(b, off), hi = std::min(e, off + size);
       if (lo < hi) {
-        T* g = master_params_[i]->grad.data();
-        for (std::size_t x = lo - off; x < hi - off; ++x) {
-          T s = 0;
-          for (std::size_t j = 0; j < n_; ++j) s += weight(j) * shard_params(j)[i]->grad[x];
-          if (add) g[x] += s;
-        }
-        // The same range of every replica's gradient back to zero for the next step: this
-        // thread is the only one touching these elements now.
+        T* g = master_params_[i]->grad.data() + (lo - off);
+        const std::size_t len = hi - lo;
         for (std::size_t j = 0; j < n_; ++j) {
-          T* r = shard_params(j)[i]->grad.data();
-          std::fill(r + (lo - off), r + (hi - off), T(0));
+          T* r = replica_params_[j][i]->grad.data() + (lo - off);
+          const T w = weights_[j];
+          if (add)
+            for (std::size_t x = 0; x < len; ++x) g[x] += w * r[x];
+          std::fill(r, r + len, T(0));
         }
       }
       off += size;
     }
   }
-  T weight(std::size_t j) const { return T(shards_[j].second - shards_[j].first) / T(rows_); }
 
   void worker(std::size_t k) {
     std::uint64_t seen = 0;
@@ -302,6 +303,7 @@ class ThreadDataParallel {
   std::vector<std::pair<std::size_t, std::size_t>> shards_;
   std::vector<std::exception_ptr> errors_;
   std::vector<T> losses_;
+  std::vector<T> weights_;  // n_k / n of the current step
   std::size_t rows_ = 0;
   void* fn_ = nullptr;
   Var<T> (*call_)(void*, M&, Tape<T>&, std::size_t, std::size_t) = nullptr;
