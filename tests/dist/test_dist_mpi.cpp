@@ -2,7 +2,8 @@
 //   equivalence  5 SGD and 5 Adam steps of an MLP, in float32 and float64, on shards of each
 //                global batch (equal shards: allreduce(); unequal: allreduce(rows)) equal
 //                training on the whole batch in one process (rtol 1e-5 / 1e-12); rank 1 starts
-//                from other initial values, so the broadcast from rank 0 is checked too;
+//                from other initial values, so the broadcast from rank 0 is checked too; the
+//                steps after the first allocate nothing (operator new: wengert's C++ code);
 //   mismatch     ranks with different models (another shape; the same sizes under other names)
 //                are refused by MpiGradients' constructor with a ValueError on every rank;
 //   throw        rank 1 throws at step 3; main catches it and calls MpiSession::abort;
@@ -11,6 +12,8 @@
 // are what tests/dist/mpi_failure.cmake checks).
 #include <wengert/dist/mpi.hpp>
 #include <wengert/wengert.hpp>
+
+#include <alloc_counter.hpp>
 
 #include <cmath>
 #include <csignal>
@@ -94,7 +97,9 @@ void equivalence(const dist::MpiSession& mpi, bool adam, std::size_t rows, bool 
   auto opt = make_opt(model, adam);
   const std::size_t P = std::size_t(mpi.size()), r = std::size_t(mpi.rank());
   const std::size_t b = dist::shard_begin(rows, P, r), e = dist::shard_begin(rows, P, r + 1);
+  wengert::testing::AllocCounter allocs;
   for (std::size_t s = 0; s < steps; ++s) {
+    if (s == 1) allocs.reset();  // the first step grows the tape
     if (fault && s == 3 && mpi.rank() == 1) {
       if (fault == 1) throw std::runtime_error("injected failure at step 3 on rank 1");
       std::raise(SIGKILL);
@@ -109,6 +114,8 @@ void equivalence(const dist::MpiSession& mpi, bool adam, std::size_t rows, bool 
       fail(mpi, "step " + std::to_string(s) + " loss " + std::to_string(global) + " vs " +
                     std::to_string(ref_losses[s]));
   }
+  if (allocs.count() != 0)
+    fail(mpi, std::to_string(allocs.count()) + " allocations in steps 2 to 5");
   const std::vector<T> got = flat(model), want = flat(ref);
   double scale = 0, moved = 0;
   for (std::size_t i = 0; i < want.size(); ++i) {
