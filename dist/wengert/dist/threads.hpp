@@ -63,8 +63,9 @@ class ThreadDataParallel {
   static_assert(std::is_base_of_v<nn::Module<T>, M>, "M must be an nn::Module<T>");
 
  public:
-  /// Replicates `master` threads − 1 times and starts threads − 1 workers. `master` must outlive
-  /// this object (its Parameters may move: their storage is held, as optimizers hold it).
+  /// Makes `threads` replicas of `master` (none for one thread) and starts threads − 1 workers.
+  /// `master` must outlive this object (its Parameters may move: their storage is held, as
+  /// optimizers hold it).
   ThreadDataParallel(M& master, std::size_t threads) : master_(&master), n_(threads) {
     if (threads == 0) throw UsageError("ThreadDataParallel: threads must be at least 1");
     for (Parameter<T>* p : master.parameters()) master_params_.push_back(p->storage());
