@@ -1,11 +1,11 @@
-# Installs the four layer libraries, their headers and a package config that exports every
-# target: wengert::engine, wengert::ops, wengert::nn, wengert::io and wengert::wengert (all).
+# Installs the five layer libraries, their headers and a package config that exports every
+# target: wengert::engine, wengert::ops, wengert::nn, wengert::io, wengert::dist and wengert::wengert (all).
 include(CMakePackageConfigHelpers)
 
-install(TARGETS wengert_engine wengert_ops wengert_nn wengert_io wengert EXPORT wengertTargets
+install(TARGETS wengert_engine wengert_ops wengert_nn wengert_io wengert_dist wengert EXPORT wengertTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY engine/wengert ops/wengert nn/wengert io/wengert include/wengert
+install(DIRECTORY engine/wengert ops/wengert nn/wengert io/wengert dist/wengert include/wengert
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp")
 install(EXPORT wengertTargets NAMESPACE wengert:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/wengert)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wengert needs from Debian 12 packages, and nothing that is already there.
 # Idempotent; run as root. Usage: scripts/setup.sh [build] [test] [train] [bench]
-#   build        compiler, CMake and the library's dependencies (always included)
+#   build        compiler, CMake and the library's dependencies (always included), OpenMPI
+#                (wengert::dist's MPI half and its tests; scripts/mpirun.sh runs them)
 #   test         GoogleTest; clang 14 with its sanitizer/libFuzzer runtimes (the fuzz target);
 #                valgrind (memcheck over the engine tests); clang-format (the format check);
 #                python3 (extracts README.md's C++ examples, which the tests compile)
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libopenblas-dev
-      libxsimd-dev zlib1g-dev libcli11-dev)
+      libxsimd-dev zlib1g-dev libcli11-dev libopenmpi-dev openmpi-bin)
 for profile in "$@"; do
   case "$profile" in
     build) ;;

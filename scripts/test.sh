@@ -2,10 +2,11 @@
 # The README's test command: installs what is missing, builds, and runs every test.
 #   0. Formatting: every C++ file as .clang-format says (scripts/format.sh).
 #   1. Release build, warnings in wengert's own code being errors: unit, op, seed, example,
-#      README-snippet, packaging and long-run tests (ctest; the 10,000-graph random-graph run,
-#      label `long`, included).
-#   2. The same suite under AddressSanitizer + UndefinedBehaviorSanitizer (label `long` and
-#      the packaging tests excluded).
+#      README-snippet, packaging, long-run and data-parallel tests (ctest; the 10,000-graph
+#      random-graph run, label `long`, and the MPI tests, label `mpi`, run under
+#      scripts/mpirun.sh -np 2, included).
+#   2. The same suite under AddressSanitizer + UndefinedBehaviorSanitizer (label `long`, the
+#      packaging tests and MPI excluded).
 #   3. ThreadSanitizer: the threading tests (two threads training their own MLPs included).
 #   4. valgrind memcheck over the engine tests (scripts/valgrind.sh).
 #   5. Short libFuzzer runs: the tape fuzzer, then the loader fuzzer for half as long

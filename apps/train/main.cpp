@@ -14,6 +14,7 @@
 #include <functional>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <new>
 #include <sstream>
 #include <string>
@@ -45,7 +46,11 @@ Modes:
 Options for fashion / --eval:
   --data DIR            data set directory (default /usr/share/datasets/fashion-mnist)
   --epochs N            epochs (default 10)
-  --batch N             mini-batch size, at most 65536 (default 128)
+  --batch N             mini-batch size, at most 65536 (default 128). The GLOBAL batch: with
+                        --threads or under mpirun each step's N rows are split over the
+                        threads and ranks, and the step follows their mean loss
+  --threads N           split every batch over N threads of this process (default 1); see
+                        "Data-parallel training" below
   --hidden A,B,...      hidden layer sizes, each at most 16384 (default 256,128)
   --activation NAME     tanh or relu (default relu)
   --lr X                Adam learning rate (default 0.001)
@@ -65,6 +70,17 @@ Options for fashion / --eval:
   --checkpoint-every N  also write the checkpoint every N batches (default: once per epoch)
   --stop-after N        stop after N epochs of this invocation (checkpoint written; continue
                         with --resume), e.g. to fit a run into time-limited jobs
+
+Data-parallel training (fashion):
+  --threads N           N threads, each on its own copy of the model and its own tape, train
+                        shards of every batch; their gradients are reduced before each Adam
+                        step. 1 is the plain single-threaded run (its results are unchanged)
+  mpirun                scripts/mpirun.sh -np R wengert-train …: each rank trains its shard of
+                        every global batch (the same shuffle everywhere), gradients are
+                        averaged with one MPI_Allreduce per step, test evaluation is split over
+                        the ranks and summed. Only rank 0 prints and writes files (metrics,
+                        plot, weights, checkpoints). Combines with --threads. Results equal the
+                        single-process run's up to float rounding
 
 Options for seed004 / xor:
   --steps N             gradient-descent steps (default 3000 for seed004, 2000 for xor)
@@ -105,6 +121,7 @@ struct Args {
   std::string resume;
   bool force = false;
   std::size_t checkpoint_every = 0, stop_after = 0;
+  std::size_t threads = 1;
   std::vector<std::string> given;  // the flags on the command line, for --resume's check
   bool out_given = false;
 };
@@ -179,6 +196,7 @@ Args parse(int argc, char** argv) {
   app.add_flag_callback("--force", [&] { a.force = true; });
   count("--checkpoint-every", a.checkpoint_every);
   count("--stop-after", a.stop_after);
+  count("--threads", a.threads, 1, 256, " (256)");
   count("--epochs", a.epochs);
   count("--batch", a.batch, 1, kMaxBatch, " (2^16, more rows than Fashion-MNIST's training set)");
   count("--limit", a.limit);
@@ -244,7 +262,7 @@ Args parse(int argc, char** argv) {
     // The run's settings come from its checkpoint: a flag that would change them is refused.
     for (const std::string& f : a.given)
       if (f != "--resume" && f != "--data" && f != "--checkpoint-every" && f != "--stop-after" &&
-          f != "--out")
+          f != "--out" && f != "--threads")
         usage_error(f + " cannot be given with --resume: the run's settings come from " + a.resume +
                     "/checkpoint.wgrt");
     if (a.force) usage_error("--force cannot be given with --resume (it would discard the run)");
@@ -254,6 +272,24 @@ Args parse(int argc, char** argv) {
     a.out = a.resume;
   }
   return a;
+}
+
+// Under mpirun: this process's rank and the number of ranks (0 and 1 otherwise). Only rank 0
+// prints and writes files.
+#if WENGERT_HAVE_MPI
+std::unique_ptr<dist::MpiSession> g_mpi;
+#endif
+int world_rank() {
+#if WENGERT_HAVE_MPI
+  if (g_mpi) return g_mpi->rank();
+#endif
+  return 0;
+}
+int world_size() {
+#if WENGERT_HAVE_MPI
+  if (g_mpi) return g_mpi->size();
+#endif
+  return 1;
 }
 
 const char* kFashionClasses[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -583,7 +619,8 @@ int run_fashion(Args& a) {
   io::Dataset<float> test = io::load_mnist_like<float>(a.data, "t10k");
   io::Dataset<float> trainset = io::load_mnist_like<float>(a.data, "train");
   const bool resuming = !a.resume.empty();
-  prepare_out(a, resuming);  // may choose another --out: the paths follow
+  const bool writer = world_rank() == 0;  // under mpirun, rank 0 alone writes files
+  if (writer) prepare_out(a, resuming);   // may choose another --out: the paths follow
   const std::string ckpt = a.out + "/checkpoint.wgrt";
   const std::string csv = a.out + "/metrics.csv";
   const std::string weights = a.out + "/weights.wgrt";
@@ -639,12 +676,29 @@ int run_fashion(Args& a) {
   }
   clf.normalize(trainset);
   clf.normalize(test);
-  start_metrics(csv, resuming, at.epoch);
-  std::ofstream metrics(csv, std::ios::app);
-  if (!metrics) throw std::runtime_error("cannot write " + csv);
+  // Data parallelism: threads in this process, ranks under mpirun (each its shard of a batch).
+  clf.set_threads(a.threads);
+#if WENGERT_HAVE_MPI
+  std::unique_ptr<dist::MpiGradients<float>> sync;
+  if (world_size() > 1) {
+    sync = std::make_unique<dist::MpiGradients<float>>(clf.model());  // checks, broadcasts
+    clf.set_mpi(sync.get());
+  }
+#endif
+  if (a.threads > 1 || world_size() > 1)
+    std::printf("data parallel: %d rank%s x %zu thread%s; --batch %zu is the global batch\n",
+                world_size(), world_size() > 1 ? "s" : "", a.threads, a.threads > 1 ? "s" : "",
+                batch);
+  std::ofstream metrics;
+  if (writer) {
+    start_metrics(csv, resuming, at.epoch);
+    metrics.open(csv, std::ios::app);
+    if (!metrics) throw std::runtime_error("cannot write " + csv);
+  }
 
   // Everything a resumed run needs besides the model, optimizer and schedule.
   auto save = [&](const nn::TrainingPosition& pos) {
+    if (!writer) return;
     nn::StateDict extra;
     cfg.store(extra);
     progress.store(extra);
@@ -685,9 +739,11 @@ int run_fashion(Args& a) {
         epoch, cfg.epochs, loss, acc, progress.test_acc, secs,
         double(progress.seen - progress.seen_before) / train_secs);
     std::fflush(stdout);
-    metrics << epoch << ',' << loss << ',' << acc << ',' << progress.test_acc << ',' << secs
-            << '\n';
-    metrics.flush();
+    if (writer) {
+      metrics << epoch << ',' << loss << ',' << acc << ',' << progress.test_acc << ',' << secs
+              << '\n';
+      metrics.flush();
+    }
     progress.start_epoch();
     save({cfg.seed, epoch, 0});
     if (a.stop_after && ++epochs_run == a.stop_after && epoch < cfg.epochs) {
@@ -698,6 +754,7 @@ int run_fashion(Args& a) {
       return 0;
     }
   }
+  if (!writer) return 0;
   metrics.close();
   nn::save_state(weights, clf.weights());
   std::printf("final test accuracy %.4f after %zu epochs, %.1f s (%.1f s per epoch)\n",
@@ -785,14 +842,31 @@ void install_fault_injection() {
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
   install_fault_injection();
+#if WENGERT_HAVE_MPI
+  // Under mpirun (and only then) MPI is initialised; ranks other than 0 print nothing but errors.
+  if (dist::MpiSession::launched()) {
+    g_mpi = std::make_unique<dist::MpiSession>(&argc, &argv);
+    if (g_mpi->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+      std::cerr << "wengert-train: rank " << g_mpi->rank() << ": cannot silence stdout\n";
+  }
+#endif
   try {
     return a.mode == "fashion" ? run_fashion(a) : run_binary(a);
   } catch (const std::bad_alloc&) {
     // The flags' limits keep single values sane; their product can still exceed the machine.
-    std::cerr << "wengert-train: out of memory (memory grows with the --hidden sizes and the "
-                 "--batch size: try smaller ones)\n";
+    const char* msg =
+        "wengert-train: out of memory (memory grows with the --hidden sizes and the --batch "
+        "size: try smaller ones)";
+#if WENGERT_HAVE_MPI
+    if (world_size() > 1) g_mpi->abort(msg);
+#endif
+    std::cerr << msg << "\n";
     return 1;
   } catch (const std::exception& e) {
+#if WENGERT_HAVE_MPI
+    // The other ranks may be waiting for this one in a collective: end them all.
+    if (world_size() > 1) g_mpi->abort(std::string("wengert-train: ") + e.what());
+#endif
     std::cerr << "wengert-train: " << e.what() << "\n";
     return 1;
   }

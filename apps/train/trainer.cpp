@@ -97,21 +97,89 @@ std::size_t argmax(const float* v, std::size_t n) {
   return best;
 }
 
+void Classifier::set_threads(std::size_t threads) {
+  if (threads == 0) throw UsageError("set_threads: at least 1 thread");
+  dp_.reset();
+  if (threads > 1)
+    dp_ = std::make_unique<dist::ThreadDataParallel<float, nn::MLP<float>>>(model_, threads);
+}
+
+std::pair<std::size_t, std::size_t> Classifier::my_rows(std::size_t m) const {
+#if WENGERT_HAVE_MPI
+  if (sync_) {
+    const auto P = std::size_t(sync_->size()), r = std::size_t(sync_->rank());
+    return {dist::shard_begin(m, P, r), dist::shard_begin(m, P, r + 1)};
+  }
+#endif
+  return {0, m};
+}
+
+void Classifier::sum_over_ranks(double* v, std::size_t n) {
+#if WENGERT_HAVE_MPI
+  if (sync_) sync_->sum(v, n);
+#else
+  (void)v;
+  (void)n;
+#endif
+}
+
 float Classifier::train_step(const float* x, const std::int32_t* labels, std::size_t m,
                              std::size_t* correct) {
-  Var<float> z = logits(x, m);
-  Var<float> loss = softmax_cross_entropy(z, labels, m);
+  bool distributed = dp_ != nullptr;
+#if WENGERT_HAVE_MPI
+  distributed = distributed || sync_ != nullptr;
+#endif
+  if (!distributed) {  // the plain step
+    Var<float> z = logits(x, m);
+    Var<float> loss = softmax_cross_entropy(z, labels, m);
+    sched_->step(opt_);
+    tape_.backward(loss);
+    opt_.step();
+    opt_.zero_grad();
+    if (correct) {
+      const std::size_t c = model_.out_features();
+      const float* zv = z.data();
+      for (std::size_t i = 0; i < m; ++i)
+        *correct += argmax(zv + i * c, c) == static_cast<std::size_t>(labels[i]);
+    }
+    return loss.item();
+  }
+  const auto [first, last] = my_rows(m);
+  const std::size_t rows = last - first, in = model_.in_features(), c = model_.out_features();
+  x += first * in;
+  labels += first;
+  if (hits_.size() < rows) hits_.resize(rows);  // grows once, to the largest shard
   sched_->step(opt_);
-  tape_.backward(loss);
+  float loss = 0;
+  // Logits of rows [b, e) of this rank's shard, recorded on `tape` with `model`; marks hits_.
+  auto shard = [&](nn::MLP<float>& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+    Var<float> z = model.forward(tape, tape.constant_view(x + b * in, Shape{e - b, in}));
+    const float* zv = z.data();
+    for (std::size_t i = b; i < e; ++i)
+      hits_[i] = argmax(zv + (i - b) * c, c) == static_cast<std::size_t>(labels[i]);
+    return softmax_cross_entropy(z, labels + b, e - b);
+  };
+  if (rows > 0 && dp_ && rows >= dp_->threads()) {
+    loss = dp_->backward(rows, shard);
+  } else if (rows > 0) {  // fewer rows than threads: this thread alone
+    tape_.clear();
+    Var<float> l = shard(model_, tape_, 0, rows);
+    tape_.backward(l);
+    loss = l.item();
+  }
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < rows; ++i) hits += hits_[i];
+#if WENGERT_HAVE_MPI
+  if (sync_) {
+    float count = float(hits);  // exact: a batch has at most 2^16 rows
+    loss = sync_->allreduce(float(rows), loss, &count);
+    hits = std::size_t(count);
+  }
+#endif
   opt_.step();
   opt_.zero_grad();
-  if (correct) {
-    const std::size_t c = model_.out_features();
-    const float* zv = z.data();
-    for (std::size_t i = 0; i < m; ++i)
-      *correct += argmax(zv + i * c, c) == static_cast<std::size_t>(labels[i]);
-  }
-  return loss.item();
+  if (correct) *correct += hits;
+  return loss;
 }
 
 void Classifier::predict(const float* x, std::size_t m, std::int32_t* out) {
@@ -128,10 +196,12 @@ double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::siz
     throw ShapeError("evaluate: the data has " + std::to_string(d) +
                      " features but the model takes " + std::to_string(model_.in_features()));
   if (confusion) confusion->assign(c * c, 0);
+  // Under MPI each rank evaluates its shard of the examples; the counts are summed.
+  const auto [first, last] = my_rows(n);
   std::vector<std::int32_t> pred(1000);
   std::size_t right = 0;
-  for (std::size_t start = 0; start < n; start += 1000) {
-    const std::size_t m = std::min<std::size_t>(1000, n - start);
+  for (std::size_t start = first; start < last; start += 1000) {
+    const std::size_t m = std::min<std::size_t>(1000, last - start);
     predict(data.images.image(start), m, pred.data());
     for (std::size_t i = 0; i < m; ++i) {
       const std::int32_t truth = data.labels[start + i];
@@ -139,6 +209,14 @@ double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::siz
       if (confusion && truth >= 0 && static_cast<std::size_t>(truth) < c)
         (*confusion)[static_cast<std::size_t>(truth) * c + static_cast<std::size_t>(pred[i])]++;
     }
+  }
+  if (last - first != n) {
+    std::vector<double> counts(1 + (confusion ? c * c : 0));
+    counts[0] = double(right);
+    for (std::size_t k = 1; k < counts.size(); ++k) counts[k] = double((*confusion)[k - 1]);
+    sum_over_ranks(counts.data(), counts.size());
+    right = std::size_t(counts[0]);
+    for (std::size_t k = 1; k < counts.size(); ++k) (*confusion)[k - 1] = std::size_t(counts[k]);
   }
   return n ? double(right) / double(n) : 0.0;
 }

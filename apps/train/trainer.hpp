@@ -4,6 +4,12 @@
 // One training step records the whole forward pass on a tape that is cleared and reused, runs
 // one backward sweep into the Parameters' gradients, and takes one optimizer step: after the
 // first step of a given batch shape it allocates nothing.
+//
+// Data parallelism (wengert::dist): with set_threads(N), N ≥ 2, a step splits its rows over N
+// threads; with set_mpi(sync), under mpirun, every rank takes its shard of each (global) batch
+// and the gradients are reduced over the ranks before the optimizer step. Either way the step
+// follows the gradient of the mean loss over the whole batch. With one thread and no MPI, the
+// step is the plain one.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +17,11 @@
 #include <memory>
 #include <vector>
 
+#include <wengert/dist/threads.hpp>
 #include <wengert/wengert.hpp>
+#if WENGERT_HAVE_MPI
+#include <wengert/dist/mpi.hpp>
+#endif
 
 namespace wengert::train {
 
@@ -33,7 +43,9 @@ class Classifier {
 
   /// One step on a batch of m rows (x [m, in], labels m class indices): the schedule sets the
   /// step's learning rate, then forward, backward and Adam. Returns the batch's mean loss and
-  /// adds the number of correctly classified rows to *correct if not null.
+  /// adds the number of correctly classified rows to *correct if not null. Under MPI, m is the
+  /// global batch (every rank passes the same rows and trains its shard of them), and the loss
+  /// and the count are the whole batch's.
   float train_step(const float* x, const std::int32_t* labels, std::size_t m,
                    std::size_t* correct = nullptr);
 
@@ -43,6 +55,15 @@ class Classifier {
   /// Accuracy over a dataset (batches of 1000 under no-grad). If `confusion` is given it is
   /// resized to classes×classes and filled: confusion[true·classes + predicted] counts.
   double evaluate(const io::Dataset<float>& data, std::vector<std::size_t>* confusion = nullptr);
+
+  /// Splits every training step over `threads` threads (1: no threads, the plain step).
+  void set_threads(std::size_t threads);
+  std::size_t threads() const { return dp_ ? dp_->threads() : 1; }
+#if WENGERT_HAVE_MPI
+  /// Trains this rank's shard of every batch and reduces through `sync` (built on this
+  /// classifier's model; it must outlive the training). Evaluation is sharded too.
+  void set_mpi(dist::MpiGradients<float>* sync) { sync_ = sync; }
+#endif
 
   nn::MLP<float>& model() { return model_; }
   /// What a weights file holds: the model's state dict ("fc0.weight", …), the input
@@ -71,6 +92,10 @@ class Classifier {
 
  private:
   Var<float> logits(const float* x, std::size_t m);
+  // This rank's rows [first, second) of a global batch of m rows (all of them without MPI).
+  std::pair<std::size_t, std::size_t> my_rows(std::size_t m) const;
+  // Sums n values over the ranks (no-op without MPI).
+  void sum_over_ranks(double* v, std::size_t n);
 
   nn::MLP<float> model_;
   nn::Activation activation_;
@@ -78,6 +103,11 @@ class Classifier {
   std::unique_ptr<nn::LRScheduler> sched_;
   float input_mean_ = 0, input_std_ = 1;
   Tape<float> tape_;
+  std::unique_ptr<dist::ThreadDataParallel<float, nn::MLP<float>>> dp_;
+  std::vector<unsigned char> hits_;  // per row of a step: classified correctly
+#if WENGERT_HAVE_MPI
+  dist::MpiGradients<float>* sync_ = nullptr;
+#endif
 };
 
 /// Index of the largest of n values (the first on ties).

@@ -25,7 +25,8 @@ expect_in("${out}" "usage: wengert-train")
 expect_in("${out}" "--eval WEIGHTS")
 # The usage text is written by hand (CLI11 only parses): it must list every flag there is.
 foreach(flag --mode --eval --data --epochs --batch --hidden --activation --lr --schedule --seed
-             --limit --out --force --resume --checkpoint-every --stop-after --steps --help)
+             --limit --out --force --resume --checkpoint-every --stop-after --steps --threads
+             --help)
   expect_in("${out}" "  ${flag} ")
 endforeach()
 run(0 --help --epochs zero)  # --help before a bad value still prints the usage
@@ -50,6 +51,8 @@ run(2 --resume ${WORK}/r --out ${WORK}/elsewhere)
 expect_in("${out}" "--out cannot be given with --resume")
 run(2 --resume ${WORK}/r --force)
 expect_in("${out}" "--force cannot be given with --resume")
+run(2 --threads 0)
+expect_in("${out}" "--threads needs a positive integer")
 run(2 --checkpoint-every 0)
 expect_in("${out}" "--checkpoint-every needs a positive integer")
 run(1 --data ${WORK}/no-such-dir)
@@ -91,7 +94,8 @@ if(NOT EXISTS ${data}/train-images-idx3-ubyte.gz AND NOT EXISTS ${data}/train-im
   message(STATUS "skipping the training part: ${data} is absent (dataset-fashion-mnist)")
   return()
 endif()
-file(REMOVE_RECURSE ${WORK}/run ${WORK}/full-batch ${WORK}/a ${WORK}/b ${WORK}/k ${WORK}/d)
+file(REMOVE_RECURSE ${WORK}/run ${WORK}/full-batch ${WORK}/a ${WORK}/b ${WORK}/k ${WORK}/d
+     ${WORK}/t0 ${WORK}/t1 ${WORK}/t2)
 run(1 --resume ${WORK}/run)
 expect_in("${out}" "there is no checkpoint")
 run(0 --epochs 1 --limit 3000 --hidden 32 --activation tanh --out ${WORK}/run)
@@ -195,3 +199,19 @@ endif()
 run(0 --epochs 1 --limit 300 --batch 65536 --hidden 8 --out ${WORK}/full-batch)
 expect_in("${out}" "batch 300, 1 epochs, 300 training")
 
+
+# Data parallelism: --threads 1 is the plain run, byte for byte; --threads 2 trains (each batch
+# split over two threads) and says what --batch means.
+run(0 --epochs 1 --limit 300 --hidden 8 --out ${WORK}/t0)
+run(0 --epochs 1 --limit 300 --hidden 8 --threads 1 --out ${WORK}/t1)
+file(SHA256 ${WORK}/t0/weights.wgrt w0)
+file(SHA256 ${WORK}/t1/weights.wgrt w1)
+if(NOT w0 STREQUAL w1)
+  message(FATAL_ERROR "--threads 1 trained other weights than the default run")
+endif()
+run(0 --epochs 1 --limit 1000 --batch 50 --hidden 16 --lr 0.01 --threads 2 --out ${WORK}/t2)
+expect_in("${out}" "data parallel: 1 rank x 2 threads; --batch 50 is the global batch")
+string(REGEX MATCH "final test accuracy 0\\.([0-9]+)" m "${out}")
+if(NOT m OR CMAKE_MATCH_1 LESS 5000)
+  message(FATAL_ERROR "--threads 2 did not train (test accuracy below 0.5):\n${out}")
+endif()

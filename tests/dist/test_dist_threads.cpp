@@ -1,0 +1,230 @@
+// wengert::dist::ThreadDataParallel: N threads training one model on shards of each batch must
+// give the parameters of one thread training on the whole batch (rtol 1e-5 in float32, 1e-12 in
+// float64) — for SGD and Adam, equal and unequal shards — allocate nothing per step, and turn a
+// failing shard into an error of the caller without a hang. The tsan preset runs every test here
+// (its filter matches "Thread").
+#include <wengert/dist/threads.hpp>
+#include <wengert/wengert.hpp>
+
+#include <gtest/gtest.h>
+#include <alloc_counter.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace wengert;
+
+template <class T>
+struct Data {
+  static constexpr std::size_t kIn = 6, kClasses = 3;
+  std::vector<T> x;
+  std::vector<std::int32_t> y;
+  Data(std::size_t rows, std::uint64_t seed) : x(rows * kIn), y(rows) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> N(0, 1);
+    for (std::size_t i = 0; i < rows; ++i) {
+      T* r = &x[i * kIn];
+      for (std::size_t j = 0; j < kIn; ++j) r[j] = T(N(rng));
+      y[i] = r[0] + r[1] > 0.5 ? 2 : (r[2] - r[3] > 0 ? 1 : 0);
+    }
+  }
+};
+
+// The mean softmax cross-entropy of rows [b, e) of batch `step` (each step its own rows).
+template <class T>
+Var<T> shard_loss(nn::MLP<T>& m, Tape<T>& tape, const Data<T>& d, std::size_t rows,
+                  std::size_t step, std::size_t b, std::size_t e) {
+  const std::size_t first = step * rows + b;
+  auto x = tape.constant_view(&d.x[first * Data<T>::kIn], Shape{e - b, Data<T>::kIn});
+  return softmax_cross_entropy(m.forward(tape, x), &d.y[first], e - b);
+}
+
+template <class T>
+std::vector<T> flat(nn::MLP<T>& m) {
+  std::vector<T> v;
+  for (Parameter<T>* p : m.parameters()) v.insert(v.end(), p->data(), p->data() + p->size());
+  return v;
+}
+
+enum class Opt { kSGD, kAdam };
+
+template <class T>
+std::unique_ptr<nn::Optimizer<T>> make_opt(nn::MLP<T>& m, Opt o) {
+  if (o == Opt::kSGD) return std::make_unique<nn::SGD<T>>(m.parameters(), nn::SGDOptions{0.5});
+  return std::make_unique<nn::Adam<T>>(m.parameters(), nn::AdamOptions{0.05});
+}
+
+// Trains `steps` steps of `rows` rows with `threads` threads (0: plain tape, no dist at all);
+// returns the parameters and writes each step's loss.
+template <class T>
+std::vector<T> train(std::size_t threads, Opt o, std::size_t rows, std::size_t steps,
+                     std::vector<T>* losses = nullptr) {
+  Data<T> d(rows * steps, 7);
+  nn::MLP<T> model({Data<T>::kIn, 16, 16, Data<T>::kClasses}, nn::Activation::kTanh, 3);
+  auto opt = make_opt(model, o);
+  if (threads == 0) {
+    Tape<T> tape;
+    for (std::size_t s = 0; s < steps; ++s) {
+      tape.clear();
+      Var<T> l = shard_loss(model, tape, d, rows, s, 0, rows);
+      tape.backward(l);
+      opt->step();
+      opt->zero_grad();
+      if (losses) losses->push_back(l.item());
+    }
+    return flat(model);
+  }
+  dist::ThreadDataParallel<T, nn::MLP<T>> dp(model, threads);
+  for (std::size_t s = 0; s < steps; ++s) {
+    T l = dp.backward(rows, [&](nn::MLP<T>& m, Tape<T>& t, std::size_t b, std::size_t e) {
+      return shard_loss(m, t, d, rows, s, b, e);
+    });
+    opt->step();
+    opt->zero_grad();
+    if (losses) losses->push_back(l);
+  }
+  return flat(model);
+}
+
+template <class T>
+void expect_close(const std::vector<T>& got, const std::vector<T>& want, double rtol) {
+  ASSERT_EQ(got.size(), want.size());
+  double scale = 0;  // the parameters' RMS: the tolerance of entries near zero
+  for (T w : want) scale += double(w) * double(w);
+  scale = std::sqrt(scale / double(want.size()));
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (std::abs(double(got[i]) - double(want[i])) > rtol * (std::abs(double(want[i])) + scale) &&
+        bad++ < 5)
+      ADD_FAILURE() << "parameter element " << i << ": " << got[i] << " vs " << want[i];
+  EXPECT_EQ(bad, 0u);
+}
+
+template <class T>
+void check_equivalence(std::size_t threads, Opt o, std::size_t rows, double rtol) {
+  std::vector<T> l1, ln;
+  const std::vector<T> init = train<T>(0, o, rows, 0);
+  const std::vector<T> one = train<T>(0, o, rows, 5, &l1);
+  const std::vector<T> many = train<T>(threads, o, rows, 5, &ln);
+  expect_close(many, one, rtol);
+  for (std::size_t s = 0; s < l1.size(); ++s)
+    EXPECT_NEAR(double(ln[s]), double(l1[s]), rtol * std::abs(double(l1[s]))) << "step " << s;
+  // Training moved the parameters by far more than the tolerance: the check has teeth (a
+  // gradient summed instead of averaged, or a shard dropped, lands far outside it).
+  double moved = 0;
+  for (std::size_t i = 0; i < init.size(); ++i)
+    moved = std::max(moved, std::abs(double(one[i]) - double(init[i])));
+  EXPECT_GT(moved, 1e3 * rtol);
+}
+
+TEST(DistThread, TwoThreadsSGDFloatEqualsOneThread) {
+  check_equivalence<float>(2, Opt::kSGD, 16, 1e-5);
+}
+TEST(DistThread, TwoThreadsAdamFloatEqualsOneThread) {
+  check_equivalence<float>(2, Opt::kAdam, 16, 1e-5);
+}
+TEST(DistThread, TwoThreadsSGDDoubleEqualsOneThread) {
+  check_equivalence<double>(2, Opt::kSGD, 16, 1e-12);
+}
+TEST(DistThread, TwoThreadsAdamDoubleEqualsOneThread) {
+  check_equivalence<double>(2, Opt::kAdam, 16, 1e-12);
+}
+// 13 rows over 2 threads (7 + 6) and 10 over 3 (4 + 3 + 3): shards weigh by their rows.
+TEST(DistThread, UnequalShardsSGDDouble) { check_equivalence<double>(2, Opt::kSGD, 13, 1e-12); }
+TEST(DistThread, UnequalShardsAdamFloatThreeThreads) {
+  check_equivalence<float>(3, Opt::kAdam, 10, 1e-5);
+}
+
+// One thread is the plain training step, bit for bit.
+TEST(DistThread, OneThreadIsBitIdenticalToPlainTraining) {
+  std::vector<float> l0, l1;
+  const auto plain = train<float>(0, Opt::kAdam, 16, 5, &l0);
+  const auto one = train<float>(1, Opt::kAdam, 16, 5, &l1);
+  EXPECT_EQ(plain, one);
+  EXPECT_EQ(l0, l1);
+}
+
+TEST(DistThread, ShardsCoverTheBatch) {
+  EXPECT_EQ(dist::shard_begin(13, 2, 0), 0u);
+  EXPECT_EQ(dist::shard_begin(13, 2, 1), 7u);
+  EXPECT_EQ(dist::shard_begin(13, 2, 2), 13u);
+  EXPECT_EQ(dist::shard_begin(10, 3, 1), 4u);
+  EXPECT_EQ(dist::shard_begin(10, 3, 2), 7u);
+}
+
+TEST(DistThread, NoAllocationPerStep) {
+  constexpr std::size_t rows = 32, steps = 8;
+  Data<float> d(rows * steps, 5);
+  nn::MLP<float> model({Data<float>::kIn, 32, Data<float>::kClasses}, nn::Activation::kRelu, 1);
+  nn::Adam<float> adam(model.parameters(), nn::AdamOptions{1e-2});
+  dist::ThreadDataParallel<float, nn::MLP<float>> dp(model, 2);
+  std::size_t s = 0;
+  auto fn = [&](nn::MLP<float>& m, Tape<float>& t, std::size_t b, std::size_t e) {
+    return shard_loss(m, t, d, rows, s, b, e);
+  };
+  auto step = [&] {
+    dp.backward(rows, fn);
+    adam.step();
+    adam.zero_grad();
+  };
+  for (; s < 2; ++s) step();  // the tapes grow to their size
+  wengert::testing::AllocCounter c;
+  for (; s < steps; ++s) step();
+  EXPECT_EQ(c.count(), 0u);
+}
+
+TEST(DistThread, FailingShardThrowsToTheCallerAndLeavesGradientsAlone) {
+  constexpr std::size_t rows = 8;
+  Data<float> d(rows, 2);
+  nn::MLP<float> model({Data<float>::kIn, 8, Data<float>::kClasses}, nn::Activation::kTanh, 4);
+  dist::ThreadDataParallel<float, nn::MLP<float>> dp(model, 2);
+  bool fail = true;
+  auto fn = [&](nn::MLP<float>& m, Tape<float>& t, std::size_t b, std::size_t e) {
+    if (fail && b > 0) throw std::runtime_error("disk on fire");
+    return shard_loss(m, t, d, rows, 0, b, e);
+  };
+  try {
+    dp.backward(rows, fn);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("shard 1 of 2 (rows 4..8"), std::string::npos) << what;
+    EXPECT_NE(what.find("disk on fire"), std::string::npos) << what;
+  }
+  for (Parameter<float>* p : model.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0f);
+  // Still usable, and the failed step left nothing behind in the replicas' gradients.
+  fail = false;
+  const float l = dp.backward(rows, fn);
+  nn::MLP<float> ref = model;
+  for (Parameter<float>* p : ref.parameters()) p->zero_grad();
+  Tape<float> tape;
+  Var<float> lr = shard_loss(ref, tape, d, rows, 0, 0, rows);
+  tape.backward(lr);
+  EXPECT_NEAR(l, lr.item(), 1e-5f);
+  auto got = model.parameters(), want = ref.parameters();
+  for (std::size_t k = 0; k < got.size(); ++k)
+    for (std::size_t i = 0; i < got[k]->size(); ++i)
+      EXPECT_NEAR(got[k]->grad_data()[i], want[k]->grad_data()[i], 1e-5f);
+}
+
+TEST(DistThread, NonScalarLossAndTooSmallBatchAreUsageErrors) {
+  Data<float> d(4, 2);
+  nn::MLP<float> model({Data<float>::kIn, 4, Data<float>::kClasses}, nn::Activation::kTanh, 4);
+  dist::ThreadDataParallel<float, nn::MLP<float>> dp(model, 3);
+  auto logits = [&](nn::MLP<float>& m, Tape<float>& t, std::size_t b, std::size_t e) {
+    return m.forward(t,
+                     t.constant_view(&d.x[b * Data<float>::kIn], Shape{e - b, Data<float>::kIn}));
+  };
+  EXPECT_THROW(dp.backward(3, logits), UsageError);
+  EXPECT_THROW(dp.backward(2, logits), UsageError);
+  EXPECT_THROW((dist::ThreadDataParallel<float, nn::MLP<float>>(model, 0)), UsageError);
+}
+
+}  // namespace
