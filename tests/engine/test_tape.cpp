@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -757,6 +758,26 @@ TEST(TapeThreads, ClearFromAThreadThatDoesNotOwnTheTapeIsRefused) {
 // stale-handle errors), and under ThreadSanitizer there must be no data race.
 TEST(TapeConcurrent, ForeignClearsDuringStepsAreRefusedAndHarmless) {
   Tape<double> tape;
+  // First, deterministically: while this thread owns a busy tape, another thread's clear() is
+  // refused and changes nothing.
+  {
+    auto x0 = tape.variable(0.5);
+    bool refused_once = false;
+    std::thread([&] {
+      try {
+        tape.clear();
+      } catch (const UsageError&) {
+        refused_once = true;
+      }
+    }).join();
+    EXPECT_TRUE(refused_once);
+    EXPECT_EQ(tape.size(), 1u);
+    EXPECT_EQ(x0.item(), 0.5);
+    tape.clear();
+  }
+  // Then the race itself. How often the other thread lands inside a step depends on
+  // scheduling (under valgrind, which runs one thread at a time, perhaps never); what must
+  // hold whatever the interleaving is that the owner never sees an error or a wrong gradient.
   std::atomic<bool> done{false};
   std::atomic<long> refused{0}, returned{0};
   std::thread clearer([&] {
@@ -772,7 +793,7 @@ TEST(TapeConcurrent, ForeignClearsDuringStepsAreRefusedAndHarmless) {
   long steps = 0, errors = 0, wrong = 0;
   std::string first_error;
   // At least 2000 steps, and until the clearer has been refused a few times (bounded).
-  for (; steps < 2000 || (refused.load() < 10 && steps < 200000); ++steps) {
+  for (; steps < 2000 || (refused.load() < 10 && steps < 20000); ++steps) {
     try {
       const double v = 0.001 * static_cast<double>(steps % 1000);
       auto x = tape.variable(v);
@@ -794,8 +815,8 @@ TEST(TapeConcurrent, ForeignClearsDuringStepsAreRefusedAndHarmless) {
   clearer.join();
   EXPECT_EQ(errors, 0) << "first: " << first_error;
   EXPECT_EQ(wrong, 0);
-  EXPECT_GE(refused.load(), 1) << "the other thread's clear() was never refused in " << steps
-                               << " steps";
+  std::printf("%ld steps: the other thread's clear() was refused %ld times, accepted %ld times\n",
+              steps, refused.load(), returned.load());
 }
 
 // Two threads share one tape by taking turns: a thread's first op claims the tape (or fails,
