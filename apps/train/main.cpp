@@ -429,8 +429,6 @@ struct Settings {
         throw ValueError(who + ": config.hidden holds " + std::to_string(v));
       s.hidden.push_back(std::size_t(v));
     }
-    s.activation = sd.get_u64("extra.config.activation", who) == 1 ? nn::Activation::kTanh
-                                                                   : nn::Activation::kRelu;
     s.epochs = sd.get_u64("extra.config.epochs", who);
     s.n = sd.get_u64("extra.config.examples", who);
     s.batch = sd.get_u64("extra.config.batch", who);
@@ -439,6 +437,7 @@ struct Settings {
     s.seed = sd.get_u64("extra.config.seed", who);
     s.fingerprint = sd.get_u64("extra.config.data_fingerprint", who);
     const std::uint64_t act = sd.get_u64("extra.config.activation", who);
+    s.activation = act == 1 ? nn::Activation::kTanh : nn::Activation::kRelu;
     if (s.epochs == 0 || s.n == 0 || s.batch == 0 || s.batch > kMaxBatch || !(s.lr > 0) ||
         !std::isfinite(s.lr) || act > 1)
       throw ValueError(who +

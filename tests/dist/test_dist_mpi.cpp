@@ -24,26 +24,15 @@
 #include <string>
 #include <vector>
 
+#include "classify_data.hpp"
+
 using namespace wengert;
 
 namespace {
 
-constexpr std::size_t kIn = 6, kClasses = 3;
-
 template <class T>
-struct Data {
-  std::vector<T> x;
-  std::vector<std::int32_t> y;
-  Data(std::size_t rows, std::uint64_t seed) : x(rows * kIn), y(rows) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> N(0, 1);
-    for (std::size_t i = 0; i < rows; ++i) {
-      T* r = &x[i * kIn];
-      for (std::size_t j = 0; j < kIn; ++j) r[j] = T(N(rng));
-      y[i] = r[0] + r[1] > 0.5 ? 2 : (r[2] - r[3] > 0 ? 1 : 0);
-    }
-  }
-};
+using Data = wengert::testing::ClassifyData<T>;
+constexpr std::size_t kIn = Data<float>::kIn, kClasses = Data<float>::kClasses;
 
 template <class T>
 std::unique_ptr<nn::Optimizer<T>> make_opt(nn::MLP<T>& m, bool adam) {
