@@ -1,6 +1,7 @@
 #include "trainer.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 
@@ -159,13 +160,26 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
       hits_[i] = argmax(zv + (i - b) * c, c) == static_cast<std::size_t>(labels[i]);
     return softmax_cross_entropy(z, labels + b, e - b);
   };
+  bool stepped = false;  // the threads did the optimizer's step too
   if (rows > 0 && dp_ && rows >= dp_->threads()) {
-    loss = dp_->backward(rows, shard);
-  } else if (rows > 0) {  // fewer rows than threads: this thread alone
+#if WENGERT_HAVE_MPI
+    const bool fuse = sync_ == nullptr;  // under MPI the allreduce comes before the step
+#else
+    const bool fuse = true;
+#endif
+    if (fuse)
+      loss = dp_->step(rows, shard, opt_);
+    else
+      loss = dp_->backward(rows, shard);
+    stepped = fuse;
+  } else if (rows > 0) {  // one thread, or fewer rows than threads: this thread alone
+    const auto t0 = std::chrono::steady_clock::now();
     tape_.clear();
     Var<float> l = shard(model_, tape_, 0, rows);
     tape_.backward(l);
     loss = l.item();
+    compute_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   std::size_t hits = 0;
   for (std::size_t i = 0; i < rows; ++i) hits += hits_[i];
@@ -176,10 +190,30 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
     hits = std::size_t(count);
   }
 #endif
-  opt_.step();
-  opt_.zero_grad();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!stepped) {
+    opt_.step();
+    opt_.zero_grad();
+  }
+  optimizer_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (correct) *correct += hits;
   return loss;
+}
+
+dist::StepTimes Classifier::step_times() const {
+  dist::StepTimes t;
+  if (dp_) t = dp_->times();
+#if WENGERT_HAVE_MPI
+  if (sync_) {
+    t.steps = sync_->times().steps;
+    t.pack = sync_->times().pack;
+    t.allreduce = sync_->times().allreduce;
+  }
+#endif
+  t.compute += compute_seconds_;
+  t.optimizer = optimizer_seconds_;
+  return t;
 }
 
 void Classifier::predict(const float* x, std::size_t m, std::int32_t* out) {

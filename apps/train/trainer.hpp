@@ -65,6 +65,10 @@ class Classifier {
   void set_mpi(dist::MpiGradients<float>* sync) { sync_ = sync; }
 #endif
 
+  /// Where the data-parallel steps' time went (dist::StepTimes): the threads' and MPI's figures,
+  /// and the optimizer's step. All zero after plain (one thread, one rank) steps.
+  dist::StepTimes step_times() const;
+
   nn::MLP<float>& model() { return model_; }
   /// What a weights file holds: the model's state dict ("fc0.weight", …), the input
   /// standardisation ("input.norm" = {mean, std}, so --eval sees inputs exactly as training
@@ -105,6 +109,8 @@ class Classifier {
   Tape<float> tape_;
   std::unique_ptr<dist::ThreadDataParallel<float, nn::MLP<float>>> dp_;
   std::vector<unsigned char> hits_;  // per row of a step: classified correctly
+  double optimizer_seconds_ = 0;     // in data-parallel steps
+  double compute_seconds_ = 0;       // forward and backward of data-parallel steps without dp_
 #if WENGERT_HAVE_MPI
   dist::MpiGradients<float>* sync_ = nullptr;
 #endif
