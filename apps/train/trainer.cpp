@@ -230,19 +230,33 @@ double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::siz
     throw ShapeError("evaluate: the data has " + std::to_string(d) +
                      " features but the model takes " + std::to_string(model_.in_features()));
   if (confusion) confusion->assign(c * c, 0);
-  // Under MPI each rank evaluates its shard of the examples; the counts are summed.
+  // Under MPI each rank evaluates its shard of the examples, and with --threads each thread its
+  // part of that shard; the counts are summed.
   const auto [first, last] = my_rows(n);
-  std::vector<std::int32_t> pred(1000);
-  std::size_t right = 0;
-  for (std::size_t start = first; start < last; start += 1000) {
-    const std::size_t m = std::min<std::size_t>(1000, last - start);
-    predict(data.images.image(start), m, pred.data());
-    for (std::size_t i = 0; i < m; ++i) {
-      const std::int32_t truth = data.labels[start + i];
-      right += pred[i] == truth;
-      if (confusion && truth >= 0 && static_cast<std::size_t>(truth) < c)
-        (*confusion)[static_cast<std::size_t>(truth) * c + static_cast<std::size_t>(pred[i])]++;
+  const std::size_t rows = last - first;
+  std::vector<std::int32_t> pred(rows);
+  // Predictions for rows [b, e) of the shard, 1000 at a time, with `model` on `tape`.
+  auto predict_rows = [&](nn::MLP<float>& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+    NoGradGuard no_grad;  // grad mode is per thread
+    for (std::size_t s = b; s < e; s += 1000) {
+      const std::size_t m = std::min<std::size_t>(1000, e - s);
+      tape.clear();
+      Var<float> z =
+          model.forward(tape, tape.constant_view(data.images.image(first + s), Shape{m, d}));
+      for (std::size_t i = 0; i < m; ++i)
+        pred[s + i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
     }
+  };
+  if (dp_ && rows >= dp_->threads())
+    dp_->for_each_shard(rows, predict_rows);
+  else
+    predict_rows(model_, tape_, 0, rows);
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < rows; ++i) {
+    const std::int32_t truth = data.labels[first + i];
+    right += pred[i] == truth;
+    if (confusion && truth >= 0 && static_cast<std::size_t>(truth) < c)
+      (*confusion)[static_cast<std::size_t>(truth) * c + static_cast<std::size_t>(pred[i])]++;
   }
   if (last - first != n) {
     std::vector<double> counts(1 + (confusion ? c * c : 0));

@@ -316,6 +316,46 @@ TEST(DistThread, FailingShardInStepLeavesValuesAndOptimizerAlone) {
     for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0);
 }
 
+// for_each_shard: each thread evaluates its shard with the master's current values (replicas
+// refreshed after an update), under its own no-grad guard; errors reach the caller.
+TEST(DistThread, ForEachShardEvaluatesWithTheMastersValues) {
+  constexpr std::size_t rows = 11;
+  Data<double> d(rows, 3);
+  nn::MLP<double> model({Data<double>::kIn, 8, Data<double>::kClasses}, nn::Activation::kTanh, 4);
+  dist::ThreadDataParallel<double, nn::MLP<double>> dp(model, 3);
+  for (Parameter<double>* p : model.parameters()) p->data()[0] += 0.5;  // after the replicas
+  std::vector<double> got(rows * Data<double>::kClasses, -1.0);
+  std::vector<int> thread_of(rows, -1);
+  auto eval = [&](nn::MLP<double>& m, Tape<double>& t, std::size_t b, std::size_t e) {
+    NoGradGuard no_grad;
+    auto x = t.constant_view(&d.x[b * Data<double>::kIn], Shape{e - b, Data<double>::kIn});
+    Var<double> z = m.forward(t, x);
+    std::copy(z.data(), z.data() + z.size(),
+              got.begin() + std::ptrdiff_t(b * Data<double>::kClasses));
+    for (std::size_t i = b; i < e; ++i)
+      thread_of[i] = int(&t == &dp.tape(1)) + 2 * int(&t == &dp.tape(2));
+  };
+  dp.for_each_shard(rows, eval);
+  Tape<double> tape;
+  Var<double> want =
+      model.forward(tape, tape.constant_view(d.x.data(), Shape{rows, Data<double>::kIn}));
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want.data()[i]) << i;
+  EXPECT_EQ(thread_of, (std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2}));
+  for (Parameter<double>* p : model.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0);
+  auto bad = [&](nn::MLP<double>&, Tape<double>&, std::size_t b, std::size_t) {
+    if (b == 8) throw ShapeError("odd shard");
+  };
+  try {
+    dp.for_each_shard(rows, bad);
+    FAIL() << "no exception";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("shard 2 of 3 (rows 8..11"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(dp.for_each_shard(2, eval), UsageError);
+}
+
 TEST(DistThread, NonScalarLossAndTooSmallBatchAreUsageErrors) {
   Data<float> d(4, 2);
   nn::MLP<float> model({Data<float>::kIn, 4, Data<float>::kClasses}, nn::Activation::kTanh, 4);

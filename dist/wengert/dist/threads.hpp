@@ -195,10 +195,36 @@ class ThreadDataParallel {
     return run(rows, loss, &optimizer);
   }
 
+  /// Runs fn(model, tape, begin, end) for every shard of `rows` rows, shard k on thread k with
+  /// the model shard k uses (replicas first copy the master's values), and returns when all
+  /// are done: for work that needs no gradient, such as evaluating a test set in parallel
+  /// (fn then opens its own NoGradGuard: grad mode is per thread). Each shard's tape is
+  /// cleared before fn. Exceptions are rethrown as by backward(); gradients are not touched.
+  /// rows must be ≥ threads().
+  template <class F>
+  void for_each_shard(std::size_t rows, F&& fn) {
+    using Fn = std::remove_reference_t<F>;
+    each_ = [](void* f, M& m, Tape<T>& t, std::size_t b, std::size_t e) {
+      (*static_cast<Fn*>(f))(m, t, b, e);
+    };
+    fn_ = const_cast<void*>(static_cast<const void*>(&fn));
+    start(rows, nullptr, true);
+  }
+
  private:
   template <class F>
   T run(std::size_t rows, F& loss, nn::Optimizer<T>* opt) {
     using Fn = std::remove_reference_t<F>;
+    call_ = [](void* f, M& m, Tape<T>& t, std::size_t b, std::size_t e) -> Var<T> {
+      return (*static_cast<Fn*>(f))(m, t, b, e);
+    };
+    fn_ = const_cast<void*>(static_cast<const void*>(&loss));
+    return start(rows, opt, false);
+  }
+
+  // Splits `rows`, runs every shard (the loss and backward, or for_each_shard's function) and
+  // the reduction; rethrows the first shard's error.
+  T start(std::size_t rows, nn::Optimizer<T>* opt, bool each) {
     if (rows < n_)
       throw UsageError("ThreadDataParallel: a batch of " + std::to_string(rows) +
                        " rows cannot be split over " + std::to_string(n_) +
@@ -208,11 +234,13 @@ class ThreadDataParallel {
       shards_[k] = {shard_begin(rows, n_, k), shard_begin(rows, n_, k + 1)};
       weights_[k] = T(shards_[k].second - shards_[k].first) / T(rows);
     }
-    call_ = [](void* f, M& m, Tape<T>& t, std::size_t b, std::size_t e) -> Var<T> {
-      return (*static_cast<Fn*>(f))(m, t, b, e);
-    };
-    fn_ = const_cast<void*>(static_cast<const void*>(&loss));
-    ++times_.steps;
+    if (!each) ++times_.steps;
+    if (n_ == 1 && each) {
+      Tape<T>& t = *tapes_[0];
+      t.clear();
+      each_(fn_, *master_, t, 0, rows);
+      return T(0);
+    }
     if (n_ == 1) {
       const auto t0 = Clock::now();
       Tape<T>& t = *tapes_[0];
@@ -231,6 +259,7 @@ class ThreadDataParallel {
       reduced_ = 0;
       failed_ = false;
       opt_ = opt;
+      each_mode_ = each;
     }
     start_cv_.notify_all();
     run_shard(0);
@@ -239,7 +268,7 @@ class ThreadDataParallel {
       std::unique_lock<std::mutex> lock(mu_);
       done_cv_.wait(lock, [this] { return reduced_ == n_; });
     }
-    times_.reduce += seconds(t3, Clock::now());
+    if (!each) times_.reduce += seconds(t3, Clock::now());
     if (failed_) {
       for (std::size_t k = 0; k <= n_; ++k)
         if (errors_[k]) {
@@ -248,6 +277,7 @@ class ThreadDataParallel {
           rethrow(e, k);
         }
     }
+    if (each) return T(0);
     T sum = 0;
     for (std::size_t k = 0; k < n_; ++k)
       sum += losses_[k] * T(shards_[k].second - shards_[k].first);
@@ -286,10 +316,14 @@ class ThreadDataParallel {
       }
       Tape<T>& t = *tapes_[k];
       t.clear();
-      Var<T> l = call_(fn_, m, t, shards_[k].first, shards_[k].second);
-      check_scalar(l, k);
-      t.backward(l, &weights_[k], nullptr, 0);
-      losses_[k] = l.item();
+      if (each_mode_) {
+        each_(fn_, m, t, shards_[k].first, shards_[k].second);
+      } else {
+        Var<T> l = call_(fn_, m, t, shards_[k].first, shards_[k].second);
+        check_scalar(l, k);
+        t.backward(l, &weights_[k], nullptr, 0);
+        losses_[k] = l.item();
+      }
     } catch (...) {
       errors_[k] = std::current_exception();
     }
@@ -311,12 +345,12 @@ class ThreadDataParallel {
       }
     }
     const auto t2 = Clock::now();
-    reduce_part(k, !failed_);
+    if (!each_mode_) reduce_part(k, !failed_);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (++reduced_ == n_) done_cv_.notify_all();
     }
-    if (k == 0) {  // the calling thread; its wait for the other parts is added in run()
+    if (k == 0 && !each_mode_) {  // the calling thread; its wait for the others: in start()
       times_.compute += seconds(t0, t1);
       times_.wait += seconds(t1, t2);
       times_.reduce += seconds(t2, Clock::now());
@@ -403,8 +437,10 @@ class ThreadDataParallel {
                 : "ThreadDataParallel: shard " + std::to_string(k) + " of " + std::to_string(n_) +
                       " (rows " + std::to_string(shards_[k].first) + ".." +
                       std::to_string(shards_[k].second) + " of " + std::to_string(rows_) +
-                      ", thread " + std::to_string(k) +
-                      ") failed; the master's values are unchanged and its gradients zeroed: ";
+                      ", thread " + std::to_string(k) + ") failed" +
+                      (each_mode_ ? ": "
+                                  : "; the master's values are unchanged and its gradients "
+                                    "zeroed: ");
     try {
       std::rethrow_exception(e);
     } catch (const ShapeError& x) {
@@ -435,6 +471,8 @@ class ThreadDataParallel {
   StepTimes times_;
   void* fn_ = nullptr;
   Var<T> (*call_)(void*, M&, Tape<T>&, std::size_t, std::size_t) = nullptr;
+  void (*each_)(void*, M&, Tape<T>&, std::size_t, std::size_t) = nullptr;
+  bool each_mode_ = false;           // for_each_shard: no backward, no reduction
   nn::Optimizer<T>* opt_ = nullptr;  // in step(); set under mu_ before the workers start
 
   std::mutex mu_;
