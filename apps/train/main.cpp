@@ -715,10 +715,9 @@ int run_fashion(Args& a) {
       progress.start_epoch();
     }
     Progress bar(epoch, cfg.epochs, per_epoch);
-    while (batches.next()) {
+    while (batches.advance()) {  // the training step gathers the rows, shard by shard
       const std::size_t m = batches.size();
-      progress.loss_sum +=
-          double(clf.train_step(batches.features(), batches.labels(), m, &progress.correct)) * m;
+      progress.loss_sum += double(clf.train_step(batches, &progress.correct)) * m;
       progress.seen += m;
       bar.update(++done, progress.seen, progress.loss_sum / progress.seen);
       if (a.checkpoint_every && done % a.checkpoint_every == 0 && done < per_epoch) {

@@ -124,13 +124,14 @@ void Classifier::sum_over_ranks(double* v, std::size_t n) {
 #endif
 }
 
-float Classifier::train_step(const float* x, const std::int32_t* labels, std::size_t m,
-                             std::size_t* correct) {
+float Classifier::step(const float* x, const std::int32_t* labels, std::size_t m,
+                       std::size_t* correct, io::Batcher<float>* lazy) {
   bool distributed = dp_ != nullptr;
 #if WENGERT_HAVE_MPI
   distributed = distributed || sync_ != nullptr;
 #endif
   if (!distributed) {  // the plain step
+    if (lazy) lazy->gather(0, m);
     Var<float> z = logits(x, m);
     Var<float> loss = softmax_cross_entropy(z, labels, m);
     sched_->step(opt_);
@@ -147,6 +148,7 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
   }
   const auto [first, last] = my_rows(m);
   const std::size_t rows = last - first, in = model_.in_features(), c = model_.out_features();
+  const std::size_t offset = first;  // (a structured binding cannot be captured in C++17)
   x += first * in;
   labels += first;
   if (hits_.size() < rows) hits_.resize(rows);  // grows once, to the largest shard
@@ -154,6 +156,7 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
   float loss = 0;
   // Logits of rows [b, e) of this rank's shard, recorded on `tape` with `model`; marks hits_.
   auto shard = [&](nn::MLP<float>& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+    if (lazy) lazy->gather(offset + b, offset + e);  // this thread's rows, in parallel
     Var<float> z = model.forward(tape, tape.constant_view(x + b * in, Shape{e - b, in}));
     const float* zv = z.data();
     for (std::size_t i = b; i < e; ++i)

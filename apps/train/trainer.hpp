@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <wengert/dist/threads.hpp>
+#include <wengert/io/batches.hpp>
 #include <wengert/wengert.hpp>
 #if WENGERT_HAVE_MPI
 #include <wengert/dist/mpi.hpp>
@@ -47,7 +48,14 @@ class Classifier {
   /// global batch (every rank passes the same rows and trains its shard of them), and the loss
   /// and the count are the whole batch's.
   float train_step(const float* x, const std::int32_t* labels, std::size_t m,
-                   std::size_t* correct = nullptr);
+                   std::size_t* correct = nullptr) {
+    return step(x, labels, m, correct, nullptr);
+  }
+  /// The same on the batch `batches.advance()` moved to, whose rows are not gathered yet: each
+  /// thread (and rank) gathers the rows it trains, in parallel, instead of one thread all.
+  float train_step(io::Batcher<float>& batches, std::size_t* correct = nullptr) {
+    return step(batches.features(), batches.labels(), batches.size(), correct, &batches);
+  }
 
   /// Class predictions for m rows, computed under no-grad.
   void predict(const float* x, std::size_t m, std::int32_t* out);
@@ -96,6 +104,9 @@ class Classifier {
 
  private:
   Var<float> logits(const float* x, std::size_t m);
+  // train_step; with `lazy`, x is lazy's features() and rows are gathered where they are used.
+  float step(const float* x, const std::int32_t* labels, std::size_t m, std::size_t* correct,
+             io::Batcher<float>* lazy);
   // This rank's rows [first, second) of a global batch of m rows (all of them without MPI).
   std::pair<std::size_t, std::size_t> my_rows(std::size_t m) const;
   // Sums n values over the ranks (no-op without MPI).
