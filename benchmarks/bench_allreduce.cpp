@@ -50,11 +50,12 @@ int main(int argc, char** argv) {
   const int P = mpi.size();
   const bool root = mpi.rank() == 0;
   if (root) {
-    std::printf("MPI_Allreduce (in place, MPI_SUM, float) on %d ranks; median of reps, each rep "
-                "the slowest rank's time after a barrier\n",
-                P);
-    std::printf("%12s %12s %8s %12s %14s %14s\n", "floats", "bytes", "reps", "time us",
-                "algo GB/s", "bus GB/s");
+    std::printf(
+        "MPI_Allreduce (in place, MPI_SUM, float) on %d ranks; median of reps, each rep "
+        "the slowest rank's time after a barrier\n",
+        P);
+    std::printf("%12s %12s %8s %12s %14s %14s\n", "floats", "bytes", "reps", "time us", "algo GB/s",
+                "bus GB/s");
   }
   std::vector<float> buf(std::size_t(1) << max_log2, 1.0f);
   for (int k = 0; k <= max_log2; ++k) {
@@ -88,10 +89,11 @@ int main(int argc, char** argv) {
     MPI_Allreduce(MPI_IN_PLACE, raw.data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   });
   if (root)
-    std::printf("\nMpiGradients::allreduce, MLP 784-256-128-10 (%zu floats, %.2f MB): median "
-                "%.1f us; rank 0's mean pack+unpack %.1f us, inside MPI_Allreduce %.1f us; a "
-                "bare MPI_Allreduce of the same size: median %.1f us\n",
-                n, double(n) * 4e-6, whole * 1e6, tm.pack / double(tm.steps) * 1e6,
-                tm.allreduce / double(tm.steps) * 1e6, bare * 1e6);
+    std::printf(
+        "\nMpiGradients::allreduce, MLP 784-256-128-10 (%zu floats, %.2f MB): median "
+        "%.1f us; rank 0's mean pack+unpack %.1f us, inside MPI_Allreduce %.1f us; a "
+        "bare MPI_Allreduce of the same size: median %.1f us\n",
+        n, double(n) * 4e-6, whole * 1e6, tm.pack / double(tm.steps) * 1e6,
+        tm.allreduce / double(tm.steps) * 1e6, bare * 1e6);
   return 0;
 }

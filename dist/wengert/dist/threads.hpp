@@ -37,15 +37,17 @@
 // as a plain training step would (bit-identical results).
 //
 // Per step nothing is allocated by ThreadDataParallel (the loss function's tape work is
-// allocation-free too once the tapes have grown), and idle workers sleep on a condition
-// variable. An exception in any shard is caught; once every shard has finished, the call throws
-// a wengert::Error naming the shard, its rows and the original message. The master's values
-// and the optimizer are then untouched, and the master's gradients are zero: shard 0 may have
-// added its part already, so what they held before the call is not kept (zero them before
-// accumulating, as after any failed batch). The object stays usable.
+// allocation-free too once the tapes have grown). A thread waiting for the others spins for
+// up to 100 µs (a step's hand-overs come sooner than a futex sleep and wake-up would), then
+// sleeps on a condition variable: idle workers sleep. An exception in any shard is caught; once
+// every shard has finished, the call throws a wengert::Error naming the shard, its rows and the
+// original message. The master's values and the optimizer are then untouched, and the master's
+// gradients are zero: shard 0 may have added its part already, so what they held before the call is
+// not kept (zero them before accumulating, as after any failed batch). The object stays usable.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -254,20 +256,18 @@ class ThreadDataParallel {
     check_structure();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++generation_;
-      computed_ = 0;
-      reduced_ = 0;
+      arrived_ = 0;
+      computed_.store(false, std::memory_order_relaxed);
+      reduced_.store(0, std::memory_order_relaxed);
       failed_ = false;
       opt_ = opt;
       each_mode_ = each;
+      generation_.fetch_add(1, std::memory_order_release);  // publishes the step's setup
     }
     start_cv_.notify_all();
     run_shard(0);
     const auto t3 = Clock::now();
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      done_cv_.wait(lock, [this] { return reduced_ == n_; });
-    }
+    await(done_cv_, [this] { return reduced_.load(std::memory_order_acquire) == n_; });
     if (!each) times_.reduce += seconds(t3, Clock::now());
     if (failed_) {
       for (std::size_t k = 0; k <= n_; ++k)
@@ -328,10 +328,12 @@ class ThreadDataParallel {
       errors_[k] = std::current_exception();
     }
     const auto t1 = Clock::now();
+    bool last = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (errors_[k]) failed_ = true;
-      if (++computed_ == n_) {
+      last = ++arrived_ == n_;
+      if (last) {
         // The last shard to finish starts the optimizer's step (its checks and step count).
         if (!failed_ && opt_) try {
             opt_->begin_step();
@@ -339,17 +341,20 @@ class ThreadDataParallel {
             errors_[n_] = std::current_exception();
             failed_ = true;
           }
-        computed_cv_.notify_all();
-      } else {
-        computed_cv_.wait(lock, [this] { return computed_ == n_; });
+        computed_.store(true, std::memory_order_release);
       }
     }
+    if (last)
+      computed_cv_.notify_all();
+    else
+      await(computed_cv_, [this] { return computed_.load(std::memory_order_acquire); });
     const auto t2 = Clock::now();
     if (!each_mode_) reduce_part(k, !failed_);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (++reduced_ == n_) done_cv_.notify_all();
+      last = reduced_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_;
     }
+    if (last) done_cv_.notify_all();
     if (k == 0 && !each_mode_) {  // the calling thread; its wait for the others: in start()
       times_.compute += seconds(t0, t1);
       times_.wait += seconds(t1, t2);
@@ -409,20 +414,42 @@ class ThreadDataParallel {
   void worker(std::size_t k) {
     std::uint64_t seen = 0;
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-      }
+      await(start_cv_, [&] {
+        return stop_.load(std::memory_order_acquire) ||
+               generation_.load(std::memory_order_acquire) != seen;
+      });
+      if (stop_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
       run_shard(k);
     }
   }
 
+  // Waits until pred() (which reads atomics only) holds. A step's hand-overs come
+  // microseconds apart, less than a futex sleep and wake-up costs, so it first spins for up to
+  // kSpin, then sleeps on cv: an idle worker sleeps. Whoever makes pred() true does so under
+  // mu_ and then notifies cv, so a sleeper cannot miss it.
+  template <class P>
+  void await(std::condition_variable& cv, P pred) {
+    const auto until = Clock::now() + kSpin;
+    for (unsigned i = 1; !pred(); ++i) {
+      if (i % 64 == 0 && Clock::now() >= until) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv.wait(lock, pred);
+        return;
+      }
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#else
+      std::this_thread::yield();
+#endif
+    }
+  }
+  static constexpr std::chrono::microseconds kSpin{100};
+
   void shutdown() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
+      stop_.store(true, std::memory_order_release);
     }
     start_cv_.notify_all();
     for (auto& w : workers_)
@@ -477,10 +504,13 @@ class ThreadDataParallel {
 
   std::mutex mu_;
   std::condition_variable start_cv_, computed_cv_, done_cv_;
-  std::uint64_t generation_ = 0;
-  std::size_t computed_ = 0, reduced_ = 0;
-  bool failed_ = false;
-  bool stop_ = false;
+  // Written under mu_ (so that a sleeper in await cannot miss a change), read by spinners.
+  std::atomic<std::uint64_t> generation_{0};  // one per step: workers start on a new value
+  std::atomic<bool> computed_{false};         // every shard's backward is done
+  std::atomic<std::size_t> reduced_{0};       // threads done with their part of the reduction
+  std::atomic<bool> stop_{false};
+  std::size_t arrived_ = 0;  // shards done with backward (under mu_)
+  bool failed_ = false;      // written under mu_ before computed_, read after it
   std::vector<std::thread> workers_;
 };
 
