@@ -349,9 +349,16 @@ class ThreadDataParallel {
     else
       await(computed_cv_, [this] { return computed_.load(std::memory_order_acquire); });
     const auto t2 = Clock::now();
-    if (!each_mode_) reduce_part(k, !failed_);
+    std::exception_ptr late;  // reduce_part's checks passed in begin_step: not expected
+    if (!each_mode_) try {
+        reduce_part(k, !failed_.load(std::memory_order_acquire));
+      } catch (...) {
+        late = std::current_exception();
+      }
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (late && !errors_[k]) errors_[k] = late;
+      if (late) failed_ = true;
       last = reduced_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_;
     }
     if (last) done_cv_.notify_all();
@@ -510,7 +517,9 @@ class ThreadDataParallel {
   std::atomic<std::size_t> reduced_{0};       // threads done with their part of the reduction
   std::atomic<bool> stop_{false};
   std::size_t arrived_ = 0;  // shards done with backward (under mu_)
-  bool failed_ = false;      // written under mu_ before computed_, read after it
+  // Written under mu_, before computed_ (a shard failed) or, unexpectedly, by a failing
+  // reduction while others read it: atomic.
+  std::atomic<bool> failed_{false};
   std::vector<std::thread> workers_;
 };
 
