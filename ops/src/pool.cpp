@@ -81,22 +81,45 @@ Var<T> max_pool2d(const Var<T>& x, Pool2dOptions o, SourceLoc loc) {
         op.scratch((outs * sizeof(std::uint32_t) + sizeof(T) - 1) / sizeof(T)));
   const T* xv = op.input_data(0);
   T* y = op.out_data();
-  for (std::size_t pl = 0; pl < w.planes; ++pl) {
-    const T* xp = xv + pl * plane;
-    for (std::size_t oh = 0; oh < w.Ho; ++oh) {
-      const auto [r0, r1] = w.rows(oh);
-      for (std::size_t ow = 0; ow < w.Wo; ++ow) {
-        const auto [c0, c1] = w.cols(ow);
-        std::size_t best = r0 * w.W + c0;  // (padding ≤ kernel/2: every window holds a pixel)
-        T m = xp[best];
-        for (std::size_t r = r0; r < r1; ++r)
-          for (std::size_t cc = c0; cc < c1; ++cc) {
-            const T v = xp[r * w.W + cc];
-            if (v > m || (v != v && m == m)) m = v, best = r * w.W + cc;  // NaN wins
-          }
-        const std::size_t at = pl * oplane + oh * w.Wo + ow;
-        y[at] = m;
-        if (arg) arg[at] = std::uint32_t(best);
+  // A pixel v wins over the current maximum m if it is larger or a NaN (the first NaN stays).
+  auto wins = [](T v, T m) { return v > m || (v != v && m == m); };
+  if (w.k == 2 && w.s == 2 && w.p == 0) {
+    // The CNN's 2×2 windows that tile the image: four compares per output, no clipping.
+    for (std::size_t pl = 0; pl < w.planes; ++pl) {
+      const T* xp = xv + pl * plane;
+      T* yp = y + pl * oplane;
+      std::uint32_t* ap = arg ? arg + pl * oplane : nullptr;
+      for (std::size_t oh = 0; oh < w.Ho; ++oh) {
+        const T* r0 = xp + 2 * oh * w.W;
+        const T* r1 = r0 + w.W;
+        for (std::size_t ow = 0; ow < w.Wo; ++ow) {
+          const std::size_t c = 2 * ow;
+          std::size_t best = 0;
+          T m = r0[c];
+          if (wins(r0[c + 1], m)) m = r0[c + 1], best = 1;
+          if (wins(r1[c], m)) m = r1[c], best = w.W;
+          if (wins(r1[c + 1], m)) m = r1[c + 1], best = w.W + 1;
+          yp[oh * w.Wo + ow] = m;
+          if (ap) ap[oh * w.Wo + ow] = std::uint32_t(2 * oh * w.W + c + best);
+        }
+      }
+    }
+  } else {
+    for (std::size_t pl = 0; pl < w.planes; ++pl) {
+      const T* xp = xv + pl * plane;
+      for (std::size_t oh = 0; oh < w.Ho; ++oh) {
+        const auto [r0, r1] = w.rows(oh);
+        for (std::size_t ow = 0; ow < w.Wo; ++ow) {
+          const auto [c0, c1] = w.cols(ow);
+          std::size_t best = r0 * w.W + c0;  // (padding ≤ kernel/2: every window holds a pixel)
+          T m = xp[best];
+          for (std::size_t r = r0; r < r1; ++r)
+            for (std::size_t cc = c0; cc < c1; ++cc)
+              if (wins(xp[r * w.W + cc], m)) m = xp[r * w.W + cc], best = r * w.W + cc;
+          const std::size_t at = pl * oplane + oh * w.Wo + ow;
+          y[at] = m;
+          if (arg) arg[at] = std::uint32_t(best);
+        }
       }
     }
   }
