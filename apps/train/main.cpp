@@ -284,8 +284,9 @@ Args parse(int argc, char** argv) {
   if (a.cnn) {
     if (!a.hidden_given) a.hidden = {32, 64, 128};
     if (a.hidden.size() != 3)
-      usage_error("--model cnn takes three --hidden sizes (conv 1 channels, conv 2 channels, "
-                  "linear units), like 32,64,128");
+      usage_error(
+          "--model cnn takes three --hidden sizes (conv 1 channels, conv 2 channels, "
+          "linear units), like 32,64,128");
     if (a.activation_given && a.activation != nn::Activation::kRelu)
       usage_error("--model cnn uses relu; --activation tanh is for the MLP");
   }
@@ -685,7 +686,8 @@ int run_fashion(Args& a) {
   const auto sizes = layer_sizes(shown, trainset.features(), std::size_t(trainset.num_classes));
   std::printf(
       "%s %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
-      cfg.cnn ? "CNN" : "MLP", sizes_str(sizes).c_str(), cfg.activation == nn::Activation::kRelu ? "relu" : "tanh", cfg.lr,
+      cfg.cnn ? "CNN" : "MLP", sizes_str(sizes).c_str(),
+      cfg.activation == nn::Activation::kRelu ? "relu" : "tanh", cfg.lr,
       cfg.cosine ? "cosine decay" : "constant", batch, cfg.epochs, n, test.size());
 
   io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,

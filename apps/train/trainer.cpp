@@ -42,9 +42,9 @@ CNN::CNN(const std::vector<std::size_t>& sizes, std::uint64_t seed)
 
 Var<float> CNN::forward(Tape<float>& tape, const Var<float>& x, SourceLoc loc) {
   Var<float> h = max_pool2d(relu(conv1_.forward(tape, x, loc), loc), {2}, loc);  // [m,c1,S/2,S/2]
-  h = max_pool2d(relu(conv2_.forward(tape, h, loc), loc), {2}, loc);            // [m,c2,S/4,S/4]
-  h = relu(fc1_.forward(tape, flatten(h, loc), loc), loc);                      // [m,hidden]
-  return fc2_.forward(tape, h, loc);                                            // [m,classes]
+  h = max_pool2d(relu(conv2_.forward(tape, h, loc), loc), {2}, loc);             // [m,c2,S/4,S/4]
+  h = relu(fc1_.forward(tape, flatten(h, loc), loc), loc);                       // [m,hidden]
+  return fc2_.forward(tape, h, loc);                                             // [m,classes]
 }
 
 void CNN::visit(nn::ModuleVisitor<float>& v) {
@@ -80,9 +80,7 @@ void Net::visit(nn::ModuleVisitor<float>& v) {
 
 Classifier::Classifier(const Architecture& arch, std::uint64_t seed, double lr,
                        std::uint64_t total_steps)
-    : model_(arch, seed),
-      activation_(arch.activation),
-      opt_(model_.parameters(), float(lr)) {
+    : model_(arch, seed), activation_(arch.activation), opt_(model_.parameters(), float(lr)) {
   if (total_steps > 0)
     sched_ = std::make_unique<nn::CosineWarmup>(lr, 0, total_steps);
   else
@@ -193,8 +191,7 @@ std::size_t argmax(const float* v, std::size_t n) {
 void Classifier::set_threads(std::size_t threads) {
   if (threads == 0) throw UsageError("set_threads: at least 1 thread");
   dp_.reset();
-  if (threads > 1)
-    dp_ = std::make_unique<dist::ThreadDataParallel<float, Net>>(model_, threads);
+  if (threads > 1) dp_ = std::make_unique<dist::ThreadDataParallel<float, Net>>(model_, threads);
 }
 
 std::pair<std::size_t, std::size_t> Classifier::my_rows(std::size_t m) const {

@@ -1,5 +1,6 @@
 // wengert-train's core: a classifier (an MLP or a small CNN) trained with Adam on softmax
-// cross-entropy, and the two small seed problems. Split from main.cpp so tests can run real training steps.
+// cross-entropy, and the two small seed problems. Split from main.cpp so tests can run real
+// training steps.
 //
 // One training step records the whole forward pass on a tape that is cleared and reused, runs
 // one backward sweep into the Parameters' gradients, and takes one optimizer step: after the

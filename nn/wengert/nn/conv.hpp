@@ -11,9 +11,9 @@
 // normalises by the running ones and changes nothing.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <random>
 #include <string>
 
