@@ -87,8 +87,8 @@ void cnn_torch_set_threads(int n) {
 std::string cnn_torch_info() {
   return std::string("libtorch ") + TORCH_VERSION + ", intra-op threads " +
          std::to_string(at::get_num_threads()) + ", mkldnn " +
-         (at::hasMKLDNN() ? "available" : "not built") + ", NNPACK " +
-         (at::globalContext().userEnabledNNPACK() ? "enabled" : "off");
+         (at::hasMKLDNN() ? "built" : "not built") + " (" +
+         (at::globalContext().userEnabledMkldnn() ? "enabled" : "off") + ")";
 }
 
 }  // namespace wengert_bench
