@@ -43,9 +43,10 @@ Var<T> batch_norm2d(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta,
                      ": training mode needs at least one value per channel for its statistics");
 
   auto op = x.tape().begin_op(name, {x, gamma, beta}, sx, loc);
-  // mean[c] and inv[c] = 1/√(σ² + ε): what backward needs (and y's forward).
-  T* mean = op.scratch(2 * C);
-  T* inv = mean + C;
+  // mean[c] and inv[c] = 1/√(σ² + ε): all backward needs, kept only if there is a backward
+  // (under no-grad, e.g. evaluation, nothing is kept).
+  T* mean = op.requires_grad() ? op.scratch(2 * C) : nullptr;
+  T* inv = mean ? mean + C : nullptr;
   const T* xv = op.input_data(0);
   const T* gv = op.input_data(1);
   const T* bv = op.input_data(2);
@@ -69,9 +70,9 @@ Var<T> batch_norm2d(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta,
       mu = double(o.running_mean[c]);
       var = double(o.running_var[c]);
     }
-    mean[c] = T(mu);
-    inv[c] = T(1.0 / std::sqrt(var + o.eps));
-    const T scale = gv[c] * inv[c], shift = bv[c] - scale * mean[c];  // y = scale·x + shift
+    const T mean_c = T(mu), inv_c = T(1.0 / std::sqrt(var + o.eps));
+    if (mean) mean[c] = mean_c, inv[c] = inv_c;
+    const T scale = gv[c] * inv_c, shift = bv[c] - scale * mean_c;  // y = scale·x + shift
     for (std::size_t n = 0; n < N; ++n) {
       const T* p = xv + (n * C + c) * HW;
       T* q = y + (n * C + c) * HW;

@@ -7,7 +7,8 @@
 // as PyTorch does. Evaluation mode normalises by the running statistics instead: the op is then
 // an affine map per channel, and it keeps only 2·C numbers for backward (the mean and 1/σ it
 // used), computed once from the running statistics at record time. Training mode keeps the
-// batch's mean and 1/σ (2·C numbers) and recomputes x̂ from x in backward. The running
+// batch's mean and 1/σ (2·C numbers) and recomputes x̂ from x in backward. Under no-grad (or
+// when no input needs a gradient) nothing is kept. The running
 // statistics are plain caller memory (nn::BatchNorm2d holds them as buffers that appear in its
 // state dict); the op reads them in eval mode and writes them in training mode, once, when it is
 // recorded.
