@@ -17,18 +17,18 @@
 //   };
 //
 //   block.named_parameters();   // {"fc1.weight", &…}, {"fc1.bias", &…}, …, {"scale", &…}
-//
-// A module may also hold buffers: state that is saved and loaded with the parameters but is not
-// trained (batch norm's running statistics). visit() reports them with v.buffer(name, b); they
-// are in state_dict() and load_state_dict() (so in checkpoints and weights files) and in
-// named_buffers(), never in parameters() (so no optimizer touches them). A buffer is held as a
-// Parameter<T> for its storage; its gradient is unused.
 //   block.eval();               // training() is false here and in fc1 and fc2
 //   nn::StateDict sd = block.state_dict();
 //   other.load_state_dict(sd);  // all or nothing; ValueError listing every mismatch
 //
 // Optimizers built from parameters() keep working when the module moves: they hold the
 // Parameters' storage, not the Parameter objects (see parameter.hpp).
+//
+// A module may also hold buffers: state that is saved and loaded with the parameters but is not
+// trained (batch norm's running statistics). visit() reports them with v.buffer(name, b); they
+// are in state_dict() and load_state_dict() (so in checkpoints and weights files) and in
+// named_buffers(), never in parameters() (so no optimizer touches them). A buffer is held as a
+// Parameter<T> for its storage; its gradient is unused.
 #pragma once
 
 #include <algorithm>
