@@ -76,12 +76,16 @@ void maxpool2(const float* x, std::size_t planes, std::size_t S, float* y, std::
       const float* r0 = x + 2 * oh * S;
       const float* r1 = r0 + S;
       for (std::size_t ow = 0; ow < H; ++ow) {
+        // Branch-free (vmaxss, setcc): the winner is a coin toss, a branch would mispredict.
+        // Ties go to the first pixel in row-major order. (No NaN handling: the floor's inputs
+        // are finite.)
         const std::size_t c = 2 * ow;
-        std::size_t best = 2 * oh * S + c;
-        float m = r0[c];
-        if (r0[c + 1] > m) m = r0[c + 1], best = 2 * oh * S + c + 1;
-        if (r1[c] > m) m = r1[c], best = (2 * oh + 1) * S + c;
-        if (r1[c + 1] > m) m = r1[c + 1], best = (2 * oh + 1) * S + c + 1;
+        const float a = r0[c], b = r0[c + 1], d = r1[c], e = r1[c + 1];
+        const std::size_t top = b > a, bottom = e > d;
+        const float m0 = std::max(a, b), m1 = std::max(d, e);
+        const std::size_t down = m0 < m1;
+        const float m = std::max(m0, m1);
+        const std::size_t best = 2 * oh * S + c + top + down * (S + bottom - top);
         y[oh * H + ow] = m;
         arg[oh * H + ow] = std::uint32_t(best);
       }
