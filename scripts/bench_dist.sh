@@ -3,8 +3,10 @@
 # ReLU, batch 128 = the global batch), all in one run for comparable figures:
 #   1 process, 1 BLAS thread | --threads 2 | mpirun -np 2 (1 BLAS thread per rank) |
 #   1 process, 2 BLAS threads
-# Prints, for each, the mean training examples/s over the epochs (test evaluation excluded) and
-# the final test accuracy. Usage: scripts/bench_dist.sh [EPOCHS, default 10] [BUILD_DIR]
+# Prints, for each, the mean training examples/s over the epochs (test evaluation excluded), the
+# final test accuracy, and for the data-parallel runs where each step's time went (compute,
+# waiting for the other worker, reduction, MPI packing and allreduce, optimizer, rest).
+# Usage: scripts/bench_dist.sh [EPOCHS, default 10] [BUILD_DIR]
 # Needs a build with wengert-train (preset release or train) and, for the MPI line, OpenMPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,8 @@ run() {  # name, BLAS threads, command…
     awk '{s += $1; n++} END {if (n) printf "%.0f", s / n}')
   acc=$(sed -n 's/^final test accuracy \([0-9.]*\).*/\1/p' "$log")
   printf '%-34s %10s ex/s   test accuracy %s\n' "$name" "$rate" "$acc"
+  # Data-parallel runs: where rank 0's calling thread spent each step.
+  sed -n 's/^time per step (rank 0, calling thread): /    per step: /p' "$log"
 }
 run "1 process, 1 BLAS thread" 1 "$train"
 run "--threads 2, 1 BLAS thread each" 1 "$train" --threads 2

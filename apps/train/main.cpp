@@ -738,6 +738,7 @@ int run_fashion(Args& a) {
     clf.save_checkpoint(ckpt, pos, extra);
   };
   std::size_t epochs_run = 0;
+  double train_seconds = 0;  // this run's training time, test evaluation excluded
   for (std::size_t epoch = at.epoch + 1; epoch <= cfg.epochs; ++epoch) {
     batches.start_epoch(epoch - 1);
     std::size_t done = 0;
@@ -748,10 +749,9 @@ int run_fashion(Args& a) {
       progress.start_epoch();
     }
     Progress bar(epoch, cfg.epochs, per_epoch);
-    while (batches.next()) {
+    while (batches.advance()) {  // the training step gathers the rows, shard by shard
       const std::size_t m = batches.size();
-      progress.loss_sum +=
-          double(clf.train_step(batches.features(), batches.labels(), m, &progress.correct)) * m;
+      progress.loss_sum += double(clf.train_step(batches, &progress.correct)) * m;
       progress.seen += m;
       bar.update(++done, progress.seen, progress.loss_sum / progress.seen);
       if (a.checkpoint_every && done % a.checkpoint_every == 0 && done < per_epoch) {
@@ -761,6 +761,7 @@ int run_fashion(Args& a) {
       }
     }
     const double train_secs = bar.seconds();
+    train_seconds += train_secs;
     progress.test_acc = clf.evaluate(test);
     const double secs = bar.seconds() + progress.seconds_in_epoch;
     progress.total_secs += secs;
@@ -793,6 +794,18 @@ int run_fashion(Args& a) {
   std::printf("final test accuracy %.4f after %zu epochs, %.1f s (%.1f s per epoch)\n",
               progress.test_acc, cfg.epochs, progress.total_secs,
               progress.total_secs / double(cfg.epochs));
+  const dist::StepTimes t = clf.step_times();
+  if (t.steps > 0) {  // data parallel: where the time of rank 0's (calling thread's) steps went
+    const double ms = 1e3 / double(t.steps);
+    const double rest =
+        train_seconds - t.compute - t.wait - t.reduce - t.pack - t.allreduce - t.optimizer;
+    std::printf(
+        "time per step (rank 0, calling thread): %.3f ms = compute %.3f + waiting %.3f + "
+        "reduce %.3f + pack %.3f + allreduce %.3f + optimizer %.3f + rest %.3f (batching, "
+        "progress)\n",
+        train_seconds * ms, t.compute * ms, t.wait * ms, t.reduce * ms, t.pack * ms,
+        t.allreduce * ms, t.optimizer * ms, rest * ms);
+  }
   std::printf("metrics: %s\nweights: %s  (evaluate: wengert-train --eval %s)\n", csv.c_str(),
               weights.c_str(), weights.c_str());
   plot(csv, a.out + "/metrics.png", cfg.cnn ? "CNN" : "MLP");

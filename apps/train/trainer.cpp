@@ -1,6 +1,7 @@
 #include "trainer.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 
@@ -213,13 +214,14 @@ void Classifier::sum_over_ranks(double* v, std::size_t n) {
 #endif
 }
 
-float Classifier::train_step(const float* x, const std::int32_t* labels, std::size_t m,
-                             std::size_t* correct) {
+float Classifier::step(const float* x, const std::int32_t* labels, std::size_t m,
+                       std::size_t* correct, io::Batcher<float>* lazy) {
   bool distributed = dp_ != nullptr;
 #if WENGERT_HAVE_MPI
   distributed = distributed || sync_ != nullptr;
 #endif
   if (!distributed) {  // the plain step
+    if (lazy) lazy->gather(0, m);
     Var<float> z = logits(x, m);
     Var<float> loss = softmax_cross_entropy(z, labels, m);
     sched_->step(opt_);
@@ -236,6 +238,7 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
   }
   const auto [first, last] = my_rows(m);
   const std::size_t rows = last - first, in = model_.in_features(), c = model_.out_features();
+  const std::size_t offset = first;  // (a structured binding cannot be captured in C++17)
   x += first * in;
   labels += first;
   if (hits_.size() < rows) hits_.resize(rows);  // grows once, to the largest shard
@@ -243,19 +246,33 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
   float loss = 0;
   // Logits of rows [b, e) of this rank's shard, recorded on `tape` with `model`; marks hits_.
   auto shard = [&](Net& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+    if (lazy) lazy->gather(offset + b, offset + e);  // this thread's rows, in parallel
     Var<float> z = model.forward(tape, tape.constant_view(x + b * in, model.input_shape(e - b)));
     const float* zv = z.data();
     for (std::size_t i = b; i < e; ++i)
       hits_[i] = argmax(zv + (i - b) * c, c) == static_cast<std::size_t>(labels[i]);
     return softmax_cross_entropy(z, labels + b, e - b);
   };
+  bool stepped = false;  // the threads did the optimizer's step too
   if (rows > 0 && dp_ && rows >= dp_->threads()) {
-    loss = dp_->backward(rows, shard);
-  } else if (rows > 0) {  // fewer rows than threads: this thread alone
+#if WENGERT_HAVE_MPI
+    const bool fuse = sync_ == nullptr;  // under MPI the allreduce comes before the step
+#else
+    const bool fuse = true;
+#endif
+    if (fuse)
+      loss = dp_->step(rows, shard, opt_);
+    else
+      loss = dp_->backward(rows, shard);
+    stepped = fuse;
+  } else if (rows > 0) {  // one thread, or fewer rows than threads: this thread alone
+    const auto t0 = std::chrono::steady_clock::now();
     tape_.clear();
     Var<float> l = shard(model_, tape_, 0, rows);
     tape_.backward(l);
     loss = l.item();
+    compute_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   std::size_t hits = 0;
   for (std::size_t i = 0; i < rows; ++i) hits += hits_[i];
@@ -266,10 +283,30 @@ float Classifier::train_step(const float* x, const std::int32_t* labels, std::si
     hits = std::size_t(count);
   }
 #endif
-  opt_.step();
-  opt_.zero_grad();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!stepped) {
+    opt_.step();
+    opt_.zero_grad();
+  }
+  optimizer_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (correct) *correct += hits;
   return loss;
+}
+
+dist::StepTimes Classifier::step_times() const {
+  dist::StepTimes t;
+  if (dp_) t = dp_->times();
+#if WENGERT_HAVE_MPI
+  if (sync_) {
+    t.steps = sync_->times().steps;
+    t.pack = sync_->times().pack;
+    t.allreduce = sync_->times().allreduce;
+  }
+#endif
+  t.compute += compute_seconds_;
+  t.optimizer = optimizer_seconds_;
+  return t;
 }
 
 void Classifier::predict(const float* x, std::size_t m, std::int32_t* out) {
@@ -286,19 +323,33 @@ double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::siz
     throw ShapeError("evaluate: the data has " + std::to_string(d) +
                      " features but the model takes " + std::to_string(model_.in_features()));
   if (confusion) confusion->assign(c * c, 0);
-  // Under MPI each rank evaluates its shard of the examples; the counts are summed.
+  // Under MPI each rank evaluates its shard of the examples, and with --threads each thread its
+  // part of that shard; the counts are summed.
   const auto [first, last] = my_rows(n);
-  std::vector<std::int32_t> pred(1000);
-  std::size_t right = 0;
-  for (std::size_t start = first; start < last; start += 1000) {
-    const std::size_t m = std::min<std::size_t>(1000, last - start);
-    predict(data.images.image(start), m, pred.data());
-    for (std::size_t i = 0; i < m; ++i) {
-      const std::int32_t truth = data.labels[start + i];
-      right += pred[i] == truth;
-      if (confusion && truth >= 0 && static_cast<std::size_t>(truth) < c)
-        (*confusion)[static_cast<std::size_t>(truth) * c + static_cast<std::size_t>(pred[i])]++;
+  const std::size_t rows = last - first;
+  std::vector<std::int32_t> pred(rows);
+  // Predictions for rows [b, e) of the shard, 1000 at a time, with `model` on `tape`.
+  auto predict_rows = [&](Net& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+    NoGradGuard no_grad;  // grad mode is per thread
+    for (std::size_t s = b; s < e; s += 1000) {
+      const std::size_t m = std::min<std::size_t>(1000, e - s);
+      tape.clear();
+      Var<float> z = model.forward(
+          tape, tape.constant_view(data.images.image(first + s), model.input_shape(m)));
+      for (std::size_t i = 0; i < m; ++i)
+        pred[s + i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
     }
+  };
+  if (dp_ && rows >= dp_->threads())
+    dp_->for_each_shard(rows, predict_rows);
+  else
+    predict_rows(model_, tape_, 0, rows);
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < rows; ++i) {
+    const std::int32_t truth = data.labels[first + i];
+    right += pred[i] == truth;
+    if (confusion && truth >= 0 && static_cast<std::size_t>(truth) < c)
+      (*confusion)[static_cast<std::size_t>(truth) * c + static_cast<std::size_t>(pred[i])]++;
   }
   if (last - first != n) {
     std::vector<double> counts(1 + (confusion ? c * c : 0));

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <wengert/dist/threads.hpp>
+#include <wengert/io/batches.hpp>
 #include <wengert/wengert.hpp>
 #if WENGERT_HAVE_MPI
 #include <wengert/dist/mpi.hpp>
@@ -97,7 +98,14 @@ class Classifier {
   /// global batch (every rank passes the same rows and trains its shard of them), and the loss
   /// and the count are the whole batch's.
   float train_step(const float* x, const std::int32_t* labels, std::size_t m,
-                   std::size_t* correct = nullptr);
+                   std::size_t* correct = nullptr) {
+    return step(x, labels, m, correct, nullptr);
+  }
+  /// The same on the batch `batches.advance()` moved to, whose rows are not gathered yet: each
+  /// thread (and rank) gathers the rows it trains, in parallel, instead of one thread all.
+  float train_step(io::Batcher<float>& batches, std::size_t* correct = nullptr) {
+    return step(batches.features(), batches.labels(), batches.size(), correct, &batches);
+  }
 
   /// Class predictions for m rows, computed under no-grad.
   void predict(const float* x, std::size_t m, std::int32_t* out);
@@ -114,6 +122,10 @@ class Classifier {
   /// classifier's model; it must outlive the training). Evaluation is sharded too.
   void set_mpi(dist::MpiGradients<float>* sync) { sync_ = sync; }
 #endif
+
+  /// Where the data-parallel steps' time went (dist::StepTimes): the threads' and MPI's figures,
+  /// and the optimizer's step. All zero after plain (one thread, one rank) steps.
+  dist::StepTimes step_times() const;
 
   Net& model() { return model_; }
   /// What a weights file holds: the model's state dict ("fc0.weight", … or "conv1.weight", …),
@@ -142,6 +154,9 @@ class Classifier {
 
  private:
   Var<float> logits(const float* x, std::size_t m);
+  // train_step; with `lazy`, x is lazy's features() and rows are gathered where they are used.
+  float step(const float* x, const std::int32_t* labels, std::size_t m, std::size_t* correct,
+             io::Batcher<float>* lazy);
   // This rank's rows [first, second) of a global batch of m rows (all of them without MPI).
   std::pair<std::size_t, std::size_t> my_rows(std::size_t m) const;
   // Sums n values over the ranks (no-op without MPI).
@@ -155,6 +170,8 @@ class Classifier {
   Tape<float> tape_;
   std::unique_ptr<dist::ThreadDataParallel<float, Net>> dp_;
   std::vector<unsigned char> hits_;  // per row of a step: classified correctly
+  double optimizer_seconds_ = 0;     // in data-parallel steps
+  double compute_seconds_ = 0;       // forward and backward of data-parallel steps without dp_
 #if WENGERT_HAVE_MPI
   dist::MpiGradients<float>* sync_ = nullptr;
 #endif

@@ -1,5 +1,6 @@
 #include <wengert/dist/mpi.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -175,6 +176,11 @@ template <class T>
 T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
   if (!(weight >= T(0)))
     throw UsageError("MpiGradients::allreduce: the weight must be >= 0 (this rank's rows)");
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  const auto t0 = Clock::now();
   const std::size_t total = buffer_.size() - 3;
   T* buf = buffer_.data();
   std::size_t off = 0;
@@ -194,8 +200,10 @@ T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
   buf[total] = weight;
   buf[total + 1] = weight * loss;
   buf[total + 2] = sum ? *sum : T(0);
+  const auto t1 = Clock::now();
   check(MPI_Allreduce(MPI_IN_PLACE, buf, int(buffer_.size()), mpi_type<T>(), MPI_SUM, comm_),
         "MPI_Allreduce of the gradients");
+  const auto t2 = Clock::now();
   const T sum_w = buf[total];
   if (!(sum_w > T(0)))  // the same on every rank: all of them throw
     throw UsageError("MpiGradients::allreduce: the weights of all ranks sum to 0 (no rows)");
@@ -207,6 +215,9 @@ T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
     off += n;
   }
   if (sum) *sum = buf[total + 2];
+  ++times_.steps;
+  times_.allreduce += seconds(t1, t2);
+  times_.pack += seconds(t0, t1) + seconds(t2, Clock::now());
   return buf[total + 1] / sum_w;
 }
 

@@ -232,6 +232,7 @@ Optimizer<T>::Optimizer(const std::vector<Parameter<T>*>& params, T lr, const ch
                          " too); it would be updated twice per step");
     params_.push_back(params[i]->storage());
     sizes_.push_back(params[i]->size());
+    numel_ += params[i]->size();
   }
 }
 
@@ -244,6 +245,29 @@ template <class T>
 void Optimizer<T>::set_lr(T lr) {
   check_hyper(who_, "lr", double(lr));
   lr_ = lr;
+}
+
+template <class T>
+void Optimizer<T>::begin_step() {
+  check_sizes();
+  ++t_;
+  prepare();
+}
+
+template <class T>
+void Optimizer<T>::update(std::size_t begin, std::size_t end) {
+  if (begin > end || end > numel_)
+    throw UsageError(std::string(who_) + ": update(" + std::to_string(begin) + ", " +
+                     std::to_string(end) + ") is not a range of the " + std::to_string(numel_) +
+                     " parameter elements");
+  check_sizes();  // a parameter replaced or shrunk since construction: no write past its end
+  std::size_t off = 0;
+  for (std::size_t i = 0; i < params_.size() && off < end; ++i) {
+    const std::size_t n = sizes_[i];
+    const std::size_t lo = std::max(begin, off), hi = std::min(end, off + n);
+    if (lo < hi) update_param(i, lo - off, hi - off);
+    off += n;
+  }
 }
 
 template <class T>
@@ -368,22 +392,18 @@ SGD<T>::SGD(const std::vector<Parameter<T>*>& params, const SGDOptions& o)
 }
 
 template <class T>
-void SGD<T>::step() {
-  this->check_sizes();
-  ++this->t_;
+void SGD<T>::update_param(std::size_t i, std::size_t lo, std::size_t hi) {
+  ParameterStorage<T>& p = *this->params_[i];
+  T* w = p.value.data() + lo;
+  const T* g = p.grad.data() + lo;
+  const std::size_t n = hi - lo;
   const T lr = this->lr_;
-  for (std::size_t i = 0; i < this->params_.size(); ++i) {
-    ParameterStorage<T>& p = *this->params_[i];
-    const std::size_t n = p.value.size();
-    if (momentum_ == T(0))
-      sgd_kernel(p.value.data(), p.grad.data(), n, lr, weight_decay_);
-    else if (nesterov_)
-      nesterov_kernel(p.value.data(), p.grad.data(), this->state(i, 0), n, lr, momentum_,
-                      weight_decay_);
-    else
-      momentum_kernel(p.value.data(), p.grad.data(), this->state(i, 0), n, lr, momentum_,
-                      weight_decay_);
-  }
+  if (momentum_ == T(0))
+    sgd_kernel(w, g, n, lr, weight_decay_);
+  else if (nesterov_)
+    nesterov_kernel(w, g, this->state(i, 0) + lo, n, lr, momentum_, weight_decay_);
+  else
+    momentum_kernel(w, g, this->state(i, 0) + lo, n, lr, momentum_, weight_decay_);
 }
 
 // ---- Adam and AdamW ------------------------------------------------------------------------
@@ -411,30 +431,30 @@ Adam<T>::Adam(const std::vector<Parameter<T>*>& params, const AdamOptions& o, co
 }
 
 template <class T>
-void Adam<T>::step() {
-  this->check_sizes();
-  ++this->t_;
+void Adam<T>::prepare() {
   // β^t in double: in float, 0.999^t loses digits long before training ends.
   beta1_pow_ *= double(beta1_);
   beta2_pow_ *= double(beta2_);
-  const T c1 = T(1.0 / (1.0 - beta1_pow_));
-  const T c2 = T(1.0 / (1.0 - beta2_pow_));
+  c1_ = T(1.0 / (1.0 - beta1_pow_));
+  c2_ = T(1.0 / (1.0 - beta2_pow_));
+}
+
+template <class T>
+void Adam<T>::update_param(std::size_t i, std::size_t lo, std::size_t hi) {
+  ParameterStorage<T>& p = *this->params_[i];
+  const std::size_t n = hi - lo;
   const T lr = this->lr_;
-  for (std::size_t i = 0; i < this->params_.size(); ++i) {
-    ParameterStorage<T>& p = *this->params_[i];
-    const std::size_t n = p.value.size();
-    T* w = p.value.data();
-    if (decoupled_) {
-      // AdamW: shrink first (a loop gcc vectorises), then Adam without L2.
-      const T shrink = T(1) - lr * weight_decay_;
-      if (weight_decay_ != T(0))
-        for (std::size_t k = 0; k < n; ++k) w[k] *= shrink;
-      adam_kernel(w, p.grad.data(), this->state(i, 0), this->state(i, 1), n, lr, beta1_, beta2_,
-                  eps_, T(0), c1, c2);
-    } else {
-      adam_kernel(w, p.grad.data(), this->state(i, 0), this->state(i, 1), n, lr, beta1_, beta2_,
-                  eps_, weight_decay_, c1, c2);
-    }
+  T* w = p.value.data() + lo;
+  T* m = this->state(i, 0) + lo;
+  T* v = this->state(i, 1) + lo;
+  if (decoupled_) {
+    // AdamW: shrink first (a loop gcc vectorises), then Adam without L2.
+    const T shrink = T(1) - lr * weight_decay_;
+    if (weight_decay_ != T(0))
+      for (std::size_t k = 0; k < n; ++k) w[k] *= shrink;
+    adam_kernel(w, p.grad.data() + lo, m, v, n, lr, beta1_, beta2_, eps_, T(0), c1_, c2_);
+  } else {
+    adam_kernel(w, p.grad.data() + lo, m, v, n, lr, beta1_, beta2_, eps_, weight_decay_, c1_, c2_);
   }
 }
 
@@ -460,17 +480,13 @@ RMSprop<T>::RMSprop(const std::vector<Parameter<T>*>& params, const RMSpropOptio
 }
 
 template <class T>
-void RMSprop<T>::step() {
-  this->check_sizes();
-  ++this->t_;
+void RMSprop<T>::update_param(std::size_t i, std::size_t lo, std::size_t hi) {
+  ParameterStorage<T>& p = *this->params_[i];
   const std::size_t k_avg = momentum_ != T(0) ? 2 : 1;
-  for (std::size_t i = 0; i < this->params_.size(); ++i) {
-    ParameterStorage<T>& p = *this->params_[i];
-    rms_kernel(p.value.data(), p.grad.data(), this->state(i, 0),
-               momentum_ != T(0) ? this->state(i, 1) : nullptr,
-               centered_ ? this->state(i, k_avg) : nullptr, p.value.size(), this->lr_, alpha_, eps_,
-               weight_decay_, momentum_);
-  }
+  rms_kernel(p.value.data() + lo, p.grad.data() + lo, this->state(i, 0) + lo,
+             momentum_ != T(0) ? this->state(i, 1) + lo : nullptr,
+             centered_ ? this->state(i, k_avg) + lo : nullptr, hi - lo, this->lr_, alpha_, eps_,
+             weight_decay_, momentum_);
 }
 
 template double clip_grad_norm<float>(const std::vector<Parameter<float>*>&, double);

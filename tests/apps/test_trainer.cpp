@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <random>
 
@@ -61,6 +62,60 @@ TEST(Trainer, TrainingStepAllocatesNothingAfterWarmUp) {
   for (int i = 0; i < 20; ++i) loss = clf.train_step(x.data(), y.data(), 128, &correct);
   EXPECT_EQ(counter.count(), 0u);
   EXPECT_TRUE(std::isfinite(loss));
+}
+
+// The step on a Batcher whose rows each thread gathers itself: with one thread the plain step
+// bit for bit; with two threads the same training within float rounding, and the same test
+// predictions from the thread-sharded evaluation; nothing allocated per step either way.
+TEST(Trainer, BatcherStepsGatherPerThreadAndMatchThePlainStep) {
+  const std::size_t n = 300, in = 20;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> N(0, 1);
+  io::Dataset<float> d;
+  d.images.count = n;
+  d.images.rows = 4;
+  d.images.cols = 5;
+  for (std::size_t i = 0; i < n * in; ++i) d.images.pixels.push_back(N(rng));
+  for (std::size_t i = 0; i < n; ++i)
+    d.labels.push_back(std::int32_t(d.images.pixels[i * in] > 0) +
+                       2 * (d.images.pixels[i * in + 1] > 0));
+  auto run = [&](std::size_t threads, bool lazy, std::vector<float>& params, double& acc,
+                 std::size_t& allocs) {
+    train::Classifier clf({in, 16, 4}, nn::Activation::kTanh, 5, 1e-2);
+    clf.set_threads(threads);
+    io::Batcher<float> batches(d, 32, 9);
+    allocs = 0;
+    for (std::uint64_t epoch = 0; epoch < 3; ++epoch) {
+      batches.start_epoch(epoch);
+      while (lazy ? batches.advance() : batches.next()) {
+        wengert::testing::AllocCounter counter;
+        if (lazy)
+          clf.train_step(batches);
+        else
+          clf.train_step(batches.features(), batches.labels(), batches.size());
+        if (epoch > 0) allocs += counter.count();
+      }
+    }
+    params.clear();
+    for (Parameter<float>* p : clf.model().parameters())
+      params.insert(params.end(), p->data(), p->data() + p->size());
+    acc = clf.evaluate(d);
+  };
+  std::vector<float> plain, one, two;
+  double acc_plain = 0, acc_one = 0, acc_two = 0;
+  std::size_t a0 = 0, a1 = 0, a2 = 0;
+  run(1, false, plain, acc_plain, a0);
+  run(1, true, one, acc_one, a1);
+  run(2, true, two, acc_two, a2);
+  EXPECT_EQ(one, plain);
+  EXPECT_EQ(acc_one, acc_plain);
+  ASSERT_EQ(two.size(), plain.size());
+  for (std::size_t i = 0; i < two.size(); ++i)
+    EXPECT_NEAR(two[i], plain[i], 1e-4f * (1 + std::abs(plain[i]))) << i;
+  EXPECT_NEAR(acc_two, acc_plain, 2.0 / double(n));
+  EXPECT_GT(acc_plain, 0.5);  // it learned: the comparison is not between two untrained nets
+  EXPECT_EQ(a1, 0u);
+  EXPECT_EQ(a2, 0u);
 }
 
 TEST(Trainer, EvaluateBuildsAConfusionMatrixThatAddsUp) {

@@ -1,8 +1,9 @@
 // wengert::dist::ThreadDataParallel: N threads training one model on shards of each batch must
 // give the parameters of one thread training on the whole batch (rtol 1e-5 in float32, 1e-12 in
 // float64) — for SGD and Adam, equal and unequal shards — allocate nothing per step, and turn a
-// failing shard into an error of the caller without a hang. The tsan preset runs every test here
-// (its filter matches "Thread").
+// failing shard into an error of the caller without a hang; the fused step (the optimizer's
+// update split over the threads) equals backward + step bit for bit. The tsan preset runs every
+// test here (its filter matches "Thread").
 #include <wengert/dist/threads.hpp>
 #include <wengert/wengert.hpp>
 
@@ -147,6 +148,74 @@ TEST(DistThread, ShardsCoverTheBatch) {
   EXPECT_EQ(dist::shard_begin(10, 3, 2), 7u);
 }
 
+// step(rows, loss, optimizer) — the update split over the threads — equals backward() followed
+// by optimizer.step() and zero_grad(), bit for bit, for every optimizer rule.
+template <class T>
+void check_fused_step(std::size_t threads, std::size_t rows, int rule) {
+  constexpr std::size_t steps = 4;
+  Data<T> d(rows * steps, 11);
+  auto make = [&](nn::MLP<T>& m) -> std::unique_ptr<nn::Optimizer<T>> {
+    switch (rule) {
+      case 0:
+        return std::make_unique<nn::SGD<T>>(m.parameters(), nn::SGDOptions{0.3, 0.9, true});
+      case 1:
+        return std::make_unique<nn::Adam<T>>(m.parameters(), nn::AdamOptions{0.05});
+      case 2:
+        return std::make_unique<nn::AdamW<T>>(m.parameters(),
+                                              nn::AdamWOptions{0.05, 0.9, 0.99, 1e-8, 0.1});
+      default:
+        return std::make_unique<nn::RMSprop<T>>(
+            m.parameters(), nn::RMSpropOptions{0.01, 0.9, 1e-8, 0.01, 0.5, true});
+    }
+  };
+  // 37 hidden units: parameters whose sizes are not multiples of the vector width.
+  nn::MLP<T> a({Data<T>::kIn, 37, 21, Data<T>::kClasses}, nn::Activation::kTanh, 9);
+  nn::MLP<T> b = a;
+  auto oa = make(a), ob = make(b);
+  dist::ThreadDataParallel<T, nn::MLP<T>> da(a, threads), db(b, threads);
+  for (std::size_t s = 0; s < steps; ++s) {
+    auto fn = [&](nn::MLP<T>& m, Tape<T>& t, std::size_t lo, std::size_t hi) {
+      return shard_loss(m, t, d, rows, s, lo, hi);
+    };
+    const T la = da.backward(rows, fn);
+    oa->step();
+    oa->zero_grad();
+    const T lb = db.step(rows, fn, *ob);
+    ASSERT_EQ(la, lb) << "step " << s;
+  }
+  EXPECT_EQ(flat(a), flat(b)) << "rule " << rule << ", " << threads << " threads";
+  for (Parameter<T>* p : b.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], T(0));
+}
+
+TEST(DistThread, FusedStepEqualsBackwardThenStepBitForBit) {
+  for (int rule = 0; rule < 4; ++rule) {
+    check_fused_step<float>(2, 16, rule);
+    check_fused_step<double>(3, 13, rule);
+  }
+}
+
+TEST(DistThread, FusedStepRefusesAnOptimizerOfOtherParameters) {
+  Data<float> d(8, 2);
+  nn::MLP<float> model({Data<float>::kIn, 8, Data<float>::kClasses}, nn::Activation::kTanh, 4);
+  nn::MLP<float> other = model;
+  dist::ThreadDataParallel<float, nn::MLP<float>> dp(model, 2);
+  auto fn = [&](nn::MLP<float>& m, Tape<float>& t, std::size_t b, std::size_t e) {
+    return shard_loss(m, t, d, 8, 0, b, e);
+  };
+  nn::SGD<float> wrong(other.parameters(), 0.1f);
+  EXPECT_THROW(dp.step(8, fn, wrong), UsageError);
+  auto ps = model.parameters();
+  std::swap(ps[0], ps[1]);
+  nn::SGD<float> reordered(ps, 0.1f);
+  EXPECT_THROW(dp.step(8, fn, reordered), UsageError);
+  ps.pop_back();
+  nn::SGD<float> fewer(ps, 0.1f);
+  EXPECT_THROW(dp.step(8, fn, fewer), UsageError);
+  for (Parameter<float>* p : model.parameters())  // refused before any shard ran
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0f);
+}
+
 TEST(DistThread, NoAllocationPerStep) {
   constexpr std::size_t rows = 32, steps = 8;
   Data<float> d(rows * steps, 5);
@@ -166,9 +235,15 @@ TEST(DistThread, NoAllocationPerStep) {
   wengert::testing::AllocCounter c;
   for (; s < steps; ++s) step();
   EXPECT_EQ(c.count(), 0u);
+  // The fused step: reduction, update and zeroing on every thread.
+  s = 0;
+  for (; s < 2; ++s) dp.step(rows, fn, adam);
+  wengert::testing::AllocCounter c2;
+  for (; s < steps; ++s) dp.step(rows, fn, adam);
+  EXPECT_EQ(c2.count(), 0u);
 }
 
-TEST(DistThread, FailingShardThrowsToTheCallerAndLeavesGradientsAlone) {
+TEST(DistThread, FailingShardThrowsToTheCallerAndZeroesTheGradients) {
   constexpr std::size_t rows = 8;
   Data<float> d(rows, 2);
   nn::MLP<float> model({Data<float>::kIn, 8, Data<float>::kClasses}, nn::Activation::kTanh, 4);
@@ -178,6 +253,9 @@ TEST(DistThread, FailingShardThrowsToTheCallerAndLeavesGradientsAlone) {
     if (fail && b > 0) throw std::runtime_error("disk on fire");
     return shard_loss(m, t, d, rows, 0, b, e);
   };
+  // Gradients held before the call: shard 0 adds into them before shard 1 fails, so the
+  // documented outcome is zero, not a partial sum.
+  for (Parameter<float>* p : model.parameters()) p->grad() = xt::ones<float>(p->grad().shape());
   try {
     dp.backward(rows, fn);
     FAIL() << "no exception";
@@ -185,9 +263,10 @@ TEST(DistThread, FailingShardThrowsToTheCallerAndLeavesGradientsAlone) {
     const std::string what = e.what();
     EXPECT_NE(what.find("shard 1 of 2 (rows 4..8"), std::string::npos) << what;
     EXPECT_NE(what.find("disk on fire"), std::string::npos) << what;
+    EXPECT_NE(what.find("gradients zeroed"), std::string::npos) << what;
   }
   for (Parameter<float>* p : model.parameters())
-    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0f);
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0f) << p->name();
   // Still usable, and the failed step left nothing behind in the replicas' gradients.
   fail = false;
   const float l = dp.backward(rows, fn);
@@ -201,6 +280,80 @@ TEST(DistThread, FailingShardThrowsToTheCallerAndLeavesGradientsAlone) {
   for (std::size_t k = 0; k < got.size(); ++k)
     for (std::size_t i = 0; i < got[k]->size(); ++i)
       EXPECT_NEAR(got[k]->grad_data()[i], want[k]->grad_data()[i], 1e-5f);
+}
+
+TEST(DistThread, FailingShardInStepLeavesValuesAndOptimizerAlone) {
+  constexpr std::size_t rows = 9;
+  Data<double> d(rows, 2);
+  nn::MLP<double> model({Data<double>::kIn, 8, Data<double>::kClasses}, nn::Activation::kTanh, 4);
+  nn::Adam<double> adam(model.parameters(), nn::AdamOptions{0.1});
+  dist::ThreadDataParallel<double, nn::MLP<double>> dp(model, 3);
+  bool fail = false;
+  auto fn = [&](nn::MLP<double>& m, Tape<double>& t, std::size_t b, std::size_t e) {
+    if (fail && b == 3) throw ValueError("bad row");
+    return shard_loss(m, t, d, rows, 0, b, e);
+  };
+  dp.step(rows, fn, adam);
+  const std::vector<double> before = flat(model);
+  nn::StateDict sd_before, sd_after;
+  adam.state_dict(sd_before);
+  fail = true;
+  try {
+    dp.step(rows, fn, adam);
+    FAIL() << "no exception";
+  } catch (const ValueError& e) {  // the shard's exception type is kept
+    EXPECT_NE(std::string(e.what()).find("shard 1 of 3 (rows 3..6"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(flat(model), before);
+  EXPECT_EQ(adam.steps(), 1u);
+  adam.state_dict(sd_after);
+  for (std::size_t i = 0; i < adam.size(); ++i) {
+    const std::string key = "optimizer." + std::to_string(i) + ".exp_avg";
+    ASSERT_TRUE(sd_before.find(key) && sd_after.find(key)) << key;
+    EXPECT_EQ(sd_before.find(key)->as<double>(), sd_after.find(key)->as<double>()) << key;
+  }
+  for (Parameter<double>* p : model.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0);
+}
+
+// for_each_shard: each thread evaluates its shard with the master's current values (replicas
+// refreshed after an update), under its own no-grad guard; errors reach the caller.
+TEST(DistThread, ForEachShardEvaluatesWithTheMastersValues) {
+  constexpr std::size_t rows = 11;
+  Data<double> d(rows, 3);
+  nn::MLP<double> model({Data<double>::kIn, 8, Data<double>::kClasses}, nn::Activation::kTanh, 4);
+  dist::ThreadDataParallel<double, nn::MLP<double>> dp(model, 3);
+  for (Parameter<double>* p : model.parameters()) p->data()[0] += 0.5;  // after the replicas
+  std::vector<double> got(rows * Data<double>::kClasses, -1.0);
+  std::vector<int> thread_of(rows, -1);
+  auto eval = [&](nn::MLP<double>& m, Tape<double>& t, std::size_t b, std::size_t e) {
+    NoGradGuard no_grad;
+    auto x = t.constant_view(&d.x[b * Data<double>::kIn], Shape{e - b, Data<double>::kIn});
+    Var<double> z = m.forward(t, x);
+    std::copy(z.data(), z.data() + z.size(),
+              got.begin() + std::ptrdiff_t(b * Data<double>::kClasses));
+    for (std::size_t i = b; i < e; ++i)
+      thread_of[i] = int(&t == &dp.tape(1)) + 2 * int(&t == &dp.tape(2));
+  };
+  dp.for_each_shard(rows, eval);
+  Tape<double> tape;
+  Var<double> want =
+      model.forward(tape, tape.constant_view(d.x.data(), Shape{rows, Data<double>::kIn}));
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want.data()[i]) << i;
+  EXPECT_EQ(thread_of, (std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2}));
+  for (Parameter<double>* p : model.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i) ASSERT_EQ(p->grad_data()[i], 0.0);
+  auto bad = [&](nn::MLP<double>&, Tape<double>&, std::size_t b, std::size_t) {
+    if (b == 8) throw ShapeError("odd shard");
+  };
+  try {
+    dp.for_each_shard(rows, bad);
+    FAIL() << "no exception";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("shard 2 of 3 (rows 8..11"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(dp.for_each_shard(2, eval), UsageError);
 }
 
 TEST(DistThread, NonScalarLossAndTooSmallBatchAreUsageErrors) {

@@ -198,3 +198,31 @@ TEST(Batches, RejectsBadArguments) {
   EXPECT_EQ(empty.batches_per_epoch(), 0u);
   EXPECT_FALSE(empty.next());
 }
+
+// advance() + gather() in pieces, out of order: the same batches as next(); a range outside the
+// batch is refused.
+TEST(Batches, AdvanceThenGatherInPiecesEqualsNext) {
+  Toy t(29, 5);
+  Batcher<float> whole(t.x.data(), t.y.data(), t.n, t.dim, 8, 3);
+  Batcher<float> split(t.x.data(), t.y.data(), t.n, t.dim, 8, 3);
+  for (std::uint64_t epoch = 0; epoch < 2; ++epoch) {
+    whole.start_epoch(epoch);
+    split.start_epoch(epoch);
+    while (whole.next()) {
+      ASSERT_TRUE(split.advance());
+      ASSERT_EQ(split.size(), whole.size());
+      const std::size_t m = split.size(), half = m / 2;
+      split.gather(half, m);
+      split.gather(0, half);
+      for (std::size_t r = 0; r < m; ++r) {
+        EXPECT_EQ(split.indices()[r], whole.indices()[r]);
+        EXPECT_EQ(split.labels()[r], whole.labels()[r]);
+      }
+      for (std::size_t k = 0; k < m * t.dim; ++k)
+        ASSERT_EQ(split.features()[k], whole.features()[k]) << "element " << k;
+      EXPECT_THROW(split.gather(0, m + 1), UsageError);
+      EXPECT_THROW(split.gather(3, 2), UsageError);
+    }
+    EXPECT_FALSE(split.advance());
+  }
+}

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -508,6 +509,78 @@ TYPED_TEST(OptimTest, ResumedFromStateDictEveryOptimizerIsBitIdentical) {
   check_resume_is_exact<T>([](const P& ps) {
     return std::make_unique<nn::RMSprop<T>>(ps, nn::RMSpropOptions{0.01, 0.9, 1e-8, 0, 0.5, true});
   });
+}
+
+// ---- the split step (begin_step + update over ranges), as data-parallel threads use it -----
+
+// step() on one copy; begin_step() and update() over ranges cut at multiples of kAlign into
+// each parameter, in shuffled order, on the other: bit for bit the same, step after step.
+template <class T, class Make>
+void check_split_step_is_exact(Make make) {
+  const std::vector<std::size_t> sizes{37, 5, 100, 16, 1};
+  std::vector<Parameter<T>> ps1, ps2;
+  std::vector<Quadratic> qs;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ps1.push_back(make_param<T>(sizes[i], "p", 1.0 + double(i)));
+    qs.emplace_back(sizes[i]);
+  }
+  ps2 = ps1;
+  std::vector<Parameter<T>*> l1, l2;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    l1.push_back(&ps1[i]);
+    l2.push_back(&ps2[i]);
+  }
+  auto whole = make(l1), split = make(l2);
+  ASSERT_EQ(split->numel(), 159u);
+  // Cuts: every parameter start, plus aligned cuts inside the 37- and 100-element ones.
+  const std::vector<std::size_t> cuts{0, 16, 32, 37, 42, 58, 74, 138, 142, 158, 159};
+  std::mt19937 rng(5);
+  for (int s = 0; s < 5; ++s) {
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      quadratic_grad(ps1[i], qs[i].a, qs[i].c);
+      quadratic_grad(ps2[i], qs[i].a, qs[i].c);
+    }
+    whole->step();
+    split->begin_step();
+    std::vector<std::size_t> order(cuts.size() - 1);
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::size_t k : order) split->update(cuts[k], cuts[k + 1]);
+    ASSERT_EQ(split->steps(), whole->steps());
+  }
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    EXPECT_EQ(std::memcmp(ps1[i].data(), ps2[i].data(), sizes[i] * sizeof(T)), 0) << "param " << i;
+  // A range outside the parameters, or reversed, is refused.
+  EXPECT_THROW(split->update(150, 160), UsageError);
+  EXPECT_THROW(split->update(10, 9), UsageError);
+  split->update(159, 159);  // empty: nothing to do
+}
+
+TYPED_TEST(OptimTest, SplitStepEqualsStepBitForBit) {
+  using T = TypeParam;
+  using P = std::vector<Parameter<T>*>;
+  check_split_step_is_exact<T>([](const P& ps) { return std::make_unique<SGD<T>>(ps, T(0.05)); });
+  check_split_step_is_exact<T>([](const P& ps) {
+    return std::make_unique<SGD<T>>(ps, SGDOptions{0.01, 0.9, true, 1e-3});
+  });
+  check_split_step_is_exact<T>([](const P& ps) {
+    return std::make_unique<SGD<T>>(ps, SGDOptions{0.01, 0.9, false, 1e-3});
+  });
+  check_split_step_is_exact<T>(
+      [](const P& ps) { return std::make_unique<Adam<T>>(ps, AdamOptions{0.01}); });
+  check_split_step_is_exact<T>([](const P& ps) { return std::make_unique<nn::AdamW<T>>(ps); });
+  check_split_step_is_exact<T>([](const P& ps) {
+    return std::make_unique<nn::RMSprop<T>>(ps, nn::RMSpropOptions{0.01, 0.9, 1e-8, 0, 0.5, true});
+  });
+}
+
+TYPED_TEST(OptimTest, UpdateOfAResizedParameterIsRefused) {
+  using T = TypeParam;
+  Parameter<T> p = make_param<T>(8, "p");
+  SGD<T> opt({&p}, T(0.1));
+  opt.begin_step();
+  p = Parameter<T>(Shape{4}, "p");  // assigned over: the optimizer's storage is orphaned
+  EXPECT_THROW(opt.update(0, 8), UsageError);
 }
 
 TYPED_TEST(OptimTest, LoadStateDictRefusesWhatDoesNotFitAndKeepsItsState) {

@@ -105,12 +105,18 @@ class MpiGradients {
   int size() const { return size_; }
   /// Elements in the flat buffer: every parameter's, plus 3 (weight, loss and sum).
   std::size_t buffer_size() const { return buffer_.size(); }
+  /// Where allreduce() spent its time since construction or reset_times(): pack (scaling the
+  /// gradients into the buffer and back) and allreduce (inside MPI_Allreduce: the transfer, and
+  /// waiting for ranks that arrive later). Four clock reads per call.
+  const StepTimes& times() const { return times_; }
+  void reset_times() { times_ = StepTimes{}; }
 
  private:
   std::vector<std::shared_ptr<ParameterStorage<T>>> params_;
   AlignedVector<T> buffer_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
+  StepTimes times_;
 };
 
 extern template class MpiGradients<float>;

@@ -104,6 +104,17 @@ class Batcher {
 
   /// Gathers the next batch of this epoch; false (and an empty batch) when the epoch is over.
   bool next() {
+    if (!advance()) return false;
+    gather(0, cur_);
+    return true;
+  }
+
+  /// next() in two parts, so that the rows can be gathered where they are used (each thread or
+  /// rank its own shard, in parallel): advance() moves to the next batch — indices() and
+  /// labels() are then set, features() not yet — and gather(begin, end) copies the batch's
+  /// rows [begin, end) into features(). Calls on disjoint ranges may run on different threads
+  /// at once. false (and an empty batch) when the epoch is over.
+  bool advance() {
     std::size_t rows = n_ - pos_ < batch_ ? n_ - pos_ : batch_;
     if (rows == 0 || (rows < batch_ && last_ == LastBatch::kDrop)) {
       cur_ = 0;
@@ -113,13 +124,21 @@ class Batcher {
     for (std::size_t r = 0; r < rows; ++r) {
       std::size_t i = order_[pos_ + r];
       idx_[r] = i;
-      if (dim_) std::memcpy(x_.data() + r * dim_, features_ + i * dim_, dim_ * sizeof(T));
       if (labels_) y_[r] = labels_[i];
     }
     pos_ += rows;
     cur_ = rows;
     ++batch_index_;
     return true;
+  }
+  void gather(std::size_t begin, std::size_t end) {
+    if (begin > end || end > cur_)
+      throw UsageError("Batcher::gather: rows [" + std::to_string(begin) + ", " +
+                       std::to_string(end) + ") are not in the current batch of " +
+                       std::to_string(cur_) + " rows");
+    if (dim_)
+      for (std::size_t r = begin; r < end; ++r)
+        std::memcpy(x_.data() + r * dim_, features_ + idx_[r] * dim_, dim_ * sizeof(T));
   }
 
   /// Rows in the current batch (batch_size, or fewer for a kept last batch).

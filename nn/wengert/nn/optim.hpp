@@ -66,7 +66,25 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   /// One update of every parameter from its current gradient. Allocates nothing.
-  virtual void step() = 0;
+  void step() {
+    begin_step();
+    update(0, numel_);
+  }
+
+  /// The step in two parts, for updates split over threads (dist::ThreadDataParallel::step
+  /// uses it): begin_step() once — it checks the parameters and advances the step count (and
+  /// Adam's β powers) — then update(b, e) for ranges of the parameters' elements taken as one
+  /// flat vector [0, numel()) (parameter 0's elements first), each element in exactly one
+  /// call, from any threads as long as their ranges are disjoint. Together they compute what
+  /// step() computes, bit for bit when every cut falls a multiple of kAlign elements from the
+  /// start of a parameter (elsewhere an element may move between a kernel's vector body and its
+  /// scalar tail, which may round differently). Neither allocates.
+  void begin_step();
+  void update(std::size_t begin, std::size_t end);
+  /// Elements of all parameters together (the flat range update() takes).
+  std::size_t numel() const { return numel_; }
+  /// See update(): cuts at multiples of kAlign elements into a parameter keep bit-identity.
+  static constexpr std::size_t kAlign = 16;
   /// Zeroes the gradients of this optimizer's parameters.
   void zero_grad();
 
@@ -90,6 +108,10 @@ class Optimizer {
   Optimizer(const std::vector<Parameter<T>*>& params, T lr, const char* who);
   /// Throws UsageError if a parameter changed size since construction (its state would not fit).
   void check_sizes() const;
+  /// What begin_step() does besides checking and counting (Adam: its β powers).
+  virtual void prepare() {}
+  /// The rule applied to elements [lo, hi) of parameter i.
+  virtual void update_param(std::size_t i, std::size_t lo, std::size_t hi) = 0;
   /// Allocates one zeroed state slice per parameter for each name in `slices` (e.g.
   /// {"exp_avg", "exp_avg_sq"}), each 64-byte aligned; state(i, k) is slice k of parameter i.
   void allocate_state(std::vector<const char*> slices);
@@ -104,6 +126,7 @@ class Optimizer {
 
   std::vector<std::shared_ptr<ParameterStorage<T>>> params_;
   std::vector<std::size_t> sizes_;  // parameter sizes at construction
+  std::size_t numel_ = 0;           // their sum
   T lr_;
   std::uint64_t t_ = 0;
   const char* who_;
@@ -135,8 +158,6 @@ class SGD final : public Optimizer<T> {
       : SGD(params, SGDOptions{double(lr), 0.0, false, double(weight_decay)}) {}
   SGD(const std::vector<Parameter<T>*>& params, const SGDOptions& options);
 
-  void step() override;
-
   T momentum() const { return momentum_; }
   bool nesterov() const { return nesterov_; }
   T weight_decay() const { return weight_decay_; }
@@ -146,6 +167,7 @@ class SGD final : public Optimizer<T> {
   }
 
  protected:
+  void update_param(std::size_t i, std::size_t lo, std::size_t hi) override;
   std::vector<std::pair<const char*, double>> hyper() const override {
     return {{"momentum", double(momentum_)},
             {"nesterov", nesterov_ ? 1.0 : 0.0},
@@ -178,8 +200,6 @@ class Adam : public Optimizer<T> {
   Adam(const std::vector<Parameter<T>*>& params, const AdamOptions& options = {});
   Adam(const std::vector<Parameter<T>*>& params, T lr) : Adam(params, AdamOptions{double(lr)}) {}
 
-  void step() override;
-
   T beta1() const { return beta1_; }
   T beta2() const { return beta2_; }
   T eps() const { return eps_; }
@@ -191,6 +211,8 @@ class Adam : public Optimizer<T> {
  protected:
   Adam(const std::vector<Parameter<T>*>& params, const AdamOptions& options, const char* who,
        bool decoupled);
+  void prepare() override;
+  void update_param(std::size_t i, std::size_t lo, std::size_t hi) override;
   std::vector<std::pair<const char*, double*>> scalars() override {
     return {{"beta1_power", &beta1_pow_}, {"beta2_power", &beta2_pow_}};
   }
@@ -205,6 +227,7 @@ class Adam : public Optimizer<T> {
   T beta1_, beta2_, eps_, weight_decay_;
   bool decoupled_;
   double beta1_pow_ = 1, beta2_pow_ = 1;  // β1ᵗ, β2ᵗ, kept in double across steps
+  T c1_ = 1, c2_ = 1;                     // 1/(1 − β1ᵗ), 1/(1 − β2ᵗ) of the current step
 };
 
 /// Options of AdamW: Adam's, with a decoupled weight decay of 0.01 by default.
@@ -249,13 +272,12 @@ class RMSprop final : public Optimizer<T> {
  public:
   RMSprop(const std::vector<Parameter<T>*>& params, const RMSpropOptions& options = {});
 
-  void step() override;
-
   T alpha() const { return alpha_; }
   /// Parameter i's running average of g².
   const T* square_avg(std::size_t i) const { return this->state(i, 0); }
 
  protected:
+  void update_param(std::size_t i, std::size_t lo, std::size_t hi) override;
   std::vector<std::pair<const char*, double>> hyper() const override {
     return {{"alpha", double(alpha_)},
             {"eps", double(eps_)},
