@@ -7,6 +7,9 @@
 //   softmax             small: [32,64] (rows of 64)     large: [256,1024]
 //   softmax CE (labels) small: logits [32,64]           large: [256,1024]
 //   sigmoid BCE, mse    small: [32,64]                  large: [256,1024]
+//   conv2d (3×3, pad 1) cnn: x [64,32,14,14], W [64,32,3,3] — the second convolution of
+//                       wengert-train's CNN at batch 64 (baseline: im2col + cblas_sgemm per
+//                       image, cnn_floor.cpp)
 //
 // One benchmark per op, direction and size, "<op>/<fwd|bwd>/<size>", in which the contenders
 // take turns (turns.hpp): the baseline, wengert, and for some a third contender. Its counters
@@ -47,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "cnn_floor.hpp"
 #include "nn_baseline.hpp"
 #include "turns.hpp"
 
@@ -387,6 +391,68 @@ std::vector<Turn> loss_bwd(Size s, Loss l) {
            }}};
 }
 
+// ---- conv2d: the CNN's second convolution --------------------------------------------------
+
+struct ConvData {
+  static constexpr std::size_t N = 64, C = 32, S = 14, O = 64, K = C * 9, P = S * S;
+  ConvData()
+      : X(make_param({N, C, S, S}, 11)),
+        W(make_param({O, C, 3, 3}, 12, -0.1f, 0.1f)),
+        b(make_param({O}, 13)),
+        G(random_vector(N * O * P, 14)),
+        x(X.data(), X.data() + X.size()),
+        w(W.data(), W.data() + W.size()),
+        bv(b.data(), b.data() + O),
+        col(N * K * P),
+        Y(N * O * P),
+        dX(N * C * P),
+        dW(O * K),
+        db(O),
+        dcol(K * P) {}
+  Parameter<float> X, W, b;
+  Buf G, x, w, bv, col, Y, dX, dW, db, dcol;
+  Tape<float> tape;
+  Var<float> record() {
+    return conv2d(tape.param(X), tape.param(W), tape.param(b), Conv2dOptions{1, 1, 1});
+  }
+};
+
+std::vector<Turn> conv_fwd() {
+  auto d = std::make_shared<ConvData>();
+  using D = ConvData;
+  return {{"baseline",
+           [d] {
+             wengert_bench::conv3x3_forward(d->x.data(), d->w.data(), d->bv.data(), D::N, D::C,
+                                            D::S, D::O, d->col.data(), d->Y.data());
+             benchmark::ClobberMemory();
+             return d->Y[0];
+           }},
+          {"wengert", [d] {
+             d->tape.clear();
+             return d->record().data()[0];
+           }}};
+}
+
+std::vector<Turn> conv_bwd() {
+  auto d = std::make_shared<ConvData>();
+  using D = ConvData;
+  wengert_bench::conv3x3_forward(d->x.data(), d->w.data(), d->bv.data(), D::N, D::C, D::S, D::O,
+                                 d->col.data(), d->Y.data());
+  auto y = std::make_shared<Var<float>>(d->record());
+  return {{"baseline",
+           [d] {
+             wengert_bench::conv3x3_backward(d->G.data(), d->col.data(), d->w.data(), D::N, D::C,
+                                             D::S, D::O, d->dW.data(), d->db.data(), d->dX.data(),
+                                             d->dcol.data());
+             benchmark::ClobberMemory();
+             return d->dW[0];
+           }},
+          {"wengert", [d, y] {
+             d->tape.backward(*y, d->G.data(), nullptr, 0);
+             return d->W.grad_data()[0];
+           }}};
+}
+
 // ---- registration and the ratio table --------------------------------------------------------
 
 struct Pair {
@@ -438,6 +504,8 @@ void register_all() {
       reg(std::string(name) + "/bwd" + sz, target, [s, l = l] { return loss_bwd(s, l); });
     }
   }
+  reg("conv2d/fwd/cnn", 0, conv_fwd);
+  reg("conv2d/bwd/cnn", 0, conv_bwd);
 }
 
 // Console output as usual, then one table of every pair's figures (the median aggregate's

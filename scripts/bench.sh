@@ -18,6 +18,9 @@
 #      S1 step took 8 ms instead of 0.1 ms. With 1 thread it changes nothing.
 #   4. bench_nn_ops (1 thread): every NN op's forward and backward beside a hand-written
 #      baseline, taking turns; its ratio table is appended to RESULTS.md.
+#   4b. bench_cnn, once per thread count: wengert-train's CNN step (batch 64) against a
+#      hand-written im2col + cblas_sgemm step and libtorch, taking turns; its table is appended
+#      to RESULTS.md.
 #   5. scripts/bench_report.py prints the tables (median time, wengert/floor, wengert/libtorch,
 #      allocations per step, peak memory) with the machine facts, writes RESULTS.md and a PNG
 #      bar chart of the ratios in the results dir, and copies both to benchmarks/ (RESULTS.md,
@@ -49,7 +52,7 @@ fi
 
 echo "== bench.sh: build ($build)"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DWENGERT_BENCH_TORCH=ON >/dev/null
-cmake --build "$build" --target bench_mlp bench_nn_ops -j"$jobs"
+cmake --build "$build" --target bench_mlp bench_nn_ops bench_cnn -j"$jobs"
 
 mkdir -p "$results"
 bin="$build/benchmarks/bench_mlp"
@@ -79,6 +82,20 @@ OPENBLAS_NUM_THREADS=1 "$build/benchmarks/bench_nn_ops" --benchmark_repetitions=
   >"$results/bench_nn_ops.txt" || status=$?
 sed -n '/^| op\/direction\/size/,$p' "$results/bench_nn_ops.txt" >"$results/nn_ops_table.md"
 
+# The CNN step (issue 12), paired, once per thread count; each run prints a markdown table.
+cnn_reps=5
+[ "${1:-}" = "--quick" ] && cnn_reps=1
+: >"$results/cnn_table.md"
+for t in $passes; do
+  echo "== bench.sh: CNN step, ${t} thread(s) (bench_cnn)"
+  OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" WENGERT_BENCH_THREADS="$t" \
+    OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}" "$build/benchmarks/bench_cnn" \
+    --benchmark_filter=paired --benchmark_repetitions="$cnn_reps" --benchmark_min_time=2 \
+    --benchmark_out="$results/bench_cnn_${t}t.json" --benchmark_out_format=json \
+    >"$results/bench_cnn_${t}t.txt" || status=$?
+  grep -E '^(check CNN|\||\()' "$results/bench_cnn_${t}t.txt" >>"$results/cnn_table.md" || true
+done
+
 echo "== bench.sh: report"
 python3 "$root/scripts/bench_report.py" --results "$results" \
   --command "bash scripts/bench.sh${1:+ $1}" "${jsons[@]}"
@@ -95,6 +112,14 @@ python3 "$root/scripts/bench_report.py" --results "$results" \
   echo "sigmoid, tanh and the cross-entropies ≤ 1.2."
   echo
   cat "$results/nn_ops_table.md"
+  echo
+  echo "## CNN training step (bench_cnn)"
+  echo
+  echo "wengert-train's --model cnn network, batch 64 of 28×28, float32, SGD: wengert against a"
+  echo "hand-written im2col + cblas_sgemm step (the floor) and libtorch, taking turns; medians of"
+  echo "$cnn_reps paired runs per thread count. Targets: wengert/floor ≤ 1.1, wengert/libtorch ≤ 1.0."
+  echo
+  cat "$results/cnn_table.md"
 } >>"$results/RESULTS.md"
 if [ "${WENGERT_BENCH_NO_UPDATE:-0}" != 1 ]; then
   cp "$results/RESULTS.md" "$root/benchmarks/RESULTS.md"

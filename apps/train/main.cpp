@@ -31,8 +31,8 @@ namespace {
 
 const char* kUsage = R"(usage: wengert-train [options]
 
-Trains a multi-layer perceptron on Fashion-MNIST with wengert (Adam, softmax cross-entropy),
-or reproduces the seed networks.
+Trains a multi-layer perceptron (default) or a convolutional network on Fashion-MNIST with
+wengert (Adam, softmax cross-entropy), or reproduces the seed networks.
 
 Modes:
   --mode fashion        (default) train on Fashion-MNIST, write metrics, plot and weights
@@ -40,8 +40,8 @@ Modes:
                         cross-entropy, gradient descent) on a generated two-class problem
   --mode xor            a 2-4-1 tanh/sigmoid network learning XOR
   --eval WEIGHTS        evaluate saved weights on the test set: accuracy and confusion matrix
-                        (the model's sizes and activation are read from the file; --hidden or
-                        --activation, if given, must agree with it)
+                        (the model, its sizes and activation are read from the file; --model,
+                        --hidden or --activation, if given, must agree with it)
 
 Options for fashion / --eval:
   --data DIR            data set directory (default /usr/share/datasets/fashion-mnist)
@@ -51,7 +51,10 @@ Options for fashion / --eval:
                         threads and ranks, and the step follows their mean loss
   --threads N           split every batch over N threads of this process (default 1); see
                         "Data-parallel training" below
-  --hidden A,B,...      hidden layer sizes, each at most 16384 (default 256,128)
+  --model NAME          mlp (default) or cnn: conv 3x3 (C1) -> relu -> maxpool 2 -> conv 3x3
+                        (C2) -> relu -> maxpool 2 -> linear (H) -> relu -> linear 10
+  --hidden A,B,...      hidden layer sizes, each at most 16384 (default 256,128); for
+                        --model cnn the three sizes C1,C2,H (default 32,64,128)
   --activation NAME     tanh or relu (default relu)
   --lr X                Adam learning rate (default 0.001)
   --schedule NAME       cosine (default: lr decays to 0 over the run) or constant
@@ -113,6 +116,8 @@ struct Args {
   std::string out = "runs/fashion";
   std::size_t epochs = 10, batch = 128, limit = 0, steps = 0;
   std::vector<std::size_t> hidden{256, 128};
+  bool cnn = false;
+  bool model_given = false;
   nn::Activation activation = nn::Activation::kRelu;
   double lr = -1;
   bool cosine = true;
@@ -187,6 +192,11 @@ Args parse(int argc, char** argv) {
     a.mode = v;
   });
   flag("--data", [&](const std::string& v) { a.data = v; });
+  flag("--model", [&](const std::string& v) {
+    if (v != "mlp" && v != "cnn") bad_value("--model must be mlp or cnn, got '" + v + "'");
+    a.cnn = v == "cnn";
+    a.model_given = true;
+  });
   flag("--eval", [&](const std::string& v) { a.eval = v; });
   flag("--out", [&](const std::string& v) {
     a.out = v;
@@ -270,6 +280,15 @@ Args parse(int argc, char** argv) {
       if (f == "--out")
         usage_error("--out cannot be given with --resume: the run continues in " + a.resume);
     a.out = a.resume;
+  }
+  if (a.cnn) {
+    if (!a.hidden_given) a.hidden = {32, 64, 128};
+    if (a.hidden.size() != 3)
+      usage_error(
+          "--model cnn takes three --hidden sizes (conv 1 channels, conv 2 channels, "
+          "linear units), like 32,64,128");
+    if (a.activation_given && a.activation != nn::Activation::kRelu)
+      usage_error("--model cnn uses relu; --activation tanh is for the MLP");
   }
   return a;
 }
@@ -358,7 +377,7 @@ void print_confusion(const std::vector<std::size_t>& cm, std::size_t c) {
 }
 
 // gnuplot the CSV into a PNG, if gnuplot is installed.
-void plot(const std::string& csv, const std::string& png) {
+void plot(const std::string& csv, const std::string& png, const char* model) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     std::printf("gnuplot not found: no plot written (install gnuplot-nox for %s)\n", png.c_str());
     return;
@@ -380,7 +399,7 @@ void plot(const std::string& csv, const std::string& png) {
      << "set output " << q(png) << "\n"
      << "set datafile separator ','\n"
      << "set key autotitle columnhead\n"
-     << "set multiplot layout 1,2 title 'wengert-train: Fashion-MNIST MLP'\n"
+     << "set multiplot layout 1,2 title 'wengert-train: Fashion-MNIST " << model << "'\n"
      << "set xlabel 'epoch'\nset ylabel 'loss'\nset grid\n"
      << "plot " << q(csv) << " using 1:2 with linespoints title 'train loss'\n"
      << "set ylabel 'accuracy'\n"
@@ -399,6 +418,7 @@ void plot(const std::string& csv, const std::string& png) {
 // the same run.
 struct Settings {
   std::vector<std::size_t> hidden;
+  bool cnn = false;
   nn::Activation activation = nn::Activation::kRelu;
   std::size_t epochs = 0, n = 0, batch = 0;
   double lr = 0;
@@ -410,6 +430,7 @@ struct Settings {
     std::vector<std::uint64_t> h(hidden.begin(), hidden.end());
     sd.set("config.hidden", Shape{h.size()}, h.data());
     sd.set("config.activation", std::uint64_t{activation == nn::Activation::kTanh ? 1u : 0u});
+    sd.set("config.model", std::uint64_t{cnn ? 1u : 0u});
     sd.set("config.epochs", std::uint64_t{epochs});
     sd.set("config.examples", std::uint64_t{n});
     sd.set("config.batch", std::uint64_t{batch});
@@ -437,6 +458,13 @@ struct Settings {
     s.seed = sd.get_u64("extra.config.seed", who);
     s.fingerprint = sd.get_u64("extra.config.data_fingerprint", who);
     const std::uint64_t act = sd.get_u64("extra.config.activation", who);
+    // (a checkpoint written before --model existed holds an MLP)
+    const std::uint64_t model =
+        sd.contains("extra.config.model") ? sd.get_u64("extra.config.model", who) : 0;
+    s.cnn = model == 1;
+    if (model > 1 || (s.cnn && s.hidden.size() != 3))
+      throw ValueError(who + ": config.model is " + std::to_string(model) + " with " +
+                       std::to_string(s.hidden.size()) + " hidden sizes: not a valid run's");
     s.activation = act == 1 ? nn::Activation::kTanh : nn::Activation::kRelu;
     if (s.epochs == 0 || s.n == 0 || s.batch == 0 || s.batch > kMaxBatch || !(s.lr > 0) ||
         !std::isfinite(s.lr) || act > 1)
@@ -591,9 +619,13 @@ int run_fashion(Args& a) {
     io::Dataset<float> test =
         io::load_mnist_like<float>(a.data, "t10k", std::int32_t(arch.sizes.back()));
     const auto asked = layer_sizes(a, test.features(), arch.sizes.back());
+    const char* kind = arch.cnn ? "CNN" : "MLP";
+    if (a.model_given && a.cnn != arch.cnn)
+      throw ValueError("eval: '" + a.eval + "' holds " + (arch.cnn ? "a CNN" : "an MLP") +
+                       " but --model asks for " + (a.cnn ? "a CNN" : "an MLP"));
     if (a.hidden_given && asked != arch.sizes)
-      throw ValueError("eval: '" + a.eval + "' holds an MLP " + sizes_str(arch.sizes) +
-                       " but --hidden asks for " + sizes_str(asked));
+      throw ValueError("eval: '" + a.eval + "' holds " + (arch.cnn ? "a " : "an ") + kind + " " +
+                       sizes_str(arch.sizes) + " but --hidden asks for " + sizes_str(asked));
     if (a.activation_given && a.activation != arch.activation)
       throw ValueError("eval: '" + a.eval + "' was trained with " +
                        (arch.activation == nn::Activation::kTanh ? "tanh" : "relu") +
@@ -603,13 +635,13 @@ int run_fashion(Args& a) {
       throw ValueError("eval: '" + a.eval + "' takes " + std::to_string(arch.sizes.front()) +
                        " inputs but the test set's images have " + std::to_string(test.features()) +
                        " pixels");
-    train::Classifier clf(arch.sizes, arch.activation, a.seed, 1e-3);
+    train::Classifier clf(arch, a.seed, 1e-3);
     clf.load_weights(a.eval);
     clf.normalize(test);
     std::vector<std::size_t> cm;
     double acc = clf.evaluate(test, &cm);
-    std::printf("weights %s (MLP %s, %s): test accuracy %.4f on %zu examples\n", a.eval.c_str(),
-                sizes_str(arch.sizes).c_str(),
+    std::printf("weights %s (%s %s, %s): test accuracy %.4f on %zu examples\n", a.eval.c_str(),
+                kind, sizes_str(arch.sizes).c_str(),
                 arch.activation == nn::Activation::kTanh ? "tanh" : "relu", acc, test.size());
     print_confusion(cm, arch.sizes.back());
     return 0;
@@ -630,6 +662,7 @@ int run_fashion(Args& a) {
     cfg = Settings::from(nn::load_state(ckpt), ckpt);  // read once more by load_checkpoint
   } else {
     cfg.hidden = a.hidden;
+    cfg.cnn = a.cnn;
     cfg.activation = a.activation;
     cfg.epochs = a.epochs;
     cfg.n = a.limit ? std::min(a.limit, trainset.size()) : trainset.size();
@@ -652,14 +685,15 @@ int run_fashion(Args& a) {
   shown.hidden = cfg.hidden;
   const auto sizes = layer_sizes(shown, trainset.features(), std::size_t(trainset.num_classes));
   std::printf(
-      "MLP %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
-      sizes_str(sizes).c_str(), cfg.activation == nn::Activation::kRelu ? "relu" : "tanh", cfg.lr,
+      "%s %s, %s, Adam lr %g (%s), batch %zu, %zu epochs, %zu training / %zu test examples\n",
+      cfg.cnn ? "CNN" : "MLP", sizes_str(sizes).c_str(),
+      cfg.activation == nn::Activation::kRelu ? "relu" : "tanh", cfg.lr,
       cfg.cosine ? "cosine decay" : "constant", batch, cfg.epochs, n, test.size());
 
   io::Batcher<float> batches(trainset.images.pixels.data(), trainset.labels.data(), n,
                              trainset.features(), batch, cfg.seed);
   const std::uint64_t per_epoch = batches.batches_per_epoch();
-  train::Classifier clf(sizes, cfg.activation, cfg.seed, cfg.lr,
+  train::Classifier clf(train::Architecture{sizes, cfg.activation, cfg.cnn}, cfg.seed, cfg.lr,
                         cfg.cosine ? cfg.epochs * per_epoch : 0);
   nn::TrainingPosition at{cfg.seed, 0, 0};
   RunCounters progress;
@@ -774,7 +808,7 @@ int run_fashion(Args& a) {
   }
   std::printf("metrics: %s\nweights: %s  (evaluate: wengert-train --eval %s)\n", csv.c_str(),
               weights.c_str(), weights.c_str());
-  plot(csv, a.out + "/metrics.png");
+  plot(csv, a.out + "/metrics.png", cfg.cnn ? "CNN" : "MLP");
   return 0;
 }
 

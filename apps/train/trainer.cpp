@@ -7,11 +7,81 @@
 
 namespace wengert::train {
 
-Classifier::Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation,
-                       std::uint64_t seed, double lr, std::uint64_t total_steps)
-    : model_(sizes, activation, seed),
-      activation_(activation),
-      opt_(model_.parameters(), float(lr)) {
+namespace {
+
+// The CNN's image side S from sizes = {S², c1, c2, hidden, classes}; S must be a multiple of 4
+// (two 2×2 poolings).
+std::size_t cnn_side(const std::vector<std::size_t>& sizes) {
+  if (sizes.size() != 5)
+    throw ShapeError("CNN: sizes must be {pixels, channels 1, channels 2, hidden, classes}, got " +
+                     std::to_string(sizes.size()) + " numbers");
+  const auto side = std::size_t(std::lround(std::sqrt(double(sizes[0]))));
+  if (side * side != sizes[0] || side == 0 || side % 4 != 0)
+    throw ShapeError("CNN: the images must be square with a side divisible by 4, got " +
+                     std::to_string(sizes[0]) + " pixels");
+  return side;
+}
+
+// Layer k's seed: one stream per layer from the model's seed (splitmix64).
+std::uint64_t layer_seed(std::uint64_t seed, std::uint64_t k) {
+  std::uint64_t z = seed + 0x9e3779b97f4a7c15ull * (k + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+CNN::CNN(const std::vector<std::size_t>& sizes, std::uint64_t seed)
+    : side_(cnn_side(sizes)),
+      conv1_(1, sizes[1], 3, 3, {1, 1, 1}, layer_seed(seed, 0), nn::Init::kHeUniform, "conv1"),
+      conv2_(sizes[1], sizes[2], 3, 3, {1, 1, 1}, layer_seed(seed, 1), nn::Init::kHeUniform,
+             "conv2"),
+      fc1_(sizes[2] * (side_ / 4) * (side_ / 4), sizes[3], layer_seed(seed, 2),
+           nn::Init::kHeUniform, "fc1"),
+      fc2_(sizes[3], sizes[4], layer_seed(seed, 3), nn::Init::kXavierUniform, "fc2") {}
+
+Var<float> CNN::forward(Tape<float>& tape, const Var<float>& x, SourceLoc loc) {
+  Var<float> h = max_pool2d(relu(conv1_.forward(tape, x, loc), loc), {2}, loc);  // [m,c1,S/2,S/2]
+  h = max_pool2d(relu(conv2_.forward(tape, h, loc), loc), {2}, loc);             // [m,c2,S/4,S/4]
+  h = relu(fc1_.forward(tape, flatten(h, loc), loc), loc);                       // [m,hidden]
+  return fc2_.forward(tape, h, loc);                                             // [m,classes]
+}
+
+void CNN::visit(nn::ModuleVisitor<float>& v) {
+  v.module("conv1", conv1_);
+  v.module("conv2", conv2_);
+  v.module("fc1", fc1_);
+  v.module("fc2", fc2_);
+}
+
+Net::Net(const Architecture& arch, std::uint64_t seed) : arch_(arch) {
+  if (arch.cnn)
+    cnn_.emplace(arch.sizes, seed);
+  else
+    mlp_.emplace(arch.sizes, arch.activation, seed);
+}
+
+Var<float> Net::forward(Tape<float>& tape, const Var<float>& x, SourceLoc loc) {
+  return cnn_ ? cnn_->forward(tape, x, loc) : mlp_->forward(tape, x, loc);
+}
+
+Shape Net::input_shape(std::size_t m) const {
+  if (cnn_) return Shape{m, 1, cnn_->side(), cnn_->side()};
+  return Shape{m, in_features()};
+}
+
+void Net::visit(nn::ModuleVisitor<float>& v) {
+  // The model's own members, at the top level: the MLP's names stay "fc0.weight", ….
+  if (cnn_)
+    cnn_->visit(v);
+  else
+    mlp_->visit(v);
+}
+
+Classifier::Classifier(const Architecture& arch, std::uint64_t seed, double lr,
+                       std::uint64_t total_steps)
+    : model_(arch, seed), activation_(arch.activation), opt_(model_.parameters(), float(lr)) {
   if (total_steps > 0)
     sched_ = std::make_unique<nn::CosineWarmup>(lr, 0, total_steps);
   else
@@ -57,7 +127,28 @@ nn::TrainingPosition Classifier::load_checkpoint(const std::string& path, nn::St
 
 Architecture read_architecture(const std::string& path) {
   const nn::StateDict sd = nn::load_state(path);
-  Architecture a{{}, nn::Activation::kRelu};
+  Architecture a;
+  if (sd.find("conv1.weight")) {  // the CNN: its sizes from the shapes of its four layers
+    auto shape = [&](const char* name, std::size_t rank) {
+      const nn::StateDict::Entry* e = sd.find(name);
+      if (!e || e->shape.rank() != rank)
+        throw ValueError("eval: '" + path + "' holds conv1.weight but " + name +
+                         (e ? " has shape " + e->shape.str() : std::string(" is missing")) +
+                         ": not a wengert-train CNN");
+      return e->shape;
+    };
+    const Shape c1 = shape("conv1.weight", 4), c2 = shape("conv2.weight", 4);
+    const Shape f1 = shape("fc1.weight", 2), f2 = shape("fc2.weight", 2);
+    const std::size_t cells = c2[0] ? f1[0] / c2[0] : 0, q = std::size_t(std::sqrt(double(cells)));
+    if (c1[1] != 1 || c2[1] != c1[0] || cells * c2[0] != f1[0] || q * q != cells || q == 0 ||
+        f2[0] != f1[1])
+      throw ValueError("eval: '" + path + "': the shapes of conv1 " + c1.str() + ", conv2 " +
+                       c2.str() + ", fc1 " + f1.str() + " and fc2 " + f2.str() +
+                       " do not chain into wengert-train's CNN");
+    a.cnn = true;
+    a.sizes = {16 * cells, c1[0], c2[0], f1[1], f2[1]};
+    return a;
+  }
   for (std::size_t k = 0;; ++k) {
     const std::string name = "fc" + std::to_string(k) + ".weight";
     const nn::StateDict::Entry* W = sd.find(name);
@@ -88,7 +179,7 @@ Architecture read_architecture(const std::string& path) {
 
 Var<float> Classifier::logits(const float* x, std::size_t m) {
   tape_.clear();
-  return model_.forward(tape_, tape_.constant_view(x, Shape{m, model_.in_features()}));
+  return model_.forward(tape_, tape_.constant_view(x, model_.input_shape(m)));
 }
 
 std::size_t argmax(const float* v, std::size_t n) {
@@ -101,8 +192,7 @@ std::size_t argmax(const float* v, std::size_t n) {
 void Classifier::set_threads(std::size_t threads) {
   if (threads == 0) throw UsageError("set_threads: at least 1 thread");
   dp_.reset();
-  if (threads > 1)
-    dp_ = std::make_unique<dist::ThreadDataParallel<float, nn::MLP<float>>>(model_, threads);
+  if (threads > 1) dp_ = std::make_unique<dist::ThreadDataParallel<float, Net>>(model_, threads);
 }
 
 std::pair<std::size_t, std::size_t> Classifier::my_rows(std::size_t m) const {
@@ -155,9 +245,9 @@ float Classifier::step(const float* x, const std::int32_t* labels, std::size_t m
   sched_->step(opt_);
   float loss = 0;
   // Logits of rows [b, e) of this rank's shard, recorded on `tape` with `model`; marks hits_.
-  auto shard = [&](nn::MLP<float>& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+  auto shard = [&](Net& model, Tape<float>& tape, std::size_t b, std::size_t e) {
     if (lazy) lazy->gather(offset + b, offset + e);  // this thread's rows, in parallel
-    Var<float> z = model.forward(tape, tape.constant_view(x + b * in, Shape{e - b, in}));
+    Var<float> z = model.forward(tape, tape.constant_view(x + b * in, model.input_shape(e - b)));
     const float* zv = z.data();
     for (std::size_t i = b; i < e; ++i)
       hits_[i] = argmax(zv + (i - b) * c, c) == static_cast<std::size_t>(labels[i]);
@@ -239,13 +329,13 @@ double Classifier::evaluate(const io::Dataset<float>& data, std::vector<std::siz
   const std::size_t rows = last - first;
   std::vector<std::int32_t> pred(rows);
   // Predictions for rows [b, e) of the shard, 1000 at a time, with `model` on `tape`.
-  auto predict_rows = [&](nn::MLP<float>& model, Tape<float>& tape, std::size_t b, std::size_t e) {
+  auto predict_rows = [&](Net& model, Tape<float>& tape, std::size_t b, std::size_t e) {
     NoGradGuard no_grad;  // grad mode is per thread
     for (std::size_t s = b; s < e; s += 1000) {
       const std::size_t m = std::min<std::size_t>(1000, e - s);
       tape.clear();
-      Var<float> z =
-          model.forward(tape, tape.constant_view(data.images.image(first + s), Shape{m, d}));
+      Var<float> z = model.forward(
+          tape, tape.constant_view(data.images.image(first + s), model.input_shape(m)));
       for (std::size_t i = 0; i < m; ++i)
         pred[s + i] = static_cast<std::int32_t>(argmax(z.data() + i * c, c));
     }

@@ -1,5 +1,6 @@
-// wengert-train's core: an MLP classifier trained with Adam on softmax cross-entropy, and the
-// two small seed problems. Split from main.cpp so tests can run real training steps.
+// wengert-train's core: a classifier (an MLP or a small CNN) trained with Adam on softmax
+// cross-entropy, and the two small seed problems. Split from main.cpp so tests can run real
+// training steps.
 //
 // One training step records the whole forward pass on a tape that is cleared and reused, runs
 // one backward sweep into the Parameters' gradients, and takes one optimizer step: after the
@@ -15,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <wengert/dist/threads.hpp>
@@ -26,21 +28,69 @@
 
 namespace wengert::train {
 
-/// The model a weights file was saved from: layer sizes {in, hidden…, out} from the shapes of
-/// its "fc<k>.weight" tensors and the activation from "model.activation". Throws ValueError
-/// naming the file if it is not a wengert-train weights file.
+/// The model a weights file was saved from. An MLP: layer sizes {in, hidden…, out} from the
+/// shapes of its "fc<k>.weight" tensors and the activation from "model.activation". The CNN
+/// (cnn = true, when the file holds "conv1.weight"): sizes = {in, channels 1, channels 2,
+/// hidden, out} from the shapes of conv1, conv2, fc1 and fc2. Throws ValueError naming the file
+/// if it is not a wengert-train weights file.
 struct Architecture {
   std::vector<std::size_t> sizes;
-  nn::Activation activation;
+  nn::Activation activation = nn::Activation::kRelu;
+  bool cnn = false;
 };
 Architecture read_architecture(const std::string& path);
 
-/// An MLP classifier: logits from an nn::MLP, softmax cross-entropy, Adam, and a learning-rate
-/// schedule (cosine decay to 0 over `total_steps`, or constant when total_steps is 0).
+/// wengert-train's CNN for square grey images of side S (S divisible by 4; Fashion-MNIST: 28):
+///   conv1 3×3, c1 channels, padding 1 → relu → max_pool2d 2 →
+///   conv2 3×3, c2 channels, padding 1 → relu → max_pool2d 2 → flatten →
+///   fc1 linear (c2·(S/4)² → hidden) → relu → fc2 linear (hidden → classes).
+/// Modules "conv1", "conv2", "fc1", "fc2"; input x [m, 1, S, S].
+class CNN : public nn::Module<float> {
+ public:
+  /// sizes = {S², c1, c2, hidden, classes}.
+  CNN(const std::vector<std::size_t>& sizes, std::uint64_t seed);
+  Var<float> forward(Tape<float>& tape, const Var<float>& x, SourceLoc loc = SourceLoc::current());
+  void visit(nn::ModuleVisitor<float>& v) override;
+  std::size_t side() const { return side_; }
+  std::size_t out_features() const { return fc2_.out_features(); }
+
+ private:
+  std::size_t side_;
+  nn::Conv2d<float> conv1_, conv2_;
+  nn::Linear<float> fc1_, fc2_;
+};
+
+/// The model a Classifier trains: an MLP or the CNN, both reading rows of in_features() pixels.
+/// Its state dict is the model's own (an MLP's "fc0.weight", …; the CNN's "conv1.weight", …).
+class Net : public nn::Module<float> {
+ public:
+  Net(const Architecture& arch, std::uint64_t seed);
+  /// x of input_shape(m) → logits [m, out_features()].
+  Var<float> forward(Tape<float>& tape, const Var<float>& x, SourceLoc loc = SourceLoc::current());
+  /// How m rows of pixels are read: [m, in] for the MLP, [m, 1, S, S] images for the CNN.
+  Shape input_shape(std::size_t m) const;
+  std::size_t in_features() const { return arch_.sizes.front(); }
+  std::size_t out_features() const { return arch_.sizes.back(); }
+  const Architecture& architecture() const { return arch_; }
+  void visit(nn::ModuleVisitor<float>& v) override;
+
+ private:
+  Architecture arch_;
+  std::optional<nn::MLP<float>> mlp_;
+  std::optional<CNN> cnn_;
+};
+
+/// A classifier: logits from a Net (an MLP or the CNN), softmax cross-entropy, Adam, and a
+/// learning-rate schedule (cosine decay to 0 over `total_steps`, or constant when total_steps
+/// is 0).
 class Classifier {
  public:
+  Classifier(const Architecture& arch, std::uint64_t seed, double lr,
+             std::uint64_t total_steps = 0);
+  /// An MLP of these sizes.
   Classifier(const std::vector<std::size_t>& sizes, nn::Activation activation, std::uint64_t seed,
-             double lr, std::uint64_t total_steps = 0);
+             double lr, std::uint64_t total_steps = 0)
+      : Classifier(Architecture{sizes, activation, false}, seed, lr, total_steps) {}
 
   /// One step on a batch of m rows (x [m, in], labels m class indices): the schedule sets the
   /// step's learning rate, then forward, backward and Adam. Returns the batch's mean loss and
@@ -77,11 +127,11 @@ class Classifier {
   /// and the optimizer's step. All zero after plain (one thread, one rank) steps.
   dist::StepTimes step_times() const;
 
-  nn::MLP<float>& model() { return model_; }
-  /// What a weights file holds: the model's state dict ("fc0.weight", …), the input
-  /// standardisation ("input.norm" = {mean, std}, so --eval sees inputs exactly as training
-  /// did) and "model.activation" (uint64: 0 = relu, 1 = tanh): with the layers' shapes, a
-  /// weights file describes its model, and --eval rebuilds it from the file.
+  Net& model() { return model_; }
+  /// What a weights file holds: the model's state dict ("fc0.weight", … or "conv1.weight", …),
+  /// the input standardisation ("input.norm" = {mean, std}, so --eval sees inputs exactly as
+  /// training did) and "model.activation" (uint64: 0 = relu, 1 = tanh): with the layers'
+  /// shapes, a weights file describes its model, and --eval rebuilds it from the file.
   nn::StateDict weights() const;
   /// Loads a weights file written from weights() into this (same-architecture) classifier.
   void load_weights(const std::string& path);
@@ -112,13 +162,13 @@ class Classifier {
   // Sums n values over the ranks (no-op without MPI).
   void sum_over_ranks(double* v, std::size_t n);
 
-  nn::MLP<float> model_;
+  Net model_;
   nn::Activation activation_;
   nn::Adam<float> opt_;
   std::unique_ptr<nn::LRScheduler> sched_;
   float input_mean_ = 0, input_std_ = 1;
   Tape<float> tape_;
-  std::unique_ptr<dist::ThreadDataParallel<float, nn::MLP<float>>> dp_;
+  std::unique_ptr<dist::ThreadDataParallel<float, Net>> dp_;
   std::vector<unsigned char> hits_;  // per row of a step: classified correctly
   double optimizer_seconds_ = 0;     // in data-parallel steps
   double compute_seconds_ = 0;       // forward and backward of data-parallel steps without dp_

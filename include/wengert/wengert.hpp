@@ -13,6 +13,7 @@
 #include <wengert/ops.hpp>
 // nn
 #include <wengert/nn/checkpoint.hpp>
+#include <wengert/nn/conv.hpp>
 #include <wengert/nn/linear.hpp>
 #include <wengert/nn/module.hpp>
 #include <wengert/nn/optim.hpp>

@@ -2,11 +2,15 @@
 #pragma once
 
 #include <wengert/ops/activations.hpp>
+#include <wengert/ops/batch_norm.hpp>
 #include <wengert/ops/bias_add.hpp>
+#include <wengert/ops/conv2d.hpp>
 #include <wengert/ops/elementwise.hpp>
+#include <wengert/ops/flatten.hpp>
 #include <wengert/ops/linear.hpp>
 #include <wengert/ops/losses.hpp>
 #include <wengert/ops/matmul.hpp>
+#include <wengert/ops/pool.hpp>
 #include <wengert/ops/reduce.hpp>
 #include <wengert/ops/softmax.hpp>
 #include <wengert/ops/softplus.hpp>

@@ -158,3 +158,41 @@ TEST(Trainer, Seed004NetworkLearnsTheSphere) {
   EXPECT_GE(run.accuracy, 0.9);
   EXPECT_LT(run.final_loss, 0.5 * run.losses.front());
 }
+
+TEST(Trainer, CnnTrainingStepAllocatesNothingAfterWarmUp) {
+  // A narrow CNN (4 and 8 channels) keeps the test fast; the code path is --model cnn's.
+  train::Classifier clf(train::Architecture{{784, 4, 8, 16, 10}, nn::Activation::kRelu, true}, 3,
+                        1e-3);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> U(0, 1);
+  std::vector<float, AlignedAllocator<float>> x(32 * 784);
+  std::vector<std::int32_t> y(32);
+  for (auto& v : x) v = U(rng);
+  for (auto& v : y) v = std::int32_t(rng() % 10);
+  clf.train_step(x.data(), y.data(), 32);  // warm-up: tape arena and lists grow
+  clf.train_step(x.data(), y.data(), 32);
+  wengert::testing::AllocCounter counter;
+  float loss = 0;
+  for (int i = 0; i < 5; ++i) loss = clf.train_step(x.data(), y.data(), 32);
+  EXPECT_EQ(counter.count(), 0u);
+  EXPECT_TRUE(std::isfinite(loss));
+}
+
+TEST(Trainer, CnnWeightsFileDescribesItsModel) {
+  const train::Architecture arch{{784, 4, 8, 16, 10}, nn::Activation::kRelu, true};
+  train::Classifier clf(arch, 1, 1e-3);
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "wengert_test_cnn_weights.wgrt").string();
+  nn::save_state(path, clf.weights());
+  const train::Architecture back = train::read_architecture(path);
+  EXPECT_TRUE(back.cnn);
+  EXPECT_EQ(back.sizes, arch.sizes);
+  train::Classifier again(back, 99, 1e-3);  // another seed: the weights come from the file
+  again.load_weights(path);
+  const nn::StateDict want = clf.model().state_dict(), got = again.model().state_dict();
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got.contains("conv1.weight") && got.contains("fc2.bias"));
+  for (const auto& e : want.entries())
+    EXPECT_EQ(got.find(e.name)->as<float>(), e.as<float>()) << e.name;
+  std::filesystem::remove(path);
+}

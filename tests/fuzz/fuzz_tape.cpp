@@ -507,7 +507,8 @@ class Program {
   /// entries are appended, so saved inputs keep their ops), one byte per input (pick()), a byte
   /// of forms (bits 0–1: the spelling, named form or operator; 4, 5: the transposes; 6:
   /// keepdims; 7: a wrong number of labels), then the scalar operand (value()), the axis (a byte,
-  /// [−5, 5]) or the labels, if the op takes them. Every op gets the checks of record() and
+  /// [−5, 5]), the labels or (conv2d, the pooling ops) a byte of window options, if the op takes
+  /// them. Every op gets the checks of record() and
   /// check_op().
   void registry_op() {
     const std::vector<OpEntry>& ops = op_registry();
@@ -524,6 +525,14 @@ class Program {
     if (op.takes_scalar) a.scalar = double(value());
     if (op.rule == ShapeRule::kReduceAxis) a.axis = int(r_.u8() % 11) - 5;  // [−5, 5]
     if (op.rule == ShapeRule::kLabels) a.labels = labels(in[0], f & 0x80);
+    if (op.rule == ShapeRule::kConv2d || op.rule == ShapeRule::kPool2d) {
+      // A byte of window options, two bits each, 0 included (refused, or the default stride).
+      const std::uint8_t g = r_.u8();
+      a.kernel = g & 3;
+      a.stride = (g >> 2) & 3;
+      a.padding = (g >> 4) & 3;
+      a.dilation = (g >> 6) & 3;
+    }
     std::vector<const Entry<T>*> entries;
     Var<T> x[3];
     for (int k = 0; k < op.arity; ++k) {
@@ -593,6 +602,10 @@ class Program {
       if (op.rule == ShapeRule::kMatmul)
         args = std::string(", transposes ") + (a.transpose_a ? "t" : "n") +
                (a.transpose_b ? "t" : "n");
+      if (op.rule == ShapeRule::kConv2d || op.rule == ShapeRule::kPool2d)
+        args = ", kernel " + std::to_string(a.kernel) + ", stride " + std::to_string(a.stride) +
+               ", padding " + std::to_string(a.padding) + ", dilation " +
+               std::to_string(a.dilation);
       if (op.rule == ShapeRule::kLabels) {
         args = ", labels";
         for (std::int32_t l : a.labels) args += " " + std::to_string(l);

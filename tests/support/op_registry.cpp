@@ -162,6 +162,24 @@ std::vector<OpEntry> make_registry() {
           .ref(
               [](double x, double) { return std::max(x, 0.) + std::log1p(std::exp(-std::abs(x))); },
               16),
+      // ---- images (NCHW) ----
+      Op("conv2d", R::kConv2d,
+         [](auto v, auto& a) {
+           return conv2d(v[0], v[1], v[2], Conv2dOptions{a.stride, a.padding, a.dilation});
+         }),
+      Op("max_pool2d", R::kPool2d,
+         [](auto v, auto& a) {
+           return max_pool2d(v[0], Pool2dOptions{a.kernel, a.stride, a.padding});
+         }),
+      Op("avg_pool2d", R::kPool2d,
+         [](auto v, auto& a) {
+           return avg_pool2d(v[0], Pool2dOptions{a.kernel, a.stride, a.padding});
+         }),
+      Op("global_avg_pool", R::kGlobalPool, [](auto v, auto&) { return global_avg_pool(v[0]); }),
+      // Training mode without running statistics: a pure function of its three inputs.
+      Op("batch_norm2d", R::kBatchNorm,
+         [](auto v, auto&) { return batch_norm2d(v[0], v[1], v[2]); }),
+      Op("flatten", R::kFlatten, [](auto v, auto&) { return flatten(v[0]); }),
       // New ops here, at the end.
   };
   return ops;
@@ -177,6 +195,8 @@ int arity_of(ShapeRule rule) {
     case R::kLoss:
       return 2;
     case R::kLinear:
+    case R::kConv2d:
+    case R::kBatchNorm:
       return 3;
     default:
       return 1;
@@ -259,6 +279,34 @@ std::optional<Shape> output_shape(const OpEntry& op, const std::vector<Shape>& i
         if (l < 0 || std::size_t(l) >= x[1]) return std::nullopt;
       return Shape{};
     }
+    case R::kConv2d: {
+      const Shape& W = in[1];
+      if (W.rank() != 4 || x[1] != W[1] || in[2] != Shape{W[0]}) return std::nullopt;
+      if (a.stride == 0 || a.dilation == 0 || W[2] == 0 || W[3] == 0) return std::nullopt;
+      const std::size_t eh = a.dilation * (W[2] - 1) + 1, ew = a.dilation * (W[3] - 1) + 1;
+      const std::size_t ph = x[2] + 2 * a.padding, pw = x[3] + 2 * a.padding;
+      if (ph < eh || pw < ew) return std::nullopt;
+      return Shape{x[0], W[0], (ph - eh) / a.stride + 1, (pw - ew) / a.stride + 1};
+    }
+    case R::kPool2d: {
+      const std::size_t k = a.kernel, s = a.stride ? a.stride : a.kernel;
+      if (k == 0 || a.padding > k / 2 || x[2] == 0 || x[3] == 0) return std::nullopt;
+      const std::size_t ph = x[2] + 2 * a.padding, pw = x[3] + 2 * a.padding;
+      if (ph < k || pw < k) return std::nullopt;
+      return Shape{x[0], x[1], (ph - k) / s + 1, (pw - k) / s + 1};
+    }
+    case R::kGlobalPool:
+      if (x[2] == 0 || x[3] == 0) return std::nullopt;
+      return Shape{x[0], x[1]};
+    case R::kBatchNorm:
+      if (in[1] != Shape{x[1]} || in[2] != Shape{x[1]}) return std::nullopt;
+      if (x[1] > 0 && x[0] * x[2] * x[3] == 0) return std::nullopt;
+      return x;
+    case R::kFlatten: {
+      std::size_t rest = 1;
+      for (std::size_t d = 1; d < x.rank(); ++d) rest *= x[d];
+      return Shape{x[0], rest};
+    }
   }
   return std::nullopt;
 }
@@ -318,6 +366,33 @@ std::vector<OpExample> op_examples(const OpEntry& op) {
       form({{2, 3}}, a);
       break;
     }
+    case R::kConv2d: {
+      form({{2, 2, 4, 5}, {3, 2, 3, 3}, {3}});
+      OpArgs a;  // stride 2, padding 1, dilation 2
+      a.stride = 2;
+      a.padding = 1;
+      a.dilation = 2;
+      form({{1, 2, 5, 4}, {2, 2, 2, 3}, {2}}, a);
+      break;
+    }
+    case R::kPool2d: {
+      form({{2, 2, 4, 5}});  // kernel 2, stride 1
+      OpArgs a;
+      a.kernel = 3;
+      a.stride = 2;
+      a.padding = 1;
+      form({{1, 2, 5, 4}}, a);
+      break;
+    }
+    case R::kGlobalPool:
+      form({{2, 3, 2, 3}});
+      break;
+    case R::kBatchNorm:
+      form({{2, 3, 2, 2}, {3}, {3}});
+      break;
+    case R::kFlatten:
+      form({{2, 3, 4}});
+      break;
   }
 
   // Each form with each spelling and each scalar.
@@ -339,6 +414,12 @@ std::vector<OpExample> op_examples(const OpEntry& op) {
         if (op.takes_scalar) str += ", scalar " + std::to_string(c);
         if (op.rule == R::kReduceAxis)
           str += ", axis " + std::to_string(e.args.axis) + (e.args.keepdims ? ", keepdims" : "");
+        if (op.rule == R::kConv2d)
+          str += ", stride " + std::to_string(e.args.stride) + ", padding " +
+                 std::to_string(e.args.padding) + ", dilation " + std::to_string(e.args.dilation);
+        if (op.rule == R::kPool2d)
+          str += ", kernel " + std::to_string(e.args.kernel) + ", stride " +
+                 std::to_string(e.args.stride) + ", padding " + std::to_string(e.args.padding);
         e.str = str;
         out.push_back(std::move(e));
       }

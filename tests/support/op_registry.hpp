@@ -47,6 +47,8 @@ struct OpArgs {
   bool keepdims = false;
   bool transpose_a = false, transpose_b = false;  // kMatmul
   std::vector<std::int32_t> labels;               // kLabels: one per row of input 0, in [0, c)
+  // kConv2d: stride, padding, dilation; kPool2d: kernel, stride (0: the kernel), padding
+  std::size_t kernel = 2, stride = 1, padding = 0, dilation = 1;
 };
 
 /// How an op's inputs' shapes relate, and the output's shape (see output_shape()). The rule
@@ -61,6 +63,11 @@ enum class ShapeRule {
   kLinear,       // x [m,k], W [k,n], b [n] → [m,n]
   kLoss,         // two nonempty inputs of one shape → []
   kLabels,       // logits [m,c] (m, c ≥ 1) and args.labels, m of them in [0, c) → []
+  kConv2d,       // x [N,C,H,W], W [O,C,kh,kw], b [O] with args.stride/padding/dilation
+  kPool2d,       // x [N,C,H,W] (H, W ≥ 1) with args.kernel/stride/padding → [N,C,Ho,Wo]
+  kGlobalPool,   // x [N,C,H,W] (H, W ≥ 1) → [N,C]
+  kBatchNorm,    // x [N,C,H,W], gamma [C], beta [C] → x's shape (N·H·W ≥ 1 unless C = 0)
+  kFlatten,      // x of rank ≥ 1 → [x0, product of the other dimensions]
 };
 
 int arity_of(ShapeRule rule);
@@ -180,6 +187,10 @@ OpEntry Op(std::string name, ShapeRule rule, L call) {
   if (rule == ShapeRule::kReduceAxis || rule == ShapeRule::kBiasAdd) e.min_rank = 1;
   if (rule == ShapeRule::kMatmul || rule == ShapeRule::kLinear || rule == ShapeRule::kLabels)
     e.min_rank = e.max_rank = 2;
+  if (rule == ShapeRule::kConv2d || rule == ShapeRule::kPool2d || rule == ShapeRule::kGlobalPool ||
+      rule == ShapeRule::kBatchNorm)
+    e.min_rank = e.max_rank = 4;
+  if (rule == ShapeRule::kFlatten) e.min_rank = 1;
   e.record_float = call;
   e.record_double = call;
   return e;

@@ -289,6 +289,20 @@ class Generator {
     return true;
   }
 
+  /// A small image [N,C,H,W] (N, C in 1..2, H, W in 1..4, at most max_elements values): an
+  /// earlier rank-4 slot with values in `d` (if `reuse`), or a new leaf.
+  int image_input(const OpDomain& d, bool reuse) {
+    const int i =
+        reuse && chance(0.7)
+            ? pick([&](int k) { return shape(k).rank() == 4 && size(k) > 0 && in_domain(k, d); })
+            : -1;
+    if (i >= 0) return i;
+    for (;;) {
+      const Shape s{1 + below(2), 1 + below(2), 1 + below(4), 1 + below(4)};
+      if (s.size() <= o_.max_elements) return new_leaf(s, d);
+    }
+  }
+
   // ---- candidates, one per shape rule ----
   /// Draws the step's parameters and inputs for `op` (its rule, ranks and domains) and keeps it
   /// if its result is acceptable.
@@ -396,6 +410,40 @@ class Generator {
         s.in[1] = b;
         return accept(s);
       }
+      case ShapeRule::kConv2d: {
+        const int x = image_input(d0, true);
+        const std::size_t C = shape(x)[1], O = 1 + below(2);
+        a.stride = 1 + below(2);
+        a.padding = below(2);
+        a.dilation = 1 + below(2);
+        s.in[0] = x;
+        s.in[1] = new_leaf(Shape{O, C, 1 + below(2), 1 + below(3)}, op.input_domain(1, a));
+        s.in[2] = new_leaf(Shape{O}, op.input_domain(2, a));
+        return accept(s);
+      }
+      case ShapeRule::kPool2d: {
+        // Max pooling on a new leaf only: its random values have no ties, where the maximum
+        // has a kink (an earlier relu's zeros would).
+        s.in[0] = image_input(d0, op.name != "max_pool2d");
+        a.kernel = 1 + below(3);
+        a.stride = below(3);  // 0: the kernel
+        a.padding = below(a.kernel / 2 + 1);
+        return accept(s);
+      }
+      case ShapeRule::kGlobalPool:
+        s.in[0] = image_input(d0, true);
+        return accept(s);
+      case ShapeRule::kBatchNorm: {
+        const int x = image_input(d0, true);
+        const std::size_t C = shape(x)[1];
+        s.in[0] = x;
+        s.in[1] = new_leaf(Shape{C}, op.input_domain(1, a));
+        s.in[2] = new_leaf(Shape{C}, op.input_domain(2, a));
+        return accept(s);
+      }
+      case ShapeRule::kFlatten:
+        s.in[0] = first_input();
+        return accept(s);
       case ShapeRule::kLinear: {
         const int x = first_input();
         const OpDomain d2 = op.input_domain(2, a);
@@ -499,6 +547,10 @@ std::string RandomGraph::str() const {
       if (op.rule == ShapeRule::kReduceAxis)
         os << " axis " << a.axis << (a.keepdims ? " keepdims" : "");
       if (op.rule == ShapeRule::kMatmul) os << " ta " << a.transpose_a << " tb " << a.transpose_b;
+      if (op.rule == ShapeRule::kConv2d)
+        os << " stride " << a.stride << " padding " << a.padding << " dilation " << a.dilation;
+      if (op.rule == ShapeRule::kPool2d)
+        os << " kernel " << a.kernel << " stride " << a.stride << " padding " << a.padding;
       if (op.rule == ShapeRule::kLabels) {
         os << " labels";
         for (std::int32_t l : a.labels) os << ' ' << l;

@@ -23,6 +23,12 @@
 //
 // Optimizers built from parameters() keep working when the module moves: they hold the
 // Parameters' storage, not the Parameter objects (see parameter.hpp).
+//
+// A module may also hold buffers: state that is saved and loaded with the parameters but is not
+// trained (batch norm's running statistics). visit() reports them with v.buffer(name, b); they
+// are in state_dict() and load_state_dict() (so in checkpoints and weights files) and in
+// named_buffers(), never in parameters() (so no optimizer touches them). A buffer is held as a
+// Parameter<T> for its storage; its gradient is unused.
 #pragma once
 
 #include <algorithm>
@@ -47,6 +53,11 @@ class ModuleVisitor {
   virtual ~ModuleVisitor() = default;
   virtual void parameter(const std::string& name, Parameter<T>& p) = 0;
   virtual void module(const std::string& name, Module<T>& m) = 0;
+  /// A buffer: saved and loaded like a parameter, never trained. Ignored unless overridden.
+  virtual void buffer(const std::string& name, Parameter<T>& b) {
+    (void)name;
+    (void)b;
+  }
 };
 
 template <class T>
@@ -62,6 +73,14 @@ class Module {
   std::vector<std::pair<std::string, Parameter<T>*>> named_parameters() {
     std::vector<std::pair<std::string, Parameter<T>*>> out;
     Collector c([&](const std::string& name, Parameter<T>& p) { out.emplace_back(name, &p); });
+    c.walk(*this, "");
+    return out;
+  }
+  /// Every buffer of the tree (see the top of this header), named by path ("bn1.running_mean").
+  std::vector<std::pair<std::string, Parameter<T>*>> named_buffers() {
+    std::vector<std::pair<std::string, Parameter<T>*>> out;
+    Collector c(nullptr, nullptr,
+                [&](const std::string& name, Parameter<T>& b) { out.emplace_back(name, &b); });
     c.walk(*this, "");
     return out;
   }
@@ -89,10 +108,11 @@ class Module {
   void eval() { train(false); }
   bool training() const { return training_; }
 
-  /// A copy of every parameter's value, by path.
+  /// A copy of every parameter's and then every buffer's value, by path.
   StateDict state_dict() const {
     StateDict sd;
     for (auto& [name, p] : self().named_parameters()) sd.set(name, *p);
+    for (auto& [name, b] : self().named_buffers()) sd.set(name, *b);
     return sd;
   }
   /// Copies `sd`'s tensors into the parameters of the same names. With `strict`, the names must
@@ -101,6 +121,7 @@ class Module {
   /// or of the wrong shape or dtype; on any error nothing is written.
   void load_state_dict(const StateDict& sd, bool strict = true) {
     auto named = named_parameters();
+    for (auto& nb : named_buffers()) named.push_back(nb);
     std::string missing, wrong, unexpected;
     for (auto& [name, p] : named) {
       const StateDict::Entry* e = sd.find(name);
@@ -146,8 +167,10 @@ class Module {
    public:
     using ParamFn = std::function<void(const std::string&, Parameter<T>&)>;
     using ModuleFn = std::function<void(const std::string&, Module<T>&)>;
-    explicit Collector(ParamFn on_param, ModuleFn on_module = nullptr)
-        : on_param_(std::move(on_param)), on_module_(std::move(on_module)) {}
+    explicit Collector(ParamFn on_param, ModuleFn on_module = nullptr, ParamFn on_buffer = nullptr)
+        : on_param_(std::move(on_param)),
+          on_module_(std::move(on_module)),
+          on_buffer_(std::move(on_buffer)) {}
     void walk(Module<T>& m, const std::string& prefix) {
       const std::string saved = prefix_;
       std::vector<std::string> seen;
@@ -160,6 +183,10 @@ class Module {
     void parameter(const std::string& name, Parameter<T>& p) override {
       const std::string path = check(name);
       if (on_param_) on_param_(path, p);
+    }
+    void buffer(const std::string& name, Parameter<T>& b) override {
+      const std::string path = check(name);
+      if (on_buffer_) on_buffer_(path, b);
     }
     void module(const std::string& name, Module<T>& m) override {
       const std::string path = check(name);
@@ -179,6 +206,7 @@ class Module {
     }
     ParamFn on_param_;
     ModuleFn on_module_;
+    ParamFn on_buffer_;
     std::string prefix_;
     std::vector<std::string> seen_;
   };
