@@ -61,6 +61,13 @@ enum class ShapeRule {
   kLinear,       // x [m,k], W [k,n], b [n] → [m,n]
   kLoss,         // two nonempty inputs of one shape → []
   kLabels,       // logits [m,c] (m, c ≥ 1) and args.labels, m of them in [0, c) → []
+  // Ops whose shapes follow their own rule (shape and indexing ops, axis reductions, ...), of
+  // 1, 2 or 3 inputs: OpEntry::shape_fn gives the output's shape or the refusal,
+  // OpEntry::partner_fn the shapes of inputs 1 and 2 that fit input 0, and with
+  // OpEntry::uses_axis the op reads args.axis (and args.keepdims).
+  kCustom1,
+  kCustom2,
+  kCustom3,
 };
 
 int arity_of(ShapeRule rule);
@@ -110,6 +117,13 @@ struct OpEntry {
   double (*reference)(double x, double scalar) = nullptr;
   double (*reference2)(double a, double b) = nullptr;
   int ref_eps = 4;
+  // kCustom1..3 (custom()): the output's shape for these inputs, or nullopt if the op must
+  // refuse them; the shape of input k ≥ 1 that fits input 0 `x`; whether args.axis is read;
+  // input 0's shape in op_examples (default: of rank nearest 2, [2,3]).
+  std::optional<Shape> (*shape_fn)(const std::vector<Shape>& in, const OpArgs& args) = nullptr;
+  Shape (*partner_fn)(const Shape& x, int k, const OpArgs& args) = nullptr;
+  bool uses_axis = false;
+  std::optional<Shape> example_shape;
 
   /// "name", or "name(variant)": unique in the registry.
   std::string label() const { return variant.empty() ? name : name + "(" + variant + ")"; }
@@ -164,6 +178,18 @@ struct OpEntry {
   OpEntry& ref2(double (*f)(double, double), int eps = 4) {
     reference2 = f;
     ref_eps = eps;
+    return *this;
+  }
+  /// kCustom1..3: the shape rule as functions (see the fields above).
+  OpEntry& custom(std::optional<Shape> (*shape)(const std::vector<Shape>&, const OpArgs&),
+                  Shape (*partner)(const Shape&, int, const OpArgs&) = nullptr, bool axis = false) {
+    shape_fn = shape;
+    partner_fn = partner;
+    uses_axis = axis;
+    return *this;
+  }
+  OpEntry& example(Shape s) {
+    example_shape = s;
     return *this;
   }
 };
