@@ -153,7 +153,14 @@ Var<T> where(const M* mask, const Shape& mask_shape, const Var<T>& a, const Var<
   detail::check_handle("where", "b", b);
   const Shape sa = a.shape(), sb = b.shape();
   const Shape ab = broadcast_shapes("where", sa, sb);
-  const Shape out = broadcast_shapes("where", mask_shape, ab);
+  Shape out;
+  try {
+    out = broadcast_shapes("where", mask_shape, ab);
+  } catch (const ShapeError&) {
+    throw ShapeError("where: mask is " + mask_shape.str() + " but a and b broadcast to " +
+                     ab.str() + " (a is " + sa.str() + ", b is " + sb.str() +
+                     "); the three must broadcast together");
+  }
   auto op = a.tape().begin_op("where", {a, b}, out, loc);
   // The mask, expanded to the output's shape: m[o] = mask[the element that broadcasts onto o].
   std::uint8_t* m = op.template scratch_as<std::uint8_t>(op.out_size());

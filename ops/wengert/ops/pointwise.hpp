@@ -57,6 +57,8 @@ template <class T, class M>
 Var<T> where(const M* mask, const Shape& mask_shape, const Var<T>& a, const Var<T>& b,
              SourceLoc loc = SourceLoc::current());
 /// From a contiguous row-major container of the mask (xt::xarray<bool>, xt::xtensor<int, 2>).
+/// Call it qualified, wengert::where(mask, a, b): with an xtensor mask, argument-dependent
+/// lookup also finds xt::where, which overload resolution prefers for non-const arguments.
 template <class C, class T, class = decltype(std::declval<const C&>().shape())>
 Var<T> where(const C& mask, const Var<T>& a, const Var<T>& b,
              SourceLoc loc = SourceLoc::current()) {
