@@ -68,6 +68,9 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, doub
   auto op = x.tape().begin_op(name, in, 3, s, loc);
   const std::size_t rows = d ? op.out_size() / d : 0;
   T* stats = op.scratch(2 * rows);  // per row: μ, then 1/√(σ² + eps)
+  // One row of ĝ = G∘γ for backward, stored once so that its mean is subtracted from the very
+  // values it was taken of (recomputed, gcc may fuse one of the products and not the other).
+  T* gh = op.scratch(d);
   const T* xv = op.input_data(0);
   const T* __restrict g = op.input_data(1);
   const T* __restrict b = op.input_data(2);
@@ -83,7 +86,7 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, doub
     stats[2 * r + 1] = rstd;
     for (std::size_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
   }
-  return op.finish([stats, rows, d](const BackwardContext<T>& c) {
+  return op.finish([stats, gh, rows, d](const BackwardContext<T>& c) {
     const T* G = c.out_grad_data();
     const T* xv = c.input_data(0);
     const T* __restrict gamma = c.input_data(1);
@@ -105,15 +108,14 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, doub
       // ĝ = G∘γ; a = mean(ĝ), bm = mean(ĝ∘x̂); dx += rstd·(ĝ − a − x̂·bm)
       T a = 0, bm = 0;
       for (std::size_t j = 0; j < d; ++j) {
-        const T gh = Gr[j] * gamma[j];
-        a += gh;
-        bm += gh * (xr[j] - mu) * rstd;
+        gh[j] = Gr[j] * gamma[j];
+        a += gh[j];
+        bm += gh[j] * (xr[j] - mu) * rstd;
       }
       a *= inv_d;
       bm *= inv_d;
       T* gxr = gx + r * d;
-      for (std::size_t j = 0; j < d; ++j)
-        gxr[j] += rstd * (Gr[j] * gamma[j] - a - (xr[j] - mu) * rstd * bm);
+      for (std::size_t j = 0; j < d; ++j) gxr[j] += rstd * (gh[j] - a - (xr[j] - mu) * rstd * bm);
     }
   });
 }
