@@ -20,6 +20,12 @@
 //      (kElementwise if omitted), .domain(input, ...) for the values where the derivative is
 //      smooth with a margin (log: at_least(0.2)), .scalar(...) for a scalar operand,
 //      .with_spellings({...}) for equivalent ways to write the call (named form, operator).
+//      Ops whose shapes follow no rule above (reshape, concat, index_select, bmm, layer_norm)
+//      take R::kCustom1, kCustom2 or kCustom3 (by their number of tensor inputs) and
+//      .custom(output_shape, partner_shape, uses_axis): the output's shape for given inputs (or
+//      nullopt: the op must refuse them), the shape of each further input that fits input 0,
+//      and whether the op reads args.axis. Non-tensor arguments (indices, a mask) are fixed
+//      in the lambda; it may read a valid input's shape (shape_or_empty) but nothing else.
 // That entry alone puts the op into the error tests (empty, stale, other-tape and other-thread
 // handles in every argument, tape unchanged), the random graphs (Jacobians against finite
 // differences, Parameter path, float against double) and the fuzzer (handles, tape sizes,
