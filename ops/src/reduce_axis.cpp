@@ -52,11 +52,49 @@ inline bool better(T v, T best) {
   return (Max ? v > best : v < best) || (v != v && best == best);
 }
 
+// The extremum of a contiguous row x[0..n), n ≥ 1, and its first index, by the rule of
+// better(): one vectorised pass for the value (and whether there is a NaN), then a scan that
+// stops at its first occurrence; the branchy one-pass scan only when there is a NaN.
+template <bool Max, class T, class Index>
+void row_extremum(const T* x, std::size_t n, T* best, Index* arg) {
+  using B = detail::Batch<T>;
+  B acc(x[0]);
+  xsimd::batch_bool<T> nan(false);
+  detail::for_batches<T>(n, [&](auto at) {
+    const B v = at.load(x, x[0]);  // fill lanes repeat x[0]: neutral for max, min, NaN
+    nan = nan | xsimd::isnan(v);   // (not v != v: an ordered compare, false for NaN)
+    acc = Max ? xsimd::max(acc, v) : xsimd::min(acc, v);
+  });
+  if (xsimd::any(nan)) {
+    std::size_t k = 0;
+    while (k + 1 < n && x[k] == x[k]) ++k;  // the first NaN is the extremum
+    *best = x[k];
+    if (arg) *arg = Index(k);
+    return;
+  }
+  alignas(64) T lanes[B::size];
+  acc.store_aligned(lanes);
+  T m = lanes[0];
+  for (std::size_t l = 1; l < B::size; ++l) m = better<Max>(lanes[l], m) ? lanes[l] : m;
+  *best = m;
+  if (arg) {
+    std::size_t k = 0;
+    while (k + 1 < n && x[k] != m) ++k;  // (bounded: m is one of x)
+    *arg = Index(k);
+    *best = x[k];  // (of ±0, the one that comes first)
+  }
+}
+
 // best[o·inner + i] and arg[o·inner + i] (arg may be null) for every slice: the first extremal
 // element, by the rule of better().
 template <bool Max, class T, class Index>
 void extremum(const T* x, const AxisSplit& a, T* best, Index* arg) {
   const std::size_t n = a.n, inner = a.inner;
+  if (inner == 1 && n > 0) {  // contiguous slices
+    for (std::size_t o = 0; o < a.outer; ++o)
+      row_extremum<Max>(x + o * n, n, best + o, arg ? arg + o : nullptr);
+    return;
+  }
   for (std::size_t o = 0; o < a.outer; ++o) {
     const T* xo = x + o * n * inner;
     T* b = best + o * inner;
