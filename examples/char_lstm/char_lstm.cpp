@@ -19,61 +19,14 @@
 #include <vector>
 
 #include "../text/text_data.hpp"
+#include "model.hpp"
 
 using namespace wengert;
+using char_lstm::cell;
+using char_lstm::chunk_loss;
+using Lstm = char_lstm::Lstm<float>;
 
 namespace {
-
-struct Lstm {
-  std::size_t V, E, H;
-  Parameter<float> table, Wx, b, Wh, Wo, bo;
-  Lstm(std::size_t v, std::size_t e, std::size_t h, std::mt19937_64& rng)
-      : V(v),
-        E(e),
-        H(h),
-        table(Shape{v, e}, "table"),
-        Wx(Shape{e, 4 * h}, "Wx"),
-        b(Shape{4 * h}, "b"),
-        Wh(Shape{h, 4 * h}, "Wh"),
-        Wo(Shape{h, v}, "Wo"),
-        bo(Shape{v}, "bo") {
-    text::init_uniform(table, 0.1, rng);
-    text::init_uniform(Wx, 1 / std::sqrt(double(e)), rng);
-    text::init_uniform(Wh, 1 / std::sqrt(double(h)), rng);
-    text::init_uniform(Wo, 1 / std::sqrt(double(h)), rng);
-    for (std::size_t j = h; j < 2 * h; ++j) b.data()[j] = 1.0f;  // forget gate bias 1
-  }
-  std::vector<Parameter<float>*> params() { return {&table, &Wx, &b, &Wh, &Wo, &bo}; }
-};
-
-// One LSTM step: gates [B,4H] = xw_t + h·Wh, split as input, forget, candidate, output.
-void cell(const Var<float>& xw_t, const Var<float>& Wh, Var<float>& h, Var<float>& c) {
-  Var<float> g[4];
-  split(add(xw_t, matmul(h, Wh)), 4, 1, g);
-  c = add(mul(sigmoid(g[1]), c), mul(sigmoid(g[0]), tanh(g[2])));
-  h = mul(sigmoid(g[3]), tanh(c));
-}
-
-// The mean cross-entropy (nats) of a chunk: x, y [T,B] (time first); h0, c0 [B,H] carried in and
-// out.
-Var<float> chunk_loss(Tape<float>& tape, Lstm& m, const std::vector<std::int32_t>& x,
-                      const std::vector<std::int32_t>& y, std::size_t T, std::size_t B,
-                      std::vector<float>& h0, std::vector<float>& c0, std::vector<Var<float>>& hs) {
-  auto xw = linear(embedding(tape.param(m.table), x.data(), Shape{T * B}), tape.param(m.Wx),
-                   tape.param(m.b));  // [T·B, 4H]
-  auto Wh = tape.param(m.Wh);
-  Var<float> h = tape.constant(h0.data(), Shape{B, m.H});
-  Var<float> c = tape.constant(c0.data(), Shape{B, m.H});
-  hs.resize(T);
-  for (std::size_t t = 0; t < T; ++t) {
-    cell(slice(xw, 0, (long long)(t * B), (long long)((t + 1) * B)), Wh, h, c);
-    hs[t] = h;
-  }
-  std::copy(h.data(), h.data() + h.size(), h0.begin());
-  std::copy(c.data(), c.data() + c.size(), c0.begin());
-  auto logits = linear(concat(hs, 0), tape.param(m.Wo), tape.param(m.bo));  // [T·B, V]
-  return softmax_cross_entropy(logits, y);
-}
 
 // Bits per character over `ids`, B streams of chunks of T, no gradients.
 double evaluate(Lstm& m, const std::vector<std::int32_t>& ids, std::size_t T, std::size_t B) {

@@ -20,70 +20,13 @@
 #include <vector>
 
 #include "../text/text_data.hpp"
+#include "model.hpp"
 
 using namespace wengert;
+using tiny_attention::Block;
+using tiny_attention::block_loss;
 
 namespace {
-
-struct Block {
-  std::size_t V, T, d, f;
-  Parameter<float> tok, pos, g1, b1, Wq, Wk, Wv, Wo, g2, b2, W1, c1, W2, c2, g3, b3, Wout;
-  Block(std::size_t v, std::size_t t, std::size_t dim, std::mt19937_64& rng)
-      : V(v),
-        T(t),
-        d(dim),
-        f(4 * dim),
-        tok(Shape{v, dim}),
-        pos(Shape{t, dim}),
-        g1(Shape{dim}),
-        b1(Shape{dim}),
-        Wq(Shape{dim, dim}),
-        Wk(Shape{dim, dim}),
-        Wv(Shape{dim, dim}),
-        Wo(Shape{dim, dim}),
-        g2(Shape{dim}),
-        b2(Shape{dim}),
-        W1(Shape{dim, 4 * dim}),
-        c1(Shape{4 * dim}),
-        W2(Shape{4 * dim, dim}),
-        c2(Shape{dim}),
-        g3(Shape{dim}),
-        b3(Shape{dim}),
-        Wout(Shape{dim, v}) {
-    text::init_uniform(tok, 0.1, rng);
-    text::init_uniform(pos, 0.1, rng);
-    const double s = 1 / std::sqrt(double(dim));
-    for (Parameter<float>* p : {&Wq, &Wk, &Wv, &Wo, &W1, &Wout}) text::init_uniform(*p, s, rng);
-    text::init_uniform(W2, 1 / std::sqrt(double(f)), rng);
-    for (Parameter<float>* p : {&g1, &g2, &g3}) std::fill(p->data(), p->data() + dim, 1.0f);
-  }
-  std::vector<Parameter<float>*> params() {
-    return {&tok, &pos, &g1, &b1, &Wq, &Wk, &Wv, &Wo,  &g2,
-            &b2,  &W1,  &c1, &W2, &c2, &g3, &b3, &Wout};
-  }
-};
-
-// The mean next-character cross-entropy (nats) of x [B,T] against y [B,T] (batch first).
-Var<float> block_loss(Tape<float>& tape, Block& m, const std::vector<std::int32_t>& x,
-                      const std::vector<std::int32_t>& y, std::size_t B,
-                      const xt::xarray<bool>& causal, const std::vector<std::int32_t>& positions) {
-  const std::size_t T = m.T, d = m.d;
-  auto P = [&](Parameter<float>& p) { return tape.param(p); };
-  auto h = add(embedding(P(m.tok), x.data(), Shape{B, T}),        // [B,T,d]
-               embedding(P(m.pos), positions.data(), Shape{T}));  // + [T,d], broadcast
-  // Attention: q, k, v [B,T,d]; scores [B,T,T], causal (row t sees columns ≤ t).
-  auto n1 = layer_norm(h, P(m.g1), P(m.b1));
-  auto q = bmm(n1, P(m.Wq)), k = bmm(n1, P(m.Wk)), v = bmm(n1, P(m.Wv));
-  auto scores = mul(bmm(q, k, false, true), 1.0f / std::sqrt(float(d)));
-  scores = wengert::where(causal, scores, tape.constant(-1e9f));
-  h = add(h, bmm(bmm(softmax(scores, -1), v), P(m.Wo)));
-  // MLP.
-  auto n2 = layer_norm(h, P(m.g2), P(m.b2));
-  auto hidden = gelu(add(bmm(n2, P(m.W1)), P(m.c1)));
-  h = add(h, add(bmm(hidden, P(m.W2)), P(m.c2)));
-  auto logits = bmm(layer_norm(h, P(m.g3), P(m.b3)), P(m.Wout));  // [B,T,V]
-  return softmax_cross_entropy(reshape(logits, Shape{B * T, m.V}), y);
-}
 
 // B windows of T + 1 characters at random offsets: x = the first T, y = the next T.
 void batch(const std::vector<std::int32_t>& ids, std::size_t B, std::size_t T, std::mt19937_64& rng,
@@ -117,7 +60,7 @@ int main(int argc, char** argv) {
   std::vector<std::int32_t> train, held;
   text::split_text(all, train, held);
 
-  Block m(vocab.size(), T, d, rng);
+  Block<float> m(vocab.size(), T, d, rng);
   nn::Adam<float> opt(m.params(), float(lr));
   xt::xarray<bool> causal = xt::xarray<bool>::from_shape({T, T});
   for (std::size_t i = 0; i < T; ++i)
