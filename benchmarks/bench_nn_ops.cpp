@@ -414,10 +414,11 @@ void reg(const std::string& name, double target, std::function<std::vector<Turn>
   })->Unit(benchmark::kMicrosecond);
 }
 
-// ---- issue 11 ops: bmm, layer_norm, embedding backward, concat, max along an axis ------------
+// ---- issue 11 ops: bmm, layer_norm, embedding, concat, slice, max along an axis ---------------
 //
 // Sizes: bmm small [4,8,64]·[4,64,64], large [8,32,1024]·[8,1024,128] (256 rows of 1024 in all);
-// layer_norm, concat (two halves along the last axis) and max (along the last axis) small
+// layer_norm, concat (two halves along the last axis), slice (the middle half of each row) and
+// max (along the last axis) small
 // [32,64], large [256,1024]; embedding: small 32 ids into a [64,64] table, large 256 ids into a
 // [1024,1024] table (ids drawn with repeats). Baselines: a loop of cblas_sgemm calls (bmm),
 // plain loops (the rest), into preallocated buffers.
@@ -454,7 +455,7 @@ struct Ops11Data {
   Tape<float> tape;
 };
 
-enum class Op11 { kBmm, kLayerNorm, kEmbedding, kConcat, kMax };
+enum class Op11 { kBmm, kLayerNorm, kEmbedding, kConcat, kSlice, kMax };
 
 Var<float> record11(Op11 op, Ops11Data& d) {
   Tape<float>& t = d.tape;
@@ -467,6 +468,8 @@ Var<float> record11(Op11 op, Ops11Data& d) {
       return embedding(t.param(d.table), d.ids);
     case Op11::kConcat:
       return concat({t.param(d.H1), t.param(d.H2)}, 1);
+    case Op11::kSlice:  // the middle half of each row: a copy
+      return slice(t.param(d.X), 1, (long long)d.s.k / 4, (long long)(3 * d.s.k / 4));
     case Op11::kMax:
       return max(t.param(d.X), 1);
   }
@@ -507,6 +510,10 @@ float baseline11_fwd(Op11 op, Ops11Data& d) {
         std::copy(d.H1.data() + r * k / 2, d.H1.data() + (r + 1) * k / 2, y + r * k);
         std::copy(d.H2.data() + r * k / 2, d.H2.data() + (r + 1) * k / 2, y + r * k + k / 2);
       }
+      break;
+    case Op11::kSlice:
+      for (std::size_t r = 0; r < m; ++r)
+        std::copy(d.X.data() + r * k + k / 4, d.X.data() + r * k + 3 * k / 4, y + r * k / 2);
       break;
     case Op11::kMax:
       for (std::size_t r = 0; r < m; ++r) {
@@ -570,6 +577,10 @@ float baseline11_bwd(Op11 op, Ops11Data& d) {
           d.dA[r * k / 2 + j] += g[r * k + k / 2 + j];
         }
       return d.dX[0];
+    case Op11::kSlice:
+      for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t j = 0; j < k / 2; ++j) d.dX[r * k + k / 4 + j] += g[r * k / 2 + j];
+      return d.dX[0];
     case Op11::kMax:
       for (std::size_t r = 0; r < m; ++r) d.dX[r * k + d.arg[r]] += g[r];
       return d.dX[0];
@@ -615,11 +626,9 @@ std::vector<Turn> ops11_bwd(Size s, Op11 op) {
 
 void register_ops11(Size s) {
   const std::string sz = std::string("/") + s.name;
-  const std::pair<const char*, Op11> ops[] = {{"bmm", Op11::kBmm},
-                                              {"layer_norm", Op11::kLayerNorm},
-                                              {"embedding", Op11::kEmbedding},
-                                              {"concat", Op11::kConcat},
-                                              {"max_axis", Op11::kMax}};
+  const std::pair<const char*, Op11> ops[] = {
+      {"bmm", Op11::kBmm},       {"layer_norm", Op11::kLayerNorm}, {"embedding", Op11::kEmbedding},
+      {"concat", Op11::kConcat}, {"slice", Op11::kSlice},          {"max_axis", Op11::kMax}};
   for (auto [name, op] : ops) {
     reg(std::string(name) + "/fwd" + sz, 1.2, [s, op = op] { return ops11_fwd(s, op); });
     reg(std::string(name) + "/bwd" + sz, op == Op11::kBmm ? 1.05 : 1.2,
