@@ -480,6 +480,228 @@ void reg(const std::string& name, double target, std::function<std::vector<Turn>
   })->Unit(benchmark::kMicrosecond);
 }
 
+// ---- issue 11 ops: bmm, layer_norm, embedding, concat, slice, max along an axis ---------------
+//
+// Sizes: bmm small [4,8,64]·[4,64,64], large [8,32,1024]·[8,1024,128] (256 rows of 1024 in all);
+// layer_norm, concat (two halves along the last axis), slice (the middle half of each row) and
+// max (along the last axis) small
+// [32,64], large [256,1024]; embedding: small 32 ids into a [64,64] table, large 256 ids into a
+// [1024,1024] table (ids drawn with repeats). Baselines: a loop of cblas_sgemm calls (bmm),
+// plain loops (the rest), into preallocated buffers.
+
+struct Ops11Data {
+  explicit Ops11Data(Size s)
+      : s(s),
+        batch(s.m == 32 ? 4 : 8),
+        rows(s.m / batch),
+        A(make_param({batch, rows, s.k}, 11)),
+        B(make_param({batch, s.k, s.n / (s.m == 32 ? 1 : 8)}, 12)),
+        X(make_param({s.m, s.k}, 13)),
+        gamma(make_param({s.k}, 14, 0.5f, 1.5f)),
+        beta(make_param({s.k}, 15)),
+        H1(make_param({s.m, s.k / 2}, 16)),
+        H2(make_param({s.m, s.k / 2}, 17)),
+        table(make_param({s.k, s.k}, 18)),
+        ids(random_labels(s.m, s.k, 19)),
+        G(random_vector(s.m * s.k * 8, 20)),
+        out(s.m * s.k * 8),
+        dA(A.size()),
+        dB(B.size()),
+        dX(X.size()),
+        dtable(table.size()),
+        stats(2 * s.m),
+        arg(s.m) {}
+  std::size_t n() const { return B.shape()[2]; }
+  Size s;
+  std::size_t batch, rows;
+  Parameter<float> A, B, X, gamma, beta, H1, H2, table;
+  std::vector<std::int32_t> ids;
+  Buf G, out, dA, dB, dX, dtable, stats;
+  std::vector<std::size_t> arg;
+  Tape<float> tape;
+};
+
+enum class Op11 { kBmm, kLayerNorm, kEmbedding, kConcat, kSlice, kMax };
+
+Var<float> record11(Op11 op, Ops11Data& d) {
+  Tape<float>& t = d.tape;
+  switch (op) {
+    case Op11::kBmm:
+      return bmm(t.param(d.A), t.param(d.B));
+    case Op11::kLayerNorm:
+      return layer_norm(t.param(d.X), t.param(d.gamma), t.param(d.beta));
+    case Op11::kEmbedding:
+      return embedding(t.param(d.table), d.ids);
+    case Op11::kConcat:
+      return concat({t.param(d.H1), t.param(d.H2)}, 1);
+    case Op11::kSlice:  // the middle half of each row: a copy
+      return slice(t.param(d.X), 1, (long long)d.s.k / 4, (long long)(3 * d.s.k / 4));
+    case Op11::kMax:
+      return max(t.param(d.X), 1);
+  }
+  return {};
+}
+
+// The hand-written forward of each op.
+float baseline11_fwd(Op11 op, Ops11Data& d) {
+  const std::size_t m = d.s.m, k = d.s.k;
+  float* y = d.out.data();
+  switch (op) {
+    case Op11::kBmm:
+      for (std::size_t i = 0; i < d.batch; ++i)
+        base::gemm(false, false, d.rows, d.n(), k, d.A.data() + i * d.rows * k, k,
+                   d.B.data() + i * k * d.n(), d.n(), 0.0f, y + i * d.rows * d.n(), d.n());
+      break;
+    case Op11::kLayerNorm:
+      for (std::size_t r = 0; r < m; ++r) {
+        const float* x = d.X.data() + r * k;
+        float mu = 0, v = 0;
+        for (std::size_t j = 0; j < k; ++j) mu += x[j];
+        mu /= float(k);
+        for (std::size_t j = 0; j < k; ++j) v += (x[j] - mu) * (x[j] - mu);
+        const float rstd = 1.0f / std::sqrt(v / float(k) + 1e-5f);
+        d.stats[2 * r] = mu;
+        d.stats[2 * r + 1] = rstd;
+        for (std::size_t j = 0; j < k; ++j)
+          y[r * k + j] = (x[j] - mu) * rstd * d.gamma.data()[j] + d.beta.data()[j];
+      }
+      break;
+    case Op11::kEmbedding:
+      for (std::size_t r = 0; r < m; ++r)
+        std::copy(d.table.data() + std::size_t(d.ids[r]) * k,
+                  d.table.data() + std::size_t(d.ids[r] + 1) * k, y + r * k);
+      break;
+    case Op11::kConcat:
+      for (std::size_t r = 0; r < m; ++r) {
+        std::copy(d.H1.data() + r * k / 2, d.H1.data() + (r + 1) * k / 2, y + r * k);
+        std::copy(d.H2.data() + r * k / 2, d.H2.data() + (r + 1) * k / 2, y + r * k + k / 2);
+      }
+      break;
+    case Op11::kSlice:
+      for (std::size_t r = 0; r < m; ++r)
+        std::copy(d.X.data() + r * k + k / 4, d.X.data() + r * k + 3 * k / 4, y + r * k / 2);
+      break;
+    case Op11::kMax:
+      for (std::size_t r = 0; r < m; ++r) {
+        const float* x = d.X.data() + r * k;
+        std::size_t a = 0;
+        for (std::size_t j = 1; j < k; ++j) a = x[j] > x[a] ? j : a;
+        d.arg[r] = a;
+        y[r] = x[a];
+      }
+      break;
+  }
+  benchmark::ClobberMemory();
+  return y[0];
+}
+
+// The hand-written backward, accumulating (+=) as wengert's closures do.
+float baseline11_bwd(Op11 op, Ops11Data& d) {
+  const std::size_t m = d.s.m, k = d.s.k;
+  const float* g = d.G.data();
+  switch (op) {
+    case Op11::kBmm:
+      for (std::size_t i = 0; i < d.batch; ++i) {
+        const float* Gi = g + i * d.rows * d.n();
+        base::gemm(false, true, d.rows, k, d.n(), Gi, d.n(), d.B.data() + i * k * d.n(), d.n(),
+                   1.0f, d.dA.data() + i * d.rows * k, k);
+        base::gemm(true, false, k, d.n(), d.rows, d.A.data() + i * d.rows * k, k, Gi, d.n(), 1.0f,
+                   d.dB.data() + i * k * d.n(), d.n());
+      }
+      return d.dB[0];
+    case Op11::kLayerNorm:
+      for (std::size_t r = 0; r < m; ++r) {
+        const float* x = d.X.data() + r * k;
+        const float* gr = g + r * k;
+        const float mu = d.stats[2 * r], rstd = d.stats[2 * r + 1];
+        float a = 0, b = 0;
+        for (std::size_t j = 0; j < k; ++j) {
+          const float gh = gr[j] * d.gamma.data()[j];
+          a += gh;
+          b += gh * (x[j] - mu) * rstd;
+        }
+        a /= float(k);
+        b /= float(k);
+        for (std::size_t j = 0; j < k; ++j) {
+          const float xh = (x[j] - mu) * rstd;
+          d.dX[r * k + j] += rstd * (gr[j] * d.gamma.data()[j] - a - xh * b);
+          d.out[j] += gr[j] * xh;  // dγ
+          d.out[k + j] += gr[j];   // dβ
+        }
+      }
+      return d.dX[0];
+    case Op11::kEmbedding:
+      for (std::size_t r = 0; r < m; ++r) {
+        float* dst = d.dtable.data() + std::size_t(d.ids[r]) * k;
+        for (std::size_t j = 0; j < k; ++j) dst[j] += g[r * k + j];
+      }
+      return d.dtable[0];
+    case Op11::kConcat:
+      for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t j = 0; j < k / 2; ++j) {
+          d.dX[r * k / 2 + j] += g[r * k + j];
+          d.dA[r * k / 2 + j] += g[r * k + k / 2 + j];
+        }
+      return d.dX[0];
+    case Op11::kSlice:
+      for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t j = 0; j < k / 2; ++j) d.dX[r * k + k / 4 + j] += g[r * k / 2 + j];
+      return d.dX[0];
+    case Op11::kMax:
+      for (std::size_t r = 0; r < m; ++r) d.dX[r * k + d.arg[r]] += g[r];
+      return d.dX[0];
+  }
+  return 0;
+}
+
+std::vector<Turn> ops11_fwd(Size s, Op11 op) {
+  auto d = std::make_shared<Ops11Data>(s);
+  return {{"baseline", [d, op] { return baseline11_fwd(op, *d); }},
+          {"wengert", [d, op] {
+             d->tape.clear();
+             return record11(op, *d).data()[0];
+           }}};
+}
+
+// Backward, with a third contender "sweep": the same sweep over a custom op of the same output
+// shape whose backward does nothing (the seed's copy into the output's adjoint, which the
+// baseline is simply handed, and the sweep's own cost), so "net" is the closure alone.
+std::vector<Turn> ops11_bwd(Size s, Op11 op) {
+  auto d = std::make_shared<Ops11Data>(s);
+  baseline11_fwd(op, *d);  // the statistics and arg-maxima the baseline's backward reads
+  auto y = std::make_shared<Var<float>>(record11(op, *d));
+  struct Sweep {
+    Parameter<float> p;
+    Tape<float> tape;
+    Var<float> y;
+  };
+  auto w = std::make_shared<Sweep>();
+  w->p = make_param(y->shape(), 21);
+  w->y = noop(w->tape.param(w->p));
+  return {{"baseline", [d, op] { return baseline11_bwd(op, *d); }},
+          {"wengert",
+           [d, y] {
+             d->tape.backward(*y, d->G.data(), nullptr, 0);
+             return d->tape.size() ? d->G[0] : 0.0f;
+           }},
+          {"sweep", [d, w] {
+             w->tape.backward(w->y, d->G.data(), nullptr, 0);
+             return w->p.grad_data()[0];
+           }}};
+}
+
+void register_ops11(Size s) {
+  const std::string sz = std::string("/") + s.name;
+  const std::pair<const char*, Op11> ops[] = {
+      {"bmm", Op11::kBmm},       {"layer_norm", Op11::kLayerNorm}, {"embedding", Op11::kEmbedding},
+      {"concat", Op11::kConcat}, {"slice", Op11::kSlice},          {"max_axis", Op11::kMax}};
+  for (auto [name, op] : ops) {
+    reg(std::string(name) + "/fwd" + sz, 1.2, [s, op = op] { return ops11_fwd(s, op); });
+    reg(std::string(name) + "/bwd" + sz, op == Op11::kBmm ? 1.05 : 1.2,
+        [s, op = op] { return ops11_bwd(s, op); });
+  }
+}
+
 void register_all() {
   for (const Size s : kSizes) {
     const std::string sz = std::string("/") + s.name;
@@ -503,6 +725,7 @@ void register_all() {
       reg(std::string(name) + "/fwd" + sz, target, [s, l = l] { return loss_fwd(s, l); });
       reg(std::string(name) + "/bwd" + sz, target, [s, l = l] { return loss_bwd(s, l); });
     }
+    register_ops11(s);  // issue 11's ops (the block above)
   }
   reg("conv2d/fwd/cnn", 0, conv_fwd);
   reg("conv2d/bwd/cnn", 0, conv_bwd);

@@ -35,7 +35,7 @@ float WengertCNN::step() {
   Var<float> x = tape_.constant_view(p_->x.data(), Shape{s.batch, 1, s.side, s.side});
   Var<float> h = max_pool2d(relu(conv2d(x, P(0), B(0), {1, 1, 1})), {2});
   h = max_pool2d(relu(conv2d(h, P(1), B(1), {1, 1, 1})), {2});
-  h = relu(linear(flatten(h), P(2), B(2)));
+  h = relu(linear(flatten(h, 1), P(2), B(2)));
   Var<float> loss =
       softmax_cross_entropy(linear(h, P(3), B(3)), p_->labels.data(), p_->labels.size());
   tape_.backward(loss);

@@ -94,6 +94,12 @@ class OpBuilder {
   /// Allocates `n` elements of scratch memory on the tape (e.g. a softmax kept for backward),
   /// 64-byte aligned, valid until the tape is cleared. Not zeroed.
   T* scratch(std::size_t n) { return tape_->template arena_alloc<T>(n); }
+  /// The same for another trivial type U (indices, a mask of bytes).
+  template <class U>
+  U* scratch_as(std::size_t n) {
+    static_assert(std::is_trivially_destructible_v<U> && alignof(U) <= 64);
+    return tape_->template arena_alloc<U>(n);
+  }
 
   /// Completes the op. `backward` is called as backward(const BackwardContext<T>&) during the
   /// sweep; it must accumulate (+=) into ctx.grad(i) for the inputs with ctx.needs_grad(i).

@@ -141,7 +141,18 @@ class Tape {
     return begin_op(name, inputs.begin(), inputs.size(), out, loc);
   }
   OpBuilder<T> begin_op(const char* name, const Var<T>* inputs, std::size_t n_inputs,
-                        const Shape& out, SourceLoc loc = SourceLoc::current());
+                        const Shape& out, SourceLoc loc = SourceLoc::current()) {
+    return begin_op_impl(name, inputs, n_inputs, out, loc, nullptr, 0);
+  }
+  /// As begin_op with the one input x, but the output is a view: its value is x's memory from
+  /// element `offset` on (out.size() elements; a UsageError if they do not fit), not a copy.
+  /// Only the adjoint is allocated. The op must not write out_data(). For ops that only
+  /// re-read memory (reshape, squeeze, a slice of contiguous rows): like detach, the view shows
+  /// x's memory as it is when read, so a Parameter's view follows the Parameter.
+  OpBuilder<T> begin_view_op(const char* name, const Var<T>& x, const Shape& out,
+                             std::size_t offset = 0, SourceLoc loc = SourceLoc::current()) {
+    return begin_op_impl(name, &x, 1, out, loc, &x, offset);
+  }
 
   // ---- backward --------------------------------------------------------------------------
 
@@ -270,6 +281,17 @@ class Tape {
     if (building_ | sweeping_) throw_busy(what);
   }
 
+  OpBuilder<T> begin_op_impl(const char* name, const Var<T>* inputs, std::size_t n_inputs,
+                             const Shape& out, SourceLoc loc, const Var<T>* view_of,
+                             std::size_t offset);
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_bad_view(const char* name,
+                                                                    const detail::Node<T>& x,
+                                                                    const Shape& out,
+                                                                    std::size_t offset) {
+    throw UsageError(std::string(name) + ": a view of " + out.str() + " from element " +
+                     std::to_string(offset) + " does not fit in its input " + x.shape.str());
+  }
+
   void check_input(const Var<T>& v, const char* op, std::size_t arg) const {
     if (v.tape_ != this || v.gen_ != gen_ || v.index_ >= nodes_.size())
       throw_bad_handle(v, op, arg);
@@ -389,8 +411,9 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
 }
 
 template <class T>
-OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size_t n_inputs,
-                               const Shape& out, SourceLoc loc) {
+OpBuilder<T> Tape<T>::begin_op_impl(const char* name, const Var<T>* inputs, std::size_t n_inputs,
+                                    const Shape& out, SourceLoc loc, const Var<T>* view_of,
+                                    std::size_t offset) {
   check_owner(name);
   check_idle(name);
   bool needs = false;
@@ -405,8 +428,13 @@ OpBuilder<T> Tape<T>::begin_op(const char* name, const Var<T>* inputs, std::size
   const std::size_t size = shape.size();
   T* value = nullptr;
   T* grad = nullptr;
+  if (view_of) {
+    const detail::Node<T>& src = nodes_[view_of->index_];
+    if (offset > src.size || size > src.size - offset) throw_bad_view(name, src, shape, offset);
+    value = const_cast<T*>(src.value) + (src.size ? offset : 0);
+  }
   try {
-    value = arena_alloc<T>(size);
+    if (!view_of) value = arena_alloc<T>(size);
     if (needs) grad = arena_alloc<T>(size);
   } catch (const ResourceError& e) {
     throw_no_memory(name, shape, needs, rb.arena, e);

@@ -18,76 +18,20 @@
 #include <sstream>
 #include <type_traits>
 
-#include "detail/broadcast.hpp"
+#include "detail/binary.hpp"
 #include "detail/record.hpp"
 
 namespace wengert {
 namespace {
 
 using detail::check_handle;
+using detail::record_binary;
 using detail::record_unary;
 
 // out[i] = f(in[i]) for the one-operation lambdas, a plain loop that gcc vectorises itself.
 template <class T, class F>
 inline void map1(const T* __restrict in, T* __restrict out, std::size_t n, F f) {
   for (std::size_t i = 0; i < n; ++i) out[i] = f(in[i]);
-}
-
-// Records z = f(x, y) with broadcasting. da(g, x, y, z) and db(g, x, y, z) give one output
-// element's contribution to the adjoints of a and b, from the output adjoint g.
-template <class T, class F, class DA, class DB>
-Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceLoc loc, F f, DA da,
-                     DB db) {
-  check_handle(name, "a", a);
-  check_handle(name, "b", b);
-  const Shape sa = a.shape(), sb = b.shape();  // copies: valid after begin_op grows the tape
-  const Shape out = sa == sb ? sa : broadcast_shapes(name, sa, sb);
-  auto op = a.tape().begin_op(name, {a, b}, out, loc);
-  const T* __restrict x = op.input_data(0);
-  const T* __restrict y = op.input_data(1);
-  T* __restrict z = op.out_data();
-  const std::size_t n = op.out_size();
-  if (op.input_size(0) == n && op.input_size(1) == n) {
-    for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
-  } else {
-    detail::for_each_broadcast(
-        detail::make_broadcast_map(out, sa, sb),
-        [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = f(x[i], y[j]); });
-  }
-  return op.finish([da, db](const BackwardContext<T>& c) {
-    const std::size_t n = c.out_size();
-    const T* __restrict g = c.out_grad_data();
-    const T* __restrict x = c.input_data(0);
-    const T* __restrict y = c.input_data(1);
-    const T* __restrict z = c.out_data();
-    // The two adjoints are updated in separate loops: they are the same buffer in mul(x, x).
-    if (c.input_size(0) == n && c.input_size(1) == n) {
-      if (c.needs_grad(0)) {
-        T* __restrict ga = c.grad_data(0);
-        for (std::size_t i = 0; i < n; ++i) ga[i] += da(g[i], x[i], y[i], z[i]);
-      }
-      if (c.needs_grad(1)) {
-        T* __restrict gb = c.grad_data(1);
-        for (std::size_t i = 0; i < n; ++i) gb[i] += db(g[i], x[i], y[i], z[i]);
-      }
-      return;
-    }
-    // Broadcast: walk the output; an input repeated along an axis gets the sum over it.
-    const detail::BroadcastMap m =
-        detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.input_shape(1));
-    if (c.needs_grad(0)) {
-      T* ga = c.grad_data(0);
-      detail::for_each_broadcast(m, [&](std::size_t o, std::size_t i, std::size_t j) {
-        ga[i] += da(g[o], x[i], y[j], z[o]);
-      });
-    }
-    if (c.needs_grad(1)) {
-      T* gb = c.grad_data(1);
-      detail::for_each_broadcast(m, [&](std::size_t o, std::size_t i, std::size_t j) {
-        gb[j] += db(g[o], x[i], y[j], z[o]);
-      });
-    }
-  });
 }
 
 // Index of the first negative element of p[0..n), or n. The scan for "any" vectorises; the

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "detail/axes.hpp"
 #include "detail/record.hpp"
 
 namespace wengert {
@@ -89,6 +90,93 @@ Var<T> log_softmax(const Var<T>& x, SourceLoc loc) {
     }
   });
 }
+
+// ---- along any axis ----------------------------------------------------------------------------
+//
+// x as [outer, n, inner] around the axis: slice (o, i) is x[(o·n + k)·inner + i], k < n. The last
+// axis (inner = 1) is the row forms above; otherwise each pass runs over whole rows of `inner`
+// contiguous elements (vectorised along i), with one row of per-slice statistics in tape memory,
+// kept by the closure and reused by backward.
+namespace {
+
+template <bool Log, class T>
+Var<T> softmax_axis(const char* name, const Var<T>& x, int axis, SourceLoc loc) {
+  detail::check_handle(name, "x", x);
+  const Shape s = x.shape();
+  if (s.rank() == 0)
+    throw ShapeError(std::string(name) + ": x is [] (a scalar): " + name +
+                     " normalises along an axis, so x needs at least one");
+  const std::size_t ax = detail::normalize_axis(name, "x", s, axis);
+  if (ax + 1 == s.rank()) return Log ? log_softmax(x, loc) : softmax(x, loc);
+  const detail::AxisSplit a = detail::split_at(s, ax);
+  auto op = x.tape().begin_op(name, &x, 1, s, loc);
+  T* row = op.scratch(a.inner);  // per slice of one o: the max, then Σ exp (or its log)
+  const T* xv = op.input_data(0);
+  T* y = op.out_data();
+  const std::size_t n = a.n, inner = a.inner;
+  for (std::size_t o = 0; o < a.outer; ++o) {
+    const T* xo = xv + o * n * inner;
+    T* yo = y + o * n * inner;
+    if (n == 0) continue;
+    for (std::size_t i = 0; i < inner; ++i) row[i] = xo[i];
+    for (std::size_t k = 1; k < n; ++k)
+      for (std::size_t i = 0; i < inner; ++i) row[i] = std::max(row[i], xo[k * inner + i]);
+    // y = x − M (M = 0 for a slice whose max is ±inf or NaN, which then propagates), then the
+    // sums Σ exp(x − M) into row, then y = exp(y)/Σ or y − log Σ.
+    for (std::size_t k = 0; k < n; ++k)
+      for (std::size_t i = 0; i < inner; ++i) {
+        const T m = std::isfinite(row[i]) ? row[i] : T(0);
+        yo[k * inner + i] = xo[k * inner + i] - m;
+      }
+    for (std::size_t i = 0; i < inner; ++i) row[i] = T(0);
+    for (std::size_t k = 0; k < n; ++k)
+      for (std::size_t i = 0; i < inner; ++i) row[i] += std::exp(yo[k * inner + i]);
+    for (std::size_t k = 0; k < n; ++k)
+      for (std::size_t i = 0; i < inner; ++i) {
+        T& v = yo[k * inner + i];
+        v = Log ? v - std::log(row[i]) : std::exp(v) / row[i];
+      }
+  }
+  return op.finish([a, row](const BackwardContext<T>& c) {
+    if (!c.needs_grad(0)) return;
+    const std::size_t n = a.n, inner = a.inner;
+    const T* y = c.out_data();
+    const T* g = c.out_grad_data();
+    T* dx = c.grad_data(0);
+    for (std::size_t o = 0; o < a.outer; ++o) {
+      const std::size_t base = o * n * inner;
+      // softmax: Σₖ Gₖ yₖ; log_softmax: Σₖ Gₖ, per slice
+      for (std::size_t i = 0; i < inner; ++i) row[i] = T(0);
+      for (std::size_t k = 0; k < n; ++k)
+        for (std::size_t i = 0; i < inner; ++i) {
+          const std::size_t e = base + k * inner + i;
+          row[i] += Log ? g[e] : g[e] * y[e];
+        }
+      for (std::size_t k = 0; k < n; ++k)
+        for (std::size_t i = 0; i < inner; ++i) {
+          const std::size_t e = base + k * inner + i;
+          dx[e] += Log ? g[e] - std::exp(y[e]) * row[i] : y[e] * (g[e] - row[i]);
+        }
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> softmax(const Var<T>& x, int axis, SourceLoc loc) {
+  return softmax_axis<false>("softmax", x, axis, loc);
+}
+
+template <class T>
+Var<T> log_softmax(const Var<T>& x, int axis, SourceLoc loc) {
+  return softmax_axis<true>("log_softmax", x, axis, loc);
+}
+
+template Var<float> softmax<float>(const Var<float>&, int, SourceLoc);
+template Var<double> softmax<double>(const Var<double>&, int, SourceLoc);
+template Var<float> log_softmax<float>(const Var<float>&, int, SourceLoc);
+template Var<double> log_softmax<double>(const Var<double>&, int, SourceLoc);
 
 template Var<float> softmax<float>(const Var<float>&, SourceLoc);
 template Var<double> softmax<double>(const Var<double>&, SourceLoc);

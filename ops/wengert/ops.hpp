@@ -6,7 +6,6 @@
 #include <wengert/ops/bias_add.hpp>
 #include <wengert/ops/conv2d.hpp>
 #include <wengert/ops/elementwise.hpp>
-#include <wengert/ops/flatten.hpp>
 #include <wengert/ops/linear.hpp>
 #include <wengert/ops/losses.hpp>
 #include <wengert/ops/matmul.hpp>
@@ -14,3 +13,10 @@
 #include <wengert/ops/reduce.hpp>
 #include <wengert/ops/softmax.hpp>
 #include <wengert/ops/softplus.hpp>
+// Issue 11: shape, indexing, axis reductions, more elementwise ops, nn ops.
+#include <wengert/ops/bmm.hpp>
+#include <wengert/ops/indexing.hpp>
+#include <wengert/ops/nn_ops.hpp>
+#include <wengert/ops/pointwise.hpp>
+#include <wengert/ops/reduce_axis.hpp>
+#include <wengert/ops/shape.hpp>

@@ -523,7 +523,7 @@ class Program {
     a.transpose_b = f & 0x20;
     a.keepdims = f & 0x40;
     if (op.takes_scalar) a.scalar = double(value());
-    if (op.rule == ShapeRule::kReduceAxis) a.axis = int(r_.u8() % 11) - 5;  // [−5, 5]
+    if (op.rule == ShapeRule::kReduceAxis || op.uses_axis) a.axis = int(r_.u8() % 11) - 5;
     if (op.rule == ShapeRule::kLabels) a.labels = labels(in[0], f & 0x80);
     if (op.rule == ShapeRule::kConv2d || op.rule == ShapeRule::kPool2d) {
       // A byte of window options, two bits each, 0 included (refused, or the default stride).
@@ -598,7 +598,8 @@ class Program {
     const std::optional<Shape> want = output_shape(op, shapes, a);
     if (!want) {
       std::string args;
-      if (op.rule == ShapeRule::kReduceAxis) args = ", axis " + std::to_string(a.axis);
+      if (op.rule == ShapeRule::kReduceAxis || op.uses_axis)
+        args = ", axis " + std::to_string(a.axis);
       if (op.rule == ShapeRule::kMatmul)
         args = std::string(", transposes ") + (a.transpose_a ? "t" : "n") +
                (a.transpose_b ? "t" : "n");
@@ -621,7 +622,8 @@ class Program {
       return check_gemm(name.c_str(), y, x[0], x[1], a.transpose_a, a.transpose_b, nullptr);
     if (n == "linear") return check_gemm(name.c_str(), y, x[0], x[1], false, false, &x[2]);
     if (n == "bias_add") return check_bias_add(x[0], x[1], y);
-    if (n == "softmax" || n == "log_softmax") return check_softmax(op, x[0], y);
+    if ((n == "softmax" || n == "log_softmax") && op.rule == ShapeRule::kElementwise)
+      return check_softmax(op, x[0], y);
     if (op.rule == ShapeRule::kLabels && n == "softmax_cross_entropy")
       return check_softmax_cross_entropy_labels(x[0], a.labels, y);
     if (op.rule == ShapeRule::kLoss) return check_loss(op, x[0], x[1], y);  // (by name)

@@ -29,7 +29,7 @@ struct TinyCnn : nn::Module<float> {
   nn::Linear<float> fc{4 * 4 * 4, 10, std::uint64_t{2}, nn::Init::kXavierUniform, "fc"};
   Var<float> forward(Tape<float>& tape, const Var<float>& x) {
     Var<float> h = max_pool2d(relu(bn.forward(tape, conv.forward(tape, x))), {2});
-    return fc.forward(tape, flatten(h));
+    return fc.forward(tape, flatten(h, 1));
   }
   void visit(nn::ModuleVisitor<float>& v) override {
     v.module("conv", conv);

@@ -257,3 +257,59 @@ TEST(Softmax, BothThroughOpTest) {
       .reference(rows_of(ref_log_softmax))
       .run();
 }
+
+// ---- along any axis
+// -------------------------------------------------------------------------------
+
+namespace {
+
+// f (softmax or log_softmax of a row) applied to every slice along `axis`.
+xt::xarray<double> along(const xt::xarray<double>& x, int axis,
+                         xt::xarray<double> (*f)(const xt::xarray<double>&)) {
+  const std::size_t r = x.dimension(), ax = std::size_t(axis < 0 ? axis + int(r) : axis);
+  std::size_t outer = 1, inner = 1;
+  for (std::size_t d = 0; d < ax; ++d) outer *= x.shape(d);
+  for (std::size_t d = ax + 1; d < r; ++d) inner *= x.shape(d);
+  const std::size_t n = x.shape(ax);
+  xt::xarray<double> y = x, row = xt::xarray<double>::from_shape({n});
+  for (std::size_t o = 0; o < outer; ++o)
+    for (std::size_t i = 0; i < inner; ++i) {
+      if (n == 0) continue;
+      for (std::size_t k = 0; k < n; ++k) row(k) = x.data()[(o * n + k) * inner + i];
+      const xt::xarray<double> s = f(row);
+      for (std::size_t k = 0; k < n; ++k) y.data()[(o * n + k) * inner + i] = s(k);
+    }
+  return y;
+}
+
+}  // namespace
+
+TEST(Softmax, AlongAnyAxisThroughOpTest) {
+  using wengert::testing::Values;
+  const std::vector<wengert::testing::ShapeCase> cases = {{{2, 3}},     {{3, 4, 2}}, {{1, 5, 1}},
+                                                          {{2, 17, 3}}, {{0, 3, 2}}, {{2, 0, 3}}};
+  for (int axis : {1, -2}) {
+    wengert::testing::op_test<1>("softmax", [=](auto&& x) { return softmax(x, axis); })
+        .shapes(wengert::testing::shapes::fixed(cases))
+        .bad_shapes({{{}}, {{3}}})
+        .domain({-4.0, 4.0})
+        .reference([=](const Values& v) { return along(v[0], axis, ref_softmax); })
+        .run();
+    wengert::testing::op_test<1>("log_softmax", [=](auto&& x) { return log_softmax(x, axis); })
+        .shapes(wengert::testing::shapes::fixed(cases))
+        .bad_shapes({{{}}, {{3}}})
+        .domain({-4.0, 4.0})
+        .reference([=](const Values& v) { return along(v[0], axis, ref_log_softmax); })
+        .run();
+  }
+  // The last axis, named either way, is the row forms: the same values.
+  Tape<double> tape;
+  std::mt19937_64 rng(29);
+  auto x = tape.constant(random_array({3, 4}, rng));
+  EXPECT_EQ(xt::xarray<double>(softmax(x, -1).value()), xt::xarray<double>(softmax(x).value()));
+  EXPECT_EQ(xt::xarray<double>(log_softmax(x, 1).value()),
+            xt::xarray<double>(log_softmax(x).value()));
+  // Extreme values along axis 0: exact, finite.
+  auto big = softmax(tape.constant(xt::xarray<double>{{1e4, 0}, {0, 1e4}, {-1e4, 0}}), 0);
+  EXPECT_EQ(xt::xarray<double>(big.value()), (xt::xarray<double>{{1, 0}, {0, 1}, {0, 0}}));
+}

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <stdexcept>
 
 namespace wengert::testing {
@@ -21,6 +22,124 @@ OpDomain pow_domain(int, const OpArgs& a) {
   const bool fractional = a.scalar != std::trunc(a.scalar), negative = a.scalar < 0;
   if (fractional) return at_least(negative ? 0.3 : 0.2);
   return negative ? away_from_zero(0.3) : anything();
+}
+
+// ---- shape rules of the shape, indexing and axis ops (kCustom1..3) ----
+
+// The shape of a valid handle, [] for an empty or stale one (whose op then throws UsageError).
+template <class T>
+Shape shape_or_empty(const Var<T>& v) {
+  return v.valid() ? v.shape() : Shape{};
+}
+
+// The axis in [0, rank + extra), or nullopt: the op must refuse it.
+std::optional<std::size_t> axis_in(const Shape& x, int axis, std::size_t extra = 0) {
+  const int r = int(x.rank() + extra);
+  if (axis < -r || axis >= r) return std::nullopt;
+  return std::size_t(axis < 0 ? axis + r : axis);
+}
+
+Shape reversed(const Shape& x) {
+  Shape out;
+  for (std::size_t d = x.rank(); d-- > 0;) out.push_back(x[d]);
+  return out;
+}
+
+// Dimension d of the output is dimension (d + 1) mod r of x: the registry's permutation.
+Shape rotated(const Shape& x) {
+  Shape out;
+  for (std::size_t d = 0; d < x.rank(); ++d) out.push_back(x[(d + 1) % x.rank()]);
+  return out;
+}
+
+// x with two leading dimensions of 2 and each size-1 dimension made 3: broadcast_to's target.
+std::optional<Shape> broadcast_target(const Shape& x) {
+  if (x.rank() + 1 > Shape::kMaxRank) return std::nullopt;
+  Shape out{2};
+  for (std::size_t d : x) out.push_back(d == 1 ? 3 : d);
+  return out;
+}
+
+// numpy's slice of n elements from start to stop.
+std::size_t slice_length(long long start, long long stop, std::size_t n) {
+  auto clamp = [n](long long b) {
+    if (b < 0) b += (long long)n;
+    return std::size_t(std::clamp<long long>(b, 0, (long long)n));
+  };
+  const std::size_t b = clamp(start), e = clamp(stop);
+  return e > b ? e - b : 0;
+}
+
+template <long long Start, long long Stop>
+std::optional<Shape> slice_shape(const std::vector<Shape>& in, const OpArgs& a) {
+  const auto ax = axis_in(in[0], a.axis);
+  if (!ax) return std::nullopt;
+  return in[0].with_dim(*ax, slice_length(Start, Stop, in[0][*ax]));
+}
+
+// concat's partner: x with the axis one longer, mod 3 (so 0-length parts occur).
+Shape concat_partner(const Shape& x, int, const OpArgs& a) {
+  const auto ax = axis_in(x, a.axis);
+  return ax ? x.with_dim(*ax, (x[*ax] + 1) % 3) : x;
+}
+
+std::optional<Shape> concat_shape(const std::vector<Shape>& in, const OpArgs& a) {
+  const auto ax = axis_in(in[0], a.axis);
+  if (!ax || in[1].rank() != in[0].rank()) return std::nullopt;
+  for (std::size_t d = 0; d < in[0].rank(); ++d)
+    if (d != *ax && in[0][d] != in[1][d]) return std::nullopt;
+  return in[0].with_dim(*ax, in[0][*ax] + in[1][*ax]);
+}
+
+Shape same_partner(const Shape& x, int, const OpArgs&) { return x; }
+
+std::optional<Shape> stack_shape(const std::vector<Shape>& in, const OpArgs& a) {
+  const auto ax = axis_in(in[0], a.axis, 1);
+  if (!ax || in[1] != in[0] || in[0].rank() == Shape::kMaxRank) return std::nullopt;
+  Shape out;
+  for (std::size_t d = 0; d <= in[0].rank(); ++d) {
+    if (d == *ax) out.push_back(2);
+    if (d < in[0].rank()) out.push_back(in[0][d]);
+  }
+  return out;
+}
+
+// index_select's 1-D indices (1 repeats) and 2-D ones, and embedding's ids [3,2].
+constexpr std::int32_t kSelect1[3] = {1, 0, 1};
+constexpr std::int64_t kSelect2[4] = {0, 1, 1, 0};
+constexpr std::int64_t kIds[6] = {1, 0, 1, 1, 0, 1};
+
+// x with dimension ax replaced by the dimensions of `idx` (index_select's output), if every
+// index fits (all of them are 0 or 1 here: the axis needs length 2) and the rank allows it.
+std::optional<Shape> take_shape(const Shape& x, int axis, const Shape& idx) {
+  const auto ax = axis_in(x, axis);
+  if (!ax || x[*ax] < 2 || x.rank() - 1 + idx.rank() > Shape::kMaxRank) return std::nullopt;
+  Shape out;
+  for (std::size_t d = 0; d < *ax; ++d) out.push_back(x[d]);
+  for (std::size_t d : idx) out.push_back(d);
+  for (std::size_t d = *ax + 1; d < x.rank(); ++d) out.push_back(x[d]);
+  return out;
+}
+
+// The mask of where(): 1, 0, 1, ... along the last dimension of a and b's broadcast shape.
+template <class T>
+Var<T> where_call(const Var<T>* v) {
+  const auto out = broadcast_shapes(shape_or_empty(v[0]), shape_or_empty(v[1]));
+  const std::size_t n = out && out->rank() ? out->back() : 1;
+  static thread_local std::vector<std::uint8_t> mask;
+  mask.assign(n, 0);
+  for (std::size_t i = 0; i < n; i += 2) mask[i] = 1;
+  return where(mask.data(), out && out->rank() ? Shape{n} : Shape{}, v[0], v[1]);
+}
+
+double gelu_ref(double x, double) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
+double silu_ref(double x, double) { return x / (1 + std::exp(-x)); }
+
+Shape bias_partner(const Shape& x, int, const OpArgs&) { return Shape{x.rank() ? x.back() : 1}; }
+
+// bmm's partner for a [b,m,k]: b [b,k,3].
+Shape bmm_partner(const Shape& x, int, const OpArgs&) {
+  return x.rank() == 3 ? Shape{x[0], x[2], 3} : Shape{2, x.rank() ? x.back() : 1, 3};
 }
 
 // The table. Each entry: the name the tape gives the node, the shape rule (kElementwise if
@@ -179,7 +298,221 @@ std::vector<OpEntry> make_registry() {
       // Training mode without running statistics: a pure function of its three inputs.
       Op("batch_norm2d", R::kBatchNorm,
          [](auto v, auto&) { return batch_norm2d(v[0], v[1], v[2]); }),
-      Op("flatten", R::kFlatten, [](auto v, auto&) { return flatten(v[0]); }),
+      // ---- shape and layout (ops/wengert/ops/shape.hpp) ----
+      Op("reshape", R::kCustom1,
+         [](auto v, auto&) { return reshape(v[0], reversed(shape_or_empty(v[0]))); })
+          .custom([](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+            return reversed(in[0]);
+          }),
+      Op("flatten", R::kCustom1, [](auto v, auto& a) { return flatten(v[0], a.axis); })
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs& a) -> std::optional<Shape> {
+                if (in[0].rank() == 0) return Shape{1};
+                const auto ax = axis_in(in[0], a.axis);
+                if (!ax) return std::nullopt;
+                Shape out;
+                std::size_t n = 1;
+                for (std::size_t d = 0; d < in[0].rank(); ++d)
+                  if (d < *ax)
+                    out.push_back(in[0][d]);
+                  else
+                    n *= in[0][d];
+                out.push_back(n);
+                return out;
+              },
+              nullptr, true),
+      Op("squeeze", R::kCustom1, [](auto v, auto& a) { return squeeze(v[0], a.axis); })
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs& a) -> std::optional<Shape> {
+                const auto ax = axis_in(in[0], a.axis);
+                if (!ax || in[0][*ax] != 1) return std::nullopt;
+                Shape out;
+                for (std::size_t d = 0; d < in[0].rank(); ++d)
+                  if (d != *ax) out.push_back(in[0][d]);
+                return out;
+              },
+              nullptr, true)
+          .example(Shape{1, 3, 1}),
+      Op("unsqueeze", R::kCustom1, [](auto v, auto& a) { return unsqueeze(v[0], a.axis); })
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs& a) -> std::optional<Shape> {
+                const auto ax = axis_in(in[0], a.axis, 1);
+                if (!ax || in[0].rank() == Shape::kMaxRank) return std::nullopt;
+                Shape out;
+                for (std::size_t d = 0; d <= in[0].rank(); ++d) {
+                  if (d == *ax) out.push_back(1);
+                  if (d < in[0].rank()) out.push_back(in[0][d]);
+                }
+                return out;
+              },
+              nullptr, true),
+      Op("transpose", R::kCustom1, [](auto v, auto&) { return transpose(v[0]); })
+          .ranks(2, 2)
+          .custom([](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+            if (in[0].rank() != 2) return std::nullopt;
+            return reversed(in[0]);
+          }),
+      Op("permute", R::kCustom1,
+         [](auto v, auto&) {
+           const std::size_t r = shape_or_empty(v[0]).rank();
+           int perm[Shape::kMaxRank];
+           for (std::size_t d = 0; d < r; ++d) perm[d] = int((d + 1) % r);
+           return permute(v[0], perm, r);
+         })
+          .custom([](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+            return rotated(in[0]);
+          }),
+      Op("broadcast_to", R::kCustom1,
+         [](auto v, auto&) {
+           return broadcast_to(v[0], broadcast_target(shape_or_empty(v[0])).value_or(Shape{}));
+         })
+          .ranks(0, Shape::kMaxRank - 1)
+          .custom([](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+            return broadcast_target(in[0]);
+          }),
+      Op("concat", R::kCustom2,
+         [](auto v, auto& a) {
+           return concat({v[0], v[1]}, a.axis);
+         })
+          .ranks(1, Shape::kMaxRank)
+          .custom(concat_shape, concat_partner, true),
+      Op("stack", R::kCustom2,
+         [](auto v, auto& a) {
+           return stack({v[0], v[1]}, a.axis);
+         })
+          .custom(stack_shape, same_partner, true),
+      Op("slice", R::kCustom1, [](auto v, auto& a) { return slice(v[0], a.axis, 1, -1); })
+          .with_variant("1:-1")
+          .ranks(1, Shape::kMaxRank)
+          .custom(slice_shape<1, -1>, nullptr, true),
+      Op("slice", R::kCustom1, [](auto v, auto& a) { return slice(v[0], a.axis, -2, 1000); })
+          .with_variant("-2:")
+          .ranks(1, Shape::kMaxRank)
+          .custom(slice_shape<-2, 1000>, nullptr, true),
+      // ---- indexing (ops/wengert/ops/indexing.hpp) ----
+      Op("index_select", R::kCustom1,
+         [](auto v, auto& a) { return index_select(v[0], a.axis, kSelect1, Shape{3}); })
+          .with_variant("int32")
+          .ranks(1, Shape::kMaxRank)
+          .custom([](const std::vector<Shape>& in,
+                     const OpArgs& a) { return take_shape(in[0], a.axis, Shape{3}); },
+                  nullptr, true),
+      Op("index_select", R::kCustom1,
+         [](auto v, auto& a) {
+           return index_select(v[0], a.axis, kSelect2, Shape{2, 2});
+         })
+          .with_variant("int64 [2,2]")
+          .ranks(1, Shape::kMaxRank)
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs& a) {
+                return take_shape(in[0], a.axis, Shape{2, 2});
+              },
+              nullptr, true),
+      Op("embedding", R::kCustom1,
+         [](auto v, auto&) {
+           return embedding(v[0], kIds, Shape{3, 2});
+         })
+          .ranks(2, 2)
+          .custom([](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+            if (in[0].rank() != 2 || in[0][0] < 2) return std::nullopt;
+            return Shape{3, 2, in[0][1]};
+          }),
+
+      // ---- reductions (ops/wengert/ops/reduce_axis.hpp) ----
+      Op("max", R::kReduceAll, [](auto v, auto&) { return max(v[0]); }),
+      Op("min", R::kReduceAll, [](auto v, auto&) { return min(v[0]); }),
+      Op("max", R::kReduceAxis, [](auto v, auto& a) { return max(v[0], a.axis, a.keepdims); })
+          .with_variant("axis"),
+      Op("min", R::kReduceAxis, [](auto v, auto& a) { return min(v[0], a.axis, a.keepdims); })
+          .with_variant("axis"),
+      Op("logsumexp", R::kReduceAxis,
+         [](auto v, auto& a) { return logsumexp(v[0], a.axis, a.keepdims); })
+          .with_variant("axis"),
+      Op("var", R::kReduceAxis, [](auto v, auto& a) { return var(v[0], a.axis, a.keepdims); })
+          .with_variant("axis"),
+      Op("norm", R::kReduceAxis, [](auto v, auto& a) { return norm(v[0], a.axis, a.keepdims); })
+          .with_variant("axis"),
+      Op("norm", R::kReduceAll, [](auto v, auto&) { return norm(v[0]); }),
+
+      // ---- elementwise (ops/wengert/ops/pointwise.hpp) ----
+      Op("abs", [](auto v, auto&) { return abs(v[0]); })
+          .domain(0, away_from_zero(0.05))
+          .ref([](double x, double) { return std::abs(x); }),
+      Op("sqrt", [](auto v, auto&) { return sqrt(v[0]); })
+          .domain(0, at_least(0.2))
+          .ref([](double x, double) { return std::sqrt(x); }),
+      Op("rsqrt", [](auto v, auto&) { return rsqrt(v[0]); })
+          .domain(0, at_least(0.2))
+          .ref([](double x, double) { return 1 / std::sqrt(x); }),
+      Op("clamp", [](auto v, auto&) { return clamp(v[0], -0.5, 0.75); })  // (exact in float)
+          .ref([](double x, double) { return std::clamp(x, -0.5, 0.75); }),
+      Op("sin", [](auto v, auto&) { return sin(v[0]); })
+          .ref([](double x, double) { return std::sin(x); }, 16),
+      Op("cos", [](auto v, auto&) { return cos(v[0]); })
+          .ref([](double x, double) { return std::cos(x); }, 16),
+      Op("maximum", R::kBroadcast, [](auto v, auto&) { return maximum(v[0], v[1]); })
+          .ref2([](double x, double y) { return std::max(x, y); }),
+      Op("minimum", R::kBroadcast, [](auto v, auto&) { return minimum(v[0], v[1]); })
+          .ref2([](double x, double y) { return std::min(x, y); }),
+      Op("where", R::kBroadcast, [](auto v, auto&) { return where_call(v); }),
+      Op("leaky_relu", [](auto v, auto&) { return leaky_relu(v[0], 0.125); })
+          .domain(0, away_from_zero(0.05))
+          .ref([](double x, double) { return x > 0 ? x : 0.125 * x; }),
+      Op("elu", [](auto v, auto&) { return elu(v[0]); })
+          .domain(0, away_from_zero(0.05))
+          .ref([](double x, double) { return x > 0 ? x : std::expm1(x); }, 16),
+      Op("gelu", [](auto v, auto&) { return gelu(v[0]); }).ref(gelu_ref, 64),
+      Op("silu", [](auto v, auto&) { return silu(v[0]); }).ref(silu_ref, 16),
+
+      // ---- batched matmul, nn ops, softmax along an axis ----
+      Op("bmm", R::kCustom2, [](auto v, auto&) { return bmm(v[0], v[1]); })
+          .ranks(2, 3)
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+                const Shape &a = in[0], &b = in[1];
+                if (a.rank() < 2 || a.rank() > 3 || b.rank() < 2 || b.rank() > 3)
+                  return std::nullopt;
+                if (a.rank() == 2 && b.rank() == 2) return std::nullopt;
+                if (a.rank() == 3 && b.rank() == 3 && a[0] != b[0]) return std::nullopt;
+                const std::size_t k = a.back(), kb = b[b.rank() - 2];
+                if (k != kb) return std::nullopt;
+                return Shape{a.rank() == 3 ? a[0] : b[0], a[a.rank() - 2], b.back()};
+              },
+              bmm_partner)
+          .example(Shape{2, 3, 4}),
+      Op("dropout",
+         [](auto v, auto&) {
+           std::mt19937_64 gen(7);  // the same mask on every call: a function of x
+           return dropout(v[0], 0.25, true, gen);
+         }),
+      Op("layer_norm", R::kCustom3, [](auto v, auto&) { return layer_norm(v[0], v[1], v[2]); })
+          .ranks(1, Shape::kMaxRank)
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs&) -> std::optional<Shape> {
+                if (in[0].rank() == 0 || in[1] != Shape{in[0].back()} ||
+                    in[2] != Shape{in[0].back()})
+                  return std::nullopt;
+                return in[0];
+              },
+              bias_partner),
+      Op("softmax", R::kCustom1, [](auto v, auto& a) { return softmax(v[0], a.axis); })
+          .with_variant("axis")
+          .ranks(1, Shape::kMaxRank)
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs& a) -> std::optional<Shape> {
+                if (!axis_in(in[0], a.axis)) return std::nullopt;
+                return in[0];
+              },
+              nullptr, true),
+      Op("log_softmax", R::kCustom1, [](auto v, auto& a) { return log_softmax(v[0], a.axis); })
+          .with_variant("axis")
+          .ranks(1, Shape::kMaxRank)
+          .custom(
+              [](const std::vector<Shape>& in, const OpArgs& a) -> std::optional<Shape> {
+                if (!axis_in(in[0], a.axis)) return std::nullopt;
+                return in[0];
+              },
+              nullptr, true),
       // New ops here, at the end.
   };
   return ops;
@@ -193,10 +526,12 @@ int arity_of(ShapeRule rule) {
     case R::kMatmul:
     case R::kBiasAdd:
     case R::kLoss:
+    case R::kCustom2:
       return 2;
     case R::kLinear:
     case R::kConv2d:
     case R::kBatchNorm:
+    case R::kCustom3:
       return 3;
     default:
       return 1;
@@ -302,11 +637,10 @@ std::optional<Shape> output_shape(const OpEntry& op, const std::vector<Shape>& i
       if (in[1] != Shape{x[1]} || in[2] != Shape{x[1]}) return std::nullopt;
       if (x[1] > 0 && x[0] * x[2] * x[3] == 0) return std::nullopt;
       return x;
-    case R::kFlatten: {
-      std::size_t rest = 1;
-      for (std::size_t d = 1; d < x.rank(); ++d) rest *= x[d];
-      return Shape{x[0], rest};
-    }
+    case R::kCustom1:
+    case R::kCustom2:
+    case R::kCustom3:
+      return op.shape_fn(in, a);
   }
   return std::nullopt;
 }
@@ -390,9 +724,24 @@ std::vector<OpExample> op_examples(const OpEntry& op) {
     case R::kBatchNorm:
       form({{2, 3, 2, 2}, {3}, {3}});
       break;
-    case R::kFlatten:
-      form({{2, 3, 4}});
+    case R::kCustom1:
+    case R::kCustom2:
+    case R::kCustom3: {
+      const Shape x = op.example_shape ? *op.example_shape : base;
+      std::vector<OpArgs> args(1);
+      if (op.uses_axis && x.rank() > 0) {
+        args.assign(2, OpArgs{});
+        args[0].axis = int(x.rank()) - 1;  // counted from the front, keeping the dimension
+        args[0].keepdims = true;
+        args[1].axis = -int(x.rank());  // counted from the back
+      }
+      for (const OpArgs& a : args) {
+        std::vector<Shape> shapes{x};
+        for (int k = 1; k < op.arity; ++k) shapes.push_back(op.partner_fn(x, k, a));
+        form(shapes, a);
+      }
       break;
+    }
   }
 
   // Each form with each spelling and each scalar.
@@ -412,7 +761,7 @@ std::vector<OpExample> op_examples(const OpEntry& op) {
         for (std::size_t k = 0; k < e.shapes.size(); ++k)
           str += (k ? ", " : " on ") + e.shapes[k].str();
         if (op.takes_scalar) str += ", scalar " + std::to_string(c);
-        if (op.rule == R::kReduceAxis)
+        if (op.rule == R::kReduceAxis || op.uses_axis)
           str += ", axis " + std::to_string(e.args.axis) + (e.args.keepdims ? ", keepdims" : "");
         if (op.rule == R::kConv2d)
           str += ", stride " + std::to_string(e.args.stride) + ", padding " +

@@ -20,6 +20,12 @@
 //      (kElementwise if omitted), .domain(input, ...) for the values where the derivative is
 //      smooth with a margin (log: at_least(0.2)), .scalar(...) for a scalar operand,
 //      .with_spellings({...}) for equivalent ways to write the call (named form, operator).
+//      Ops whose shapes follow no rule above (reshape, concat, index_select, bmm, layer_norm)
+//      take R::kCustom1, kCustom2 or kCustom3 (by their number of tensor inputs) and
+//      .custom(output_shape, partner_shape, uses_axis): the output's shape for given inputs (or
+//      nullopt: the op must refuse them), the shape of each further input that fits input 0,
+//      and whether the op reads args.axis. Non-tensor arguments (indices, a mask) are fixed
+//      in the lambda; it may read a valid input's shape (shape_or_empty) but nothing else.
 // That entry alone puts the op into the error tests (empty, stale, other-tape and other-thread
 // handles in every argument, tape unchanged), the random graphs (Jacobians against finite
 // differences, Parameter path, float against double) and the fuzzer (handles, tape sizes,
@@ -67,7 +73,13 @@ enum class ShapeRule {
   kPool2d,       // x [N,C,H,W] (H, W ≥ 1) with args.kernel/stride/padding → [N,C,Ho,Wo]
   kGlobalPool,   // x [N,C,H,W] (H, W ≥ 1) → [N,C]
   kBatchNorm,    // x [N,C,H,W], gamma [C], beta [C] → x's shape (N·H·W ≥ 1 unless C = 0)
-  kFlatten,      // x of rank ≥ 1 → [x0, product of the other dimensions]
+  // Ops whose shapes follow their own rule (shape and indexing ops, axis reductions, ...), of
+  // 1, 2 or 3 inputs: OpEntry::shape_fn gives the output's shape or the refusal,
+  // OpEntry::partner_fn the shapes of inputs 1 and 2 that fit input 0, and with
+  // OpEntry::uses_axis the op reads args.axis (and args.keepdims).
+  kCustom1,
+  kCustom2,
+  kCustom3,
 };
 
 int arity_of(ShapeRule rule);
@@ -117,6 +129,13 @@ struct OpEntry {
   double (*reference)(double x, double scalar) = nullptr;
   double (*reference2)(double a, double b) = nullptr;
   int ref_eps = 4;
+  // kCustom1..3 (custom()): the output's shape for these inputs, or nullopt if the op must
+  // refuse them; the shape of input k ≥ 1 that fits input 0 `x`; whether args.axis is read;
+  // input 0's shape in op_examples (default: of rank nearest 2, [2,3]).
+  std::optional<Shape> (*shape_fn)(const std::vector<Shape>& in, const OpArgs& args) = nullptr;
+  Shape (*partner_fn)(const Shape& x, int k, const OpArgs& args) = nullptr;
+  bool uses_axis = false;
+  std::optional<Shape> example_shape;
 
   /// "name", or "name(variant)": unique in the registry.
   std::string label() const { return variant.empty() ? name : name + "(" + variant + ")"; }
@@ -173,6 +192,18 @@ struct OpEntry {
     ref_eps = eps;
     return *this;
   }
+  /// kCustom1..3: the shape rule as functions (see the fields above).
+  OpEntry& custom(std::optional<Shape> (*shape)(const std::vector<Shape>&, const OpArgs&),
+                  Shape (*partner)(const Shape&, int, const OpArgs&) = nullptr, bool axis = false) {
+    shape_fn = shape;
+    partner_fn = partner;
+    uses_axis = axis;
+    return *this;
+  }
+  OpEntry& example(Shape s) {
+    example_shape = s;
+    return *this;
+  }
 };
 
 /// A new entry: its name, shape rule (and so arity and the ranks input 0 may have) and the
@@ -190,7 +221,6 @@ OpEntry Op(std::string name, ShapeRule rule, L call) {
   if (rule == ShapeRule::kConv2d || rule == ShapeRule::kPool2d || rule == ShapeRule::kGlobalPool ||
       rule == ShapeRule::kBatchNorm)
     e.min_rank = e.max_rank = 4;
-  if (rule == ShapeRule::kFlatten) e.min_rank = 1;
   e.record_float = call;
   e.record_double = call;
   return e;

@@ -441,9 +441,6 @@ class Generator {
         s.in[2] = new_leaf(Shape{C}, op.input_domain(2, a));
         return accept(s);
       }
-      case ShapeRule::kFlatten:
-        s.in[0] = first_input();
-        return accept(s);
       case ShapeRule::kLinear: {
         const int x = first_input();
         const OpDomain d2 = op.input_domain(2, a);
@@ -457,6 +454,29 @@ class Generator {
         s.in[0] = x;
         s.in[1] = W;
         s.in[2] = b;
+        return accept(s);
+      }
+      case ShapeRule::kCustom1:
+      case ShapeRule::kCustom2:
+      case ShapeRule::kCustom3: {
+        s.in[0] = first_input();
+        const int r = int(shape(s.in[0]).rank());
+        if (op.uses_axis && r > 0) {
+          a.axis = int(below(std::uint64_t(2 * r))) - r;  // [−r, r)
+          a.keepdims = chance(0.5);
+        }
+        std::vector<Shape> shapes{shape(s.in[0])};
+        for (int k = 1; k < op.arity; ++k) {
+          const Shape want = op.partner_fn(shape(s.in[0]), k, a);
+          if (want.size() == 0) return reject(), false;  // the graphs hold no empty tensors
+          const OpDomain dk = op.input_domain(k, a);
+          int y = pick([&](int i) { return shape(i) == want && in_domain(i, dk); });
+          if (y < 0 || chance(0.5)) y = new_leaf(want, dk);
+          s.in[k] = y;
+          shapes.push_back(want);
+        }
+        const std::optional<Shape> out = op.shape_fn(shapes, a);
+        if (!out || out->size() == 0) return reject(), false;
         return accept(s);
       }
     }
@@ -544,7 +564,7 @@ std::string RandomGraph::str() const {
       for (int k = 0; k < op.arity; ++k) os << (k ? ", #" : "#") << t.in[k];
       os << ')';
       if (op.takes_scalar) os << " scalar " << a.scalar;
-      if (op.rule == ShapeRule::kReduceAxis)
+      if (op.rule == ShapeRule::kReduceAxis || op.uses_axis)
         os << " axis " << a.axis << (a.keepdims ? " keepdims" : "");
       if (op.rule == ShapeRule::kMatmul) os << " ta " << a.transpose_a << " tb " << a.transpose_b;
       if (op.rule == ShapeRule::kConv2d)

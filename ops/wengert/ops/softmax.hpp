@@ -37,4 +37,16 @@ Var<T> softmax(const Var<T>& x, SourceLoc loc = SourceLoc::current());
 template <class T>
 Var<T> log_softmax(const Var<T>& x, SourceLoc loc = SourceLoc::current());
 
+// ---- along any axis ----------------------------------------------------------------------------
+
+/// softmax along `axis` (negative counts from the end; −1 is the forms above). Each slice along
+/// the axis is normalised on its own, max-subtracted as above; the same derivative per slice:
+/// dx += y ∘ (G − Σₖ Gₖ yₖ). @throws ShapeError if x is a scalar or the axis is out of range
+template <class T>
+Var<T> softmax(const Var<T>& x, int axis, SourceLoc loc = SourceLoc::current());
+
+/// log_softmax along `axis`; per slice dx += G − exp(y) · Σₖ Gₖ.
+template <class T>
+Var<T> log_softmax(const Var<T>& x, int axis, SourceLoc loc = SourceLoc::current());
+
 }  // namespace wengert

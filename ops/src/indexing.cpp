@@ -1,0 +1,116 @@
+// wengert — index_select and embedding (see indexing.hpp).
+//
+// x is seen as [outer, n, inner] around the axis and the output as [outer, m, inner], m the
+// number of indices: output row (o, j) is a copy of the `inner` contiguous elements of input
+// row (o, indices[j]). Backward adds output row (o, j)'s adjoint into input row (o, indices[j]),
+// one row after the other, so repeated indices accumulate. The indices are copied into tape
+// scratch memory (as std::int64_t) only when the output needs a gradient.
+#include <wengert/ops/indexing.hpp>
+
+#include <cstring>
+#include <string>
+
+#include "detail/axes.hpp"
+#include "detail/record.hpp"
+
+namespace wengert {
+namespace {
+
+// "[1,2]" for element k of an array of shape s (or "[k]" for a 1-D one).
+std::string position(std::size_t k, const Shape& s) {
+  if (s.rank() == 0) return "[]";
+  std::size_t idx[Shape::kMaxRank];
+  for (std::size_t d = s.rank(); d-- > 0;) {
+    idx[d] = k % s[d];
+    k /= s[d];
+  }
+  std::string p = "[";
+  for (std::size_t d = 0; d < s.rank(); ++d) p += (d ? "," : "") + std::to_string(idx[d]);
+  return p + "]";
+}
+
+template <class T, class I>
+Var<T> take(const char* name, const char* idx_name, const Var<T>& x, std::size_t ax,
+            const I* indices, const Shape& ishape, SourceLoc loc) {
+  static_assert(std::is_same_v<I, std::int32_t> || std::is_same_v<I, std::int64_t>);
+  const Shape s = x.shape();
+  const detail::AxisSplit a = detail::split_at(s, ax);
+  const std::size_t m = ishape.size();
+  for (std::size_t j = 0; j < m; ++j) {
+    const long long k = static_cast<long long>(indices[j]);
+    if (k < 0 || static_cast<unsigned long long>(k) >= a.n)
+      throw ValueError(std::string(name) + ": " + idx_name + position(j, ishape) + " = " +
+                       std::to_string(k) + " is out of range for axis " + std::to_string(ax) +
+                       " of " + (std::strcmp(name, "embedding") ? "x " : "the table ") + s.str() +
+                       ", of length " + std::to_string(a.n));
+  }
+  Shape out;
+  for (std::size_t d = 0; d < ax; ++d) out.push_back(s[d]);
+  for (std::size_t d : ishape) out.push_back(d);
+  for (std::size_t d = ax + 1; d < s.rank(); ++d) out.push_back(s[d]);
+
+  auto op = x.tape().begin_op(name, &x, 1, out, loc);
+  const T* xv = op.input_data(0);
+  T* y = op.out_data();
+  const std::size_t inner = a.inner;
+  for (std::size_t o = 0; o < a.outer; ++o)
+    for (std::size_t j = 0; j < m; ++j)
+      std::memcpy(y + (o * m + j) * inner, xv + (o * a.n + std::size_t(indices[j])) * inner,
+                  inner * sizeof(T));
+  std::int64_t* kept = nullptr;
+  if (op.requires_grad()) {
+    kept = op.template scratch_as<std::int64_t>(m);
+    for (std::size_t j = 0; j < m; ++j) kept[j] = indices[j];
+  }
+  return op.finish([kept, outer = a.outer, n = a.n, m, inner](const BackwardContext<T>& c) {
+    if (!c.needs_grad(0)) return;
+    const T* g = c.out_grad_data();
+    T* gx = c.grad_data(0);
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t j = 0; j < m; ++j) {
+        const T* __restrict src = g + (o * m + j) * inner;
+        T* __restrict dst = gx + (o * n + std::size_t(kept[j])) * inner;
+        for (std::size_t i = 0; i < inner; ++i) dst[i] += src[i];
+      }
+  });
+}
+
+}  // namespace
+
+template <class T, class I>
+Var<T> index_select(const Var<T>& x, int axis, const I* indices, const Shape& indices_shape,
+                    SourceLoc loc) {
+  detail::check_handle("index_select", "x", x);
+  const Shape s = x.shape();
+  if (s.rank() == 0)
+    throw ShapeError("index_select: x is a scalar ([]); index_select picks along an axis");
+  const std::size_t ax = detail::normalize_axis("index_select", "x", s, axis);
+  if (s.rank() - 1 + indices_shape.rank() > Shape::kMaxRank)
+    throw ShapeError("index_select: x " + s.str() + " with indices of shape " +
+                     indices_shape.str() + " would give a rank above " +
+                     std::to_string(Shape::kMaxRank));
+  return take("index_select", "indices", x, ax, indices, indices_shape, loc);
+}
+
+template <class T, class I>
+Var<T> embedding(const Var<T>& table, const I* ids, const Shape& ids_shape, SourceLoc loc) {
+  detail::check_handle("embedding", "table", table);
+  const Shape s = table.shape();
+  if (s.rank() != 2) throw ShapeError("embedding: table is " + s.str() + ", not 2-D [V, d]");
+  if (ids_shape.rank() + 1 > Shape::kMaxRank)
+    throw ShapeError("embedding: ids of shape " + ids_shape.str() + " would give a rank above " +
+                     std::to_string(Shape::kMaxRank));
+  return take("embedding", "ids", table, 0, ids, ids_shape, loc);
+}
+
+#define WENGERT_INDEXING(T, I)                                                               \
+  template Var<T> index_select<T, I>(const Var<T>&, int, const I*, const Shape&, SourceLoc); \
+  template Var<T> embedding<T, I>(const Var<T>&, const I*, const Shape&, SourceLoc);
+
+WENGERT_INDEXING(float, std::int32_t)
+WENGERT_INDEXING(float, std::int64_t)
+WENGERT_INDEXING(double, std::int32_t)
+WENGERT_INDEXING(double, std::int64_t)
+#undef WENGERT_INDEXING
+
+}  // namespace wengert
