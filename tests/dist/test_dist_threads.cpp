@@ -168,8 +168,9 @@ void check_fused_step(std::size_t threads, std::size_t rows, int rule) {
             m.parameters(), nn::RMSpropOptions{0.01, 0.9, 1e-8, 0.01, 0.5, true});
     }
   };
-  // 37 hidden units: parameters whose sizes are not multiples of the vector width.
-  nn::MLP<T> a({Data<T>::kIn, 37, 21, Data<T>::kClasses}, nn::Activation::kTanh, 9);
+  // 37 and 61 hidden units: parameters whose sizes are not multiples of the vector width, and
+  // one (37×61 = 2257 elements) that spans several of the reduction's 1024-element blocks.
+  nn::MLP<T> a({Data<T>::kIn, 37, 61, Data<T>::kClasses}, nn::Activation::kTanh, 9);
   nn::MLP<T> b = a;
   auto oa = make(a), ob = make(b);
   dist::ThreadDataParallel<T, nn::MLP<T>> da(a, threads), db(b, threads);

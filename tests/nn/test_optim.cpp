@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -525,12 +526,19 @@ void check_split_step_is_exact(Make make) {
     qs.emplace_back(sizes[i]);
   }
   ps2 = ps1;
-  std::vector<Parameter<T>*> l1, l2;
+  auto ps3 = ps1;
+  std::vector<Parameter<T>*> l1, l2, l3;
   for (std::size_t i = 0; i < sizes.size(); ++i) {
     l1.push_back(&ps1[i]);
     l2.push_back(&ps2[i]);
+    l3.push_back(&ps3[i]);
   }
-  auto whole = make(l1), split = make(l2);
+  auto whole = make(l1), split = make(l2), pieces = make(l3);
+  // pieces: update_parameter over blocks of kAlign elements of each parameter, shuffled.
+  std::vector<std::array<std::size_t, 3>> blocks;
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    for (std::size_t lo = 0; lo < sizes[i]; lo += nn::Optimizer<T>::kAlign)
+      blocks.push_back({i, lo, std::min(sizes[i], lo + nn::Optimizer<T>::kAlign)});
   ASSERT_EQ(split->numel(), 159u);
   // Cuts: every parameter start, plus aligned cuts inside the 37- and 100-element ones.
   const std::vector<std::size_t> cuts{0, 16, 32, 37, 42, 58, 74, 138, 142, 158, 159};
@@ -539,8 +547,12 @@ void check_split_step_is_exact(Make make) {
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       quadratic_grad(ps1[i], qs[i].a, qs[i].c);
       quadratic_grad(ps2[i], qs[i].a, qs[i].c);
+      quadratic_grad(ps3[i], qs[i].a, qs[i].c);
     }
     whole->step();
+    pieces->begin_step();
+    std::shuffle(blocks.begin(), blocks.end(), rng);
+    for (const auto& blk : blocks) pieces->update_parameter(blk[0], blk[1], blk[2]);
     split->begin_step();
     std::vector<std::size_t> order(cuts.size() - 1);
     for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
@@ -549,11 +561,18 @@ void check_split_step_is_exact(Make make) {
     ASSERT_EQ(split->steps(), whole->steps());
   }
   for (std::size_t i = 0; i < sizes.size(); ++i)
+  {
     EXPECT_EQ(std::memcmp(ps1[i].data(), ps2[i].data(), sizes[i] * sizeof(T)), 0) << "param " << i;
+    EXPECT_EQ(std::memcmp(ps1[i].data(), ps3[i].data(), sizes[i] * sizeof(T)), 0) << "param " << i;
+  }
   // A range outside the parameters, or reversed, is refused.
   EXPECT_THROW(split->update(150, 160), UsageError);
   EXPECT_THROW(split->update(10, 9), UsageError);
   split->update(159, 159);  // empty: nothing to do
+  EXPECT_THROW(pieces->update_parameter(5, 0, 1), UsageError);   // no parameter 5
+  EXPECT_THROW(pieces->update_parameter(1, 0, 6), UsageError);   // parameter 1 has 5 elements
+  EXPECT_THROW(pieces->update_parameter(2, 20, 10), UsageError); // reversed
+  pieces->update_parameter(4, 1, 1);                             // empty: nothing to do
 }
 
 TYPED_TEST(OptimTest, SplitStepEqualsStepBitForBit) {
@@ -581,6 +600,7 @@ TYPED_TEST(OptimTest, UpdateOfAResizedParameterIsRefused) {
   opt.begin_step();
   p = Parameter<T>(Shape{4}, "p");  // assigned over: the optimizer's storage is orphaned
   EXPECT_THROW(opt.update(0, 8), UsageError);
+  EXPECT_THROW(opt.update_parameter(0, 0, 4), UsageError);  // within the new size, still refused
 }
 
 TYPED_TEST(OptimTest, LoadStateDictRefusesWhatDoesNotFitAndKeepsItsState) {

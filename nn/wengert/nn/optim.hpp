@@ -81,6 +81,12 @@ class Optimizer {
   /// scalar tail, which may round differently). Neither allocates.
   void begin_step();
   void update(std::size_t begin, std::size_t end);
+  /// update() for elements [lo, hi) of parameter i alone, with O(1) checks (index, range, the
+  /// parameter's size), for loops that walk the parameters themselves:
+  /// ThreadDataParallel::step updates each cache-sized block of gradient right after reducing
+  /// it. Bit-identical to step() when lo is a multiple of kAlign; throws UsageError otherwise
+  /// as update() does.
+  void update_parameter(std::size_t i, std::size_t lo, std::size_t hi);
   /// Elements of all parameters together (the flat range update() takes).
   std::size_t numel() const { return numel_; }
   /// See update(): cuts at multiples of kAlign elements into a parameter keep bit-identity.
