@@ -1,9 +1,11 @@
 #include <wengert/dist/mpi.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <type_traits>
 
 namespace wengert::dist {
@@ -162,8 +164,9 @@ void MpiGradients<T>::broadcast() {
     std::copy(s->value.begin(), s->value.end(), buffer_.begin() + std::ptrdiff_t(off));
     off += s->value.size();
   }
-  check(MPI_Bcast(buffer_.data(), int(off), mpi_type<T>(), 0, comm_),
-        "MPI_Bcast of the parameters");
+  for (std::size_t at = 0; at < off; at += chunk_)
+    check(MPI_Bcast(buffer_.data() + at, int(std::min(chunk_, off - at)), mpi_type<T>(), 0, comm_),
+          "MPI_Bcast of the parameters");
   off = 0;
   for (auto& s : params_) {
     std::copy(buffer_.begin() + std::ptrdiff_t(off),
@@ -201,8 +204,10 @@ T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
   buf[total + 1] = weight * loss;
   buf[total + 2] = sum ? *sum : T(0);
   const auto t1 = Clock::now();
-  check(MPI_Allreduce(MPI_IN_PLACE, buf, int(buffer_.size()), mpi_type<T>(), MPI_SUM, comm_),
-        "MPI_Allreduce of the gradients");
+  for (std::size_t at = 0; at < buffer_.size(); at += chunk_)  // one call up to kChunkBytes
+    check(MPI_Allreduce(MPI_IN_PLACE, buf + at, int(std::min(chunk_, buffer_.size() - at)),
+                        mpi_type<T>(), MPI_SUM, comm_),
+          "MPI_Allreduce of the gradients");
   const auto t2 = Clock::now();
   const T sum_w = buf[total];
   if (!(sum_w > T(0)))  // the same on every rank: all of them throw
@@ -219,6 +224,12 @@ T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
   times_.allreduce += seconds(t1, t2);
   times_.pack += seconds(t0, t1) + seconds(t2, Clock::now());
   return buf[total + 1] / sum_w;
+}
+
+template <class T>
+void MpiGradients<T>::set_chunk(std::size_t elements) {
+  if (elements == 0) throw ValueError("MpiGradients::set_chunk: the piece must hold >= 1 element");
+  chunk_ = std::min<std::size_t>(elements, std::size_t(std::numeric_limits<int>::max()));
 }
 
 template <class T>

@@ -62,8 +62,9 @@ void fail(const dist::MpiSession& mpi, const std::string& what) {
 
 // `fault`: 0 none, 1 throw at step 3 on rank 1, 2 SIGKILL at step 3 on rank 1.
 template <class T>
+// `chunk`: if nonzero, MpiGradients sends its buffer in pieces of this many elements.
 void equivalence(const dist::MpiSession& mpi, bool adam, std::size_t rows, bool weighted,
-                 double rtol, int fault = 0) {
+                 double rtol, int fault = 0, std::size_t chunk = 0) {
   constexpr std::size_t steps = 5;
   const Data<T> d(rows * steps, 11);
   // The reference: the whole batch in this process.
@@ -83,6 +84,10 @@ void equivalence(const dist::MpiSession& mpi, bool adam, std::size_t rows, bool 
   // Data parallel: rank r starts from seed 3 + r (rank 0's values are broadcast).
   nn::MLP<T> model({kIn, 16, 16, kClasses}, nn::Activation::kTanh, 3 + std::uint64_t(mpi.rank()));
   dist::MpiGradients<T> sync(model);
+  if (chunk) {
+    sync.set_chunk(chunk);
+    sync.broadcast();  // again, in pieces
+  }
   auto opt = make_opt(model, adam);
   const std::size_t P = std::size_t(mpi.size()), r = std::size_t(mpi.rank());
   const std::size_t b = dist::shard_begin(rows, P, r), e = dist::shard_begin(rows, P, r + 1);
@@ -121,8 +126,9 @@ void equivalence(const dist::MpiSession& mpi, bool adam, std::size_t rows, bool 
                       std::to_string(want[i]));
   if (moved < 1e3 * rtol) fail(mpi, "training did not move the parameters");
   if (mpi.rank() == 0)
-    std::printf("%s %s rows %zu %s: %s\n", adam ? "Adam" : "SGD",
+    std::printf("%s %s rows %zu %s%s: %s\n", adam ? "Adam" : "SGD",
                 sizeof(T) == 4 ? "float" : "double", rows, weighted ? "weighted" : "mean",
+                chunk ? (", in pieces of " + std::to_string(chunk)).c_str() : "",
                 bad ? "DIFFERENT" : "equal");
 }
 
@@ -162,6 +168,9 @@ int main(int argc, char** argv) {
         equivalence<double>(mpi, adam, 16, false, 1e-12);
         equivalence<float>(mpi, adam, 13, true, 1e-5);  // 7 + 6 rows with 2 ranks
         equivalence<double>(mpi, adam, 13, true, 1e-12);
+        // The buffer (16·6 + 16 + 16·16 + 16 + 16·3 + 3 + 3 = 438 elements) in 63 pieces of 7.
+        equivalence<float>(mpi, adam, 13, true, 1e-5, 0, 7);
+        equivalence<double>(mpi, adam, 13, true, 1e-12, 0, 7);
       }
     } else if (mode == "mismatch") {
       // A different shape; the same parameter count and number of values in other shapes

@@ -96,7 +96,7 @@ class MpiGradients {
   /// (and its mean loss) to get the global batch's mean-loss gradient for any shard sizes (a rank
   /// with no rows passes 0); with weight 1 everywhere the gradients are averaged over the ranks.
   /// If `sum` is given, *sum becomes the sum of every rank's *sum (a count, say), in the same
-  /// call. One MPI_Allreduce; allocates nothing.
+  /// call. One MPI_Allreduce (one per chunk() elements for larger models); allocates nothing.
   T allreduce(T weight = T(1), T loss = T(0), T* sum = nullptr);
   /// Collective: sums n doubles over the ranks in place (evaluation counts, say).
   void sum(double* values, std::size_t n);
@@ -105,6 +105,18 @@ class MpiGradients {
   int size() const { return size_; }
   /// Elements in the flat buffer: every parameter's, plus 3 (weight, loss and sum).
   std::size_t buffer_size() const { return buffer_.size(); }
+  /// The buffer goes to MPI in pieces of at most this many elements: one call for models up to
+  /// kChunkBytes (16 MiB: 4M float parameters), more for larger ones. Why: Open MPI's
+  /// reduction allocates a temporary buffer of the message's size on every call, and glibc
+  /// serves 32 MiB and larger from fresh mmap()ed pages (it does not keep them for the next
+  /// call), so each call pays a page fault per 4 KiB; on the VMs we measured that is ~3.5 µs
+  /// per page, and a single 32 MiB MPI_Allreduce took 120 ms against 5.8 ms in two 16 MiB
+  /// calls (bench_allreduce, README). Pieces also keep every count within MPI's int.
+  static constexpr std::size_t kChunkBytes = std::size_t(16) << 20;
+  std::size_t chunk() const { return chunk_; }
+  /// Sets the largest piece, in elements (≥ 1; values above INT_MAX are clamped to it). Must
+  /// be the same on every rank: the number of collective calls depends on it.
+  void set_chunk(std::size_t elements);
   /// Where allreduce() spent its time since construction or reset_times(): pack (scaling the
   /// gradients into the buffer and back) and allreduce (inside MPI_Allreduce: the transfer, and
   /// waiting for ranks that arrive later). Four clock reads per call.
@@ -115,6 +127,7 @@ class MpiGradients {
   std::vector<std::shared_ptr<ParameterStorage<T>>> params_;
   AlignedVector<T> buffer_;
   MPI_Comm comm_ = MPI_COMM_NULL;
+  std::size_t chunk_ = kChunkBytes / sizeof(T);
   int rank_ = 0, size_ = 1;
   StepTimes times_;
 };
