@@ -109,9 +109,9 @@ class MpiGradients {
   /// kChunkBytes (16 MiB: 4M float parameters), more for larger ones. Why: Open MPI's
   /// reduction allocates a temporary buffer of the message's size on every call, and glibc
   /// serves 32 MiB and larger from fresh mmap()ed pages (it does not keep them for the next
-  /// call), so each call pays a page fault per 4 KiB; on the VMs we measured that is ~3.5 µs
-  /// per page, and a single 32 MiB MPI_Allreduce took 120 ms against 5.8 ms in two 16 MiB
-  /// calls (bench_allreduce, README). Pieces also keep every count within MPI's int.
+  /// call), so each call faults its pages in again: on the 2-core VMs we measured, a 32 MiB
+  /// MPI_Allreduce took ~4,300 more page faults per rank and 98–120 ms, against 5.5 ms in two
+  /// 16 MiB calls (bench_allreduce, README). Pieces also keep every count within MPI's int.
   static constexpr std::size_t kChunkBytes = std::size_t(16) << 20;
   std::size_t chunk() const { return chunk_; }
   /// Sets the largest piece, in elements (≥ 1; values above INT_MAX are clamped to it). Must
