@@ -44,7 +44,7 @@ CNN::CNN(const std::vector<std::size_t>& sizes, std::uint64_t seed)
 Var<float> CNN::forward(Tape<float>& tape, const Var<float>& x, SourceLoc loc) {
   Var<float> h = max_pool2d(relu(conv1_.forward(tape, x, loc), loc), {2}, loc);  // [m,c1,S/2,S/2]
   h = max_pool2d(relu(conv2_.forward(tape, h, loc), loc), {2}, loc);             // [m,c2,S/4,S/4]
-  h = relu(fc1_.forward(tape, flatten(h, 1, -1, loc), loc), loc);                       // [m,hidden]
+  h = relu(fc1_.forward(tape, flatten(h, 1, -1, loc), loc), loc);                // [m,hidden]
   return fc2_.forward(tape, h, loc);                                             // [m,classes]
 }
 

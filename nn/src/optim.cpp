@@ -273,12 +273,12 @@ void Optimizer<T>::update(std::size_t begin, std::size_t end) {
 template <class T>
 void Optimizer<T>::update_parameter(std::size_t i, std::size_t lo, std::size_t hi) {
   if (i >= params_.size() || lo > hi || hi > sizes_[i])
-    throw UsageError(std::string(who_) + ": update_parameter(" + std::to_string(i) + ", " +
-                     std::to_string(lo) + ", " + std::to_string(hi) + ") is not a range of " +
-                     (i < params_.size() ? "parameter " + std::to_string(i) + "'s " +
-                                               std::to_string(sizes_[i]) + " elements"
-                                         : "one of the " + std::to_string(params_.size()) +
-                                               " parameters"));
+    throw UsageError(
+        std::string(who_) + ": update_parameter(" + std::to_string(i) + ", " + std::to_string(lo) +
+        ", " + std::to_string(hi) + ") is not a range of " +
+        (i < params_.size()
+             ? "parameter " + std::to_string(i) + "'s " + std::to_string(sizes_[i]) + " elements"
+             : "one of the " + std::to_string(params_.size()) + " parameters"));
   if (!params_[i]->owned || params_[i]->value.size() != sizes_[i]) check_sizes();  // throws
   if (lo < hi) update_param(i, lo, hi);
 }

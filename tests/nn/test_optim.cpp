@@ -560,19 +560,18 @@ void check_split_step_is_exact(Make make) {
     for (std::size_t k : order) split->update(cuts[k], cuts[k + 1]);
     ASSERT_EQ(split->steps(), whole->steps());
   }
-  for (std::size_t i = 0; i < sizes.size(); ++i)
-  {
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
     EXPECT_EQ(std::memcmp(ps1[i].data(), ps2[i].data(), sizes[i] * sizeof(T)), 0) << "param " << i;
     EXPECT_EQ(std::memcmp(ps1[i].data(), ps3[i].data(), sizes[i] * sizeof(T)), 0) << "param " << i;
   }
   // A range outside the parameters, or reversed, is refused.
   EXPECT_THROW(split->update(150, 160), UsageError);
   EXPECT_THROW(split->update(10, 9), UsageError);
-  split->update(159, 159);  // empty: nothing to do
-  EXPECT_THROW(pieces->update_parameter(5, 0, 1), UsageError);   // no parameter 5
-  EXPECT_THROW(pieces->update_parameter(1, 0, 6), UsageError);   // parameter 1 has 5 elements
-  EXPECT_THROW(pieces->update_parameter(2, 20, 10), UsageError); // reversed
-  pieces->update_parameter(4, 1, 1);                             // empty: nothing to do
+  split->update(159, 159);                                        // empty: nothing to do
+  EXPECT_THROW(pieces->update_parameter(5, 0, 1), UsageError);    // no parameter 5
+  EXPECT_THROW(pieces->update_parameter(1, 0, 6), UsageError);    // parameter 1 has 5 elements
+  EXPECT_THROW(pieces->update_parameter(2, 20, 10), UsageError);  // reversed
+  pieces->update_parameter(4, 1, 1);                              // empty: nothing to do
 }
 
 TYPED_TEST(OptimTest, SplitStepEqualsStepBitForBit) {
