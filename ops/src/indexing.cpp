@@ -53,7 +53,9 @@ Var<T> take(const char* name, const char* idx_name, const Var<T>& x, std::size_t
   const T* xv = op.input_data(0);
   T* y = op.out_data();
   const std::size_t inner = a.inner;
-  for (std::size_t o = 0; o < a.outer; ++o)
+  // With an empty inner block both pointers may be null (an empty tensor owns no memory):
+  // memcpy(null, null, 0) is undefined behaviour, so nothing is copied (found by fuzz_tape).
+  for (std::size_t o = 0; o < a.outer && inner; ++o)
     for (std::size_t j = 0; j < m; ++j)
       std::memcpy(y + (o * m + j) * inner, xv + (o * a.n + std::size_t(indices[j])) * inner,
                   inner * sizeof(T));
