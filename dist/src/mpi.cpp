@@ -103,13 +103,20 @@ bool MpiSession::launched() {
 
 template <class T>
 MpiGradients<T>::MpiGradients(const std::vector<std::pair<std::string, Parameter<T>*>>& named,
-                              MPI_Comm comm) {
+                              MPI_Comm comm,
+                              const std::vector<std::pair<std::string, Parameter<T>*>>& buffers) {
   std::vector<std::pair<std::string, const ParameterStorage<T>*>> list;
   std::size_t total = 0;
   for (const auto& [name, p] : named) {
     params_.push_back(p->storage());
     list.emplace_back(name, p->storage().get());
     total += p->size();
+  }
+  param_total_ = total;
+  for (const auto& [name, b] : buffers) {  // in the fingerprint too, under their own names
+    buffers_.push_back(b->storage());
+    list.emplace_back("buffer " + name, b->storage().get());
+    buffer_total_ += b->size();
   }
   check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
@@ -137,7 +144,7 @@ MpiGradients<T>::MpiGradients(const std::vector<std::pair<std::string, Parameter
           ". Every rank must build the same model (parameter names, shapes and "
           "dtype)");
     }
-    buffer_.assign(total + 3, T(0));
+    buffer_.assign(std::max(total + 3, total + buffer_total_), T(0));
     broadcast();
   } catch (...) {
     MPI_Comm_free(&comm_);
@@ -154,25 +161,52 @@ MpiGradients<T>::~MpiGradients() {
 
 template <class T>
 void MpiGradients<T>::broadcast() {
-  for (auto& s : params_) {
-    if (!s->owned)
-      throw UsageError("MpiGradients: parameter '" + s->name + "' was replaced since construction");
-  }
-  // Packed into the flat buffer: one MPI_Bcast.
+  // Parameters, then buffers, packed into the flat buffer: one MPI_Bcast per chunk_.
   std::size_t off = 0;
-  for (auto& s : params_) {
+  for (const auto* list : {&params_, &buffers_})
+    for (auto& s : *list) {
+      if (!s->owned || off + s->value.size() > buffer_.size())
+        throw UsageError(std::string("MpiGradients: ") +
+                         (list == &params_ ? "parameter '" : "buffer '") + s->name +
+                         "' was replaced or resized since construction");
+      std::copy(s->value.begin(), s->value.end(), buffer_.begin() + std::ptrdiff_t(off));
+      off += s->value.size();
+    }
+  bcast(off);
+  off = 0;
+  for (const auto* list : {&params_, &buffers_})
+    for (auto& s : *list) {
+      std::copy(buffer_.begin() + std::ptrdiff_t(off),
+                buffer_.begin() + std::ptrdiff_t(off + s->value.size()), s->value.begin());
+      off += s->value.size();
+    }
+}
+
+template <class T>
+void MpiGradients<T>::broadcast_buffers() {
+  if (buffers_.empty()) return;
+  std::size_t off = 0;
+  for (auto& s : buffers_) {
+    if (!s->owned || off + s->value.size() > buffer_total_)
+      throw UsageError("MpiGradients: buffer '" + s->name +
+                       "' was replaced or resized since construction");
     std::copy(s->value.begin(), s->value.end(), buffer_.begin() + std::ptrdiff_t(off));
     off += s->value.size();
   }
-  for (std::size_t at = 0; at < off; at += chunk_)
-    check(MPI_Bcast(buffer_.data() + at, int(std::min(chunk_, off - at)), mpi_type<T>(), 0, comm_),
-          "MPI_Bcast of the parameters");
+  bcast(off);
   off = 0;
-  for (auto& s : params_) {
+  for (auto& s : buffers_) {
     std::copy(buffer_.begin() + std::ptrdiff_t(off),
               buffer_.begin() + std::ptrdiff_t(off + s->value.size()), s->value.begin());
     off += s->value.size();
   }
+}
+
+template <class T>
+void MpiGradients<T>::bcast(std::size_t n) {
+  for (std::size_t at = 0; at < n; at += chunk_)
+    check(MPI_Bcast(buffer_.data() + at, int(std::min(chunk_, n - at)), mpi_type<T>(), 0, comm_),
+          "MPI_Bcast of the parameters and buffers");
 }
 
 template <class T>
@@ -184,7 +218,7 @@ T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
     return std::chrono::duration<double>(b - a).count();
   };
   const auto t0 = Clock::now();
-  const std::size_t total = buffer_.size() - 3;
+  const std::size_t total = param_total_, n_all = param_total_ + 3;
   T* buf = buffer_.data();
   std::size_t off = 0;
   for (auto& s : params_) {
@@ -204,9 +238,9 @@ T MpiGradients<T>::allreduce(T weight, T loss, T* sum) {
   buf[total + 1] = weight * loss;
   buf[total + 2] = sum ? *sum : T(0);
   const auto t1 = Clock::now();
-  for (std::size_t at = 0; at < buffer_.size(); at += chunk_)  // one call up to kChunkBytes
-    check(MPI_Allreduce(MPI_IN_PLACE, buf + at, int(std::min(chunk_, buffer_.size() - at)),
-                        mpi_type<T>(), MPI_SUM, comm_),
+  for (std::size_t at = 0; at < n_all; at += chunk_)  // one call up to kChunkBytes
+    check(MPI_Allreduce(MPI_IN_PLACE, buf + at, int(std::min(chunk_, n_all - at)), mpi_type<T>(),
+                        MPI_SUM, comm_),
           "MPI_Allreduce of the gradients");
   const auto t2 = Clock::now();
   const T sum_w = buf[total];

@@ -143,6 +143,57 @@ struct Named : nn::Module<float> {
   }
 };
 
+// Batch norm's running statistics: buffers, broadcast from rank 0 with the parameters at
+// construction and by broadcast_buffers(); allreduce() sends the parameters' gradients only.
+struct BnNet : nn::Module<float> {
+  nn::Conv2d<float> conv{1, 2, 3, 3, {1, 1, 1}, std::uint64_t{5}, nn::Init::kHeUniform, "conv"};
+  nn::BatchNorm2d<float> bn{2, 0.25, 1e-5, "bn"};
+  void visit(nn::ModuleVisitor<float>& v) override {
+    v.module("conv", conv);
+    v.module("bn", bn);
+  }
+};
+
+void buffers(const dist::MpiSession& mpi) {
+  const float r = float(mpi.rank());
+  BnNet model;
+  float* mean = model.bn.running_mean().data();
+  float* var = model.bn.running_var().data();
+  auto set = [&](float base) {
+    for (int c = 0; c < 2; ++c) {
+      mean[c] = base + float(c);
+      var[c] = 2 * base + float(c) + 1;
+    }
+  };
+  auto expect = [&](float base, const char* when) {
+    for (int c = 0; c < 2; ++c)
+      if (mean[c] != base + float(c) || var[c] != 2 * base + float(c) + 1)
+        fail(mpi, std::string("buffers ") + when + ": channel " + std::to_string(c) + " has " +
+                      std::to_string(mean[c]) + ", " + std::to_string(var[c]));
+  };
+  set(10 * r + 1);  // rank 0: 1, rank 1: 11
+  dist::MpiGradients<float> sync(model);
+  expect(1, "after construction");
+  set(10 * r + 3);
+  sync.broadcast_buffers();
+  expect(3, "after broadcast_buffers");
+  set(10 * r + 5);
+  sync.broadcast();
+  expect(5, "after broadcast");
+  // The buffers are not part of the reduction: only the 2·1·3·3 + 2 + 2 + 2 parameters' values.
+  if (sync.buffer_size() != 24 + 3) fail(mpi, "buffer_size " + std::to_string(sync.buffer_size()));
+  for (Parameter<float>* p : model.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i) p->grad_data()[i] = r + 1;
+  const float loss = sync.allreduce(1.0f, r + 1);  // the mean of 1, 2, … over the ranks
+  const float want = (float(mpi.size()) + 1) / 2;
+  if (loss != want) fail(mpi, "allreduce with buffers: loss " + std::to_string(loss));
+  for (Parameter<float>* p : model.parameters())
+    for (std::size_t i = 0; i < p->size(); ++i)
+      if (p->grad_data()[i] != want) fail(mpi, "allreduce with buffers: a gradient is wrong");
+  expect(5, "after allreduce");
+  if (mpi.rank() == 0) std::printf("buffers: broadcast from rank 0, not reduced\n");
+}
+
 // Every rank must see the same refusal.
 void expect_refused(const dist::MpiSession& mpi, nn::Module<float>& model, const char* what) {
   try {
@@ -172,6 +223,7 @@ int main(int argc, char** argv) {
         equivalence<float>(mpi, adam, 13, true, 1e-5, 0, 7);
         equivalence<double>(mpi, adam, 13, true, 1e-12, 0, 7);
       }
+      buffers(mpi);
     } else if (mode == "mismatch") {
       // A different shape; the same parameter count and number of values in other shapes
       // ({2,3,2}: [2,3] [3] [3,2] [2] and {3,2,3}: [3,2] [2] [2,3] [3], 17 values each); the same

@@ -371,3 +371,81 @@ TEST(DistThread, NonScalarLossAndTooSmallBatchAreUsageErrors) {
 }
 
 }  // namespace
+
+namespace {
+
+// A model with batch norm: conv 3×3 (1→3) → batch norm → relu → linear, on 4×4 images.
+struct BnNet : nn::Module<double> {
+  nn::Conv2d<double> conv{1, 3, 3, 3, {1, 1, 1}, std::uint64_t{5}, nn::Init::kHeUniform, "conv"};
+  nn::BatchNorm2d<double> bn{3, 0.25, 1e-5, "bn"};
+  nn::Linear<double> fc{3 * 4 * 4, 2, std::uint64_t{6}, nn::Init::kXavierUniform, "fc"};
+  Var<double> forward(Tape<double>& tape, const Var<double>& x) {
+    return fc.forward(tape, flatten(relu(bn.forward(tape, conv.forward(tape, x))), 1));
+  }
+  void visit(nn::ModuleVisitor<double>& v) override {
+    v.module("conv", conv);
+    v.module("bn", bn);
+    v.module("fc", fc);
+  }
+};
+
+}  // namespace
+
+// Replicas follow the master's buffers (batch norm's running statistics) and modes: the
+// master's running statistics come from shard 0's rows alone (a replica's own updates are
+// dropped), and after master.eval() every shard evaluates with the master's statistics in
+// eval mode, giving exactly the master's own outputs (without the mirroring, replica 1 would
+// evaluate in training mode, or with the statistics of its own rows).
+TEST(DistThread, ReplicasFollowTheMastersBuffersAndModes) {
+  constexpr std::size_t rows = 10, steps = 3;
+  std::vector<double> x(rows * steps * 16);
+  std::vector<std::int32_t> y(rows * steps);
+  std::mt19937 rng(3);
+  std::normal_distribution<double> N(0.5, 2.0);
+  for (double& v : x) v = N(rng);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = std::int32_t(i % 3 == 0);
+  BnNet model;
+  BnNet plain = model;  // sees shard 0's rows of each step, with the master's parameters
+  dist::ThreadDataParallel<double, BnNet> dp(model, 2);
+  nn::SGD<double> opt(model.parameters(), 0.1);
+  const std::size_t half = dist::shard_begin(rows, 2, 1);
+  auto image = [&](Tape<double>& t, std::size_t first, std::size_t n) {
+    return t.constant_view(&x[first * 16], Shape{n, 1, 4, 4});
+  };
+  Tape<double> plain_tape;
+  for (std::size_t s = 0; s < steps; ++s) {
+    const auto mp = model.parameters(), pp = plain.parameters();
+    for (std::size_t i = 0; i < mp.size(); ++i)
+      std::copy(mp[i]->data(), mp[i]->data() + mp[i]->size(), pp[i]->data());
+    {
+      NoGradGuard no_grad;
+      plain_tape.clear();
+      plain.forward(plain_tape, image(plain_tape, s * rows, half));
+    }
+    dp.step(
+        rows,
+        [&](BnNet& m, Tape<double>& t, std::size_t b, std::size_t e) {
+          return softmax_cross_entropy(m.forward(t, image(t, s * rows + b, e - b)),
+                                       &y[s * rows + b], e - b);
+        },
+        opt);
+  }
+  const Parameter<double>* mine[2] = {&model.bn.running_mean(), &model.bn.running_var()};
+  const Parameter<double>* want_stats[2] = {&plain.bn.running_mean(), &plain.bn.running_var()};
+  for (int k = 0; k < 2; ++k)
+    for (std::size_t c = 0; c < 3; ++c) {
+      EXPECT_EQ(mine[k]->data()[c], want_stats[k]->data()[c]) << k << " " << c;
+      EXPECT_NE(mine[k]->data()[c], double(k)) << "running statistics did not move";
+    }
+  model.eval();
+  std::vector<double> got(rows * 2, -1.0);
+  dp.for_each_shard(rows, [&](BnNet& m, Tape<double>& t, std::size_t b, std::size_t e) {
+    NoGradGuard no_grad;
+    Var<double> z = m.forward(t, image(t, b, e - b));
+    std::copy(z.data(), z.data() + z.size(), &got[b * 2]);
+  });
+  EXPECT_FALSE(model.training());
+  Tape<double> tape;
+  Var<double> want = model.forward(tape, image(tape, 0, rows));
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want.data()[i]) << i;
+}

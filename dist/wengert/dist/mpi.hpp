@@ -78,19 +78,28 @@ std::uint64_t parameter_fingerprint(
 template <class T>
 class MpiGradients {
  public:
-  /// Collective over `comm`: checks that every rank holds the same parameters (count, names,
-  /// shapes, dtype — by one MPI_Allgather, before anything else is exchanged; ValueError on
-  /// every rank otherwise), then broadcasts rank 0's values. Allocates the flat buffer.
+  /// Collective over `comm`: checks that every rank holds the same parameters and buffers
+  /// (count, names, shapes, dtype — by one MPI_Allgather, before anything else is exchanged;
+  /// ValueError on every rank otherwise), then broadcasts rank 0's values of both. Allocates
+  /// the flat buffer. `buffers`: state that is synchronised but not trained (batch norm's
+  /// running statistics; see broadcast_buffers()).
   MpiGradients(const std::vector<std::pair<std::string, Parameter<T>*>>& named,
-               MPI_Comm comm = MPI_COMM_WORLD);
+               MPI_Comm comm = MPI_COMM_WORLD,
+               const std::vector<std::pair<std::string, Parameter<T>*>>& buffers = {});
+  /// The model's parameters and buffers (Module::named_buffers()).
   explicit MpiGradients(nn::Module<T>& model, MPI_Comm comm = MPI_COMM_WORLD)
-      : MpiGradients(model.named_parameters(), comm) {}
+      : MpiGradients(model.named_parameters(), comm, model.named_buffers()) {}
   ~MpiGradients();
   MpiGradients(const MpiGradients&) = delete;
   MpiGradients& operator=(const MpiGradients&) = delete;
 
-  /// Collective: every rank's parameter values become rank 0's.
+  /// Collective: every rank's parameter values and buffers become rank 0's.
   void broadcast();
+  /// Collective: every rank's buffers become rank 0's. Each rank updates its batch norm
+  /// statistics from its own shard; call this before evaluating or saving so that all ranks
+  /// use rank 0's, or before every step to follow PyTorch DDP's broadcast_buffers. No-op
+  /// (and no MPI call) without buffers; allocates nothing.
+  void broadcast_buffers();
   /// Collective: every gradient becomes Σ_r weight_r · g_r / Σ_r weight_r, and the returned
   /// value is Σ_r weight_r · loss_r / Σ_r weight_r. Pass this rank's number of rows as weight
   /// (and its mean loss) to get the global batch's mean-loss gradient for any shard sizes (a rank
@@ -103,8 +112,8 @@ class MpiGradients {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  /// Elements in the flat buffer: every parameter's, plus 3 (weight, loss and sum).
-  std::size_t buffer_size() const { return buffer_.size(); }
+  /// Elements allreduce() sends: every parameter's, plus 3 (weight, loss and sum).
+  std::size_t buffer_size() const { return param_total_ + 3; }
   /// The buffer goes to MPI in pieces of at most this many elements: one call for models up to
   /// kChunkBytes (16 MiB: 4M float parameters), more for larger ones. Why: Open MPI's
   /// reduction allocates a temporary buffer of the message's size on every call, and glibc
@@ -125,6 +134,10 @@ class MpiGradients {
 
  private:
   std::vector<std::shared_ptr<ParameterStorage<T>>> params_;
+  std::vector<std::shared_ptr<ParameterStorage<T>>> buffers_;  // batch norm statistics, …
+  std::size_t param_total_ = 0, buffer_total_ = 0;
+  // Sends elements [0, n) of buffer_ from rank 0 to all, in pieces of chunk_.
+  void bcast(std::size_t n);
   AlignedVector<T> buffer_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::size_t chunk_ = kChunkBytes / sizeof(T);

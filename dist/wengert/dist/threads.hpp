@@ -13,12 +13,14 @@
 // others on N − 1 worker threads (made once, at construction) with their replicas. Each tape
 // is used by one thread only.
 //
-// Before its shard every replica copies the master's current values (so the previous optimizer
-// step, or a loaded checkpoint, is seen). Each shard's backward is seeded with its weight
-// n_k / n (n_k its rows, n the batch's), so its gradients are already those of its share of the
-// batch's mean loss: shard 0's land in the master's gradients, the others' in their replicas'.
-// Then all threads together reduce, each over its own range of the parameters' elements taken
-// as one flat vector:
+// Before its shard every replica copies the master's current values, buffers (batch norm's
+// running statistics) and every module's training mode (so the previous optimizer step, a
+// loaded checkpoint, or master.eval() is seen; the master's buffers are updated by shard 0's
+// rows alone, as with rank 0's in PyTorch's DistributedDataParallel). Each shard's backward is
+// seeded with its weight n_k / n (n_k its rows, n the batch's), so its gradients are already those
+// of its share of the batch's mean loss: shard 0's land in the master's gradients, the others' in
+// their replicas'. Then all threads together reduce, each over its own range of the parameters'
+// elements taken as one flat vector:
 //     master.grad += replica_1.grad + … + replica_{N−1}.grad,
 // added in shard order (the result does not depend on scheduling), zeroing those replica
 // elements for the next step. The master's gradients are then those of the mean loss over the
@@ -100,16 +102,32 @@ class ThreadDataParallel {
   ThreadDataParallel(M& master, std::size_t threads) : master_(&master), n_(threads) {
     if (threads == 0) throw UsageError("ThreadDataParallel: threads must be at least 1");
     for (Parameter<T>* p : master.parameters()) master_params_.push_back(p->storage());
+    for (auto& [name, b] : master.named_buffers()) master_buffers_.push_back(b->storage());
+    master_modules_.push_back(&master);
+    for (auto& [name, m] : master.named_modules()) master_modules_.push_back(m);
     tapes_.reserve(n_);
     for (std::size_t k = 0; k < n_; ++k) tapes_.push_back(std::make_unique<Tape<T>>());
     replicas_.resize(n_);  // replicas_[0] stays empty: shard 0 runs on the master
     replica_params_.resize(n_);
+    replica_buffers_.resize(n_);
+    replica_modules_.resize(n_);
     for (std::size_t k = 1; k < n_; ++k) {
       replicas_[k] = std::make_unique<M>(master);
       for (Parameter<T>* p : replicas_[k]->parameters()) {
         p->zero_grad();
         replica_params_[k].push_back(p->storage());
       }
+      for (auto& [name, b] : replicas_[k]->named_buffers())
+        replica_buffers_[k].push_back(b->storage());
+      replica_modules_[k].push_back(replicas_[k].get());
+      for (auto& [name, m] : replicas_[k]->named_modules()) replica_modules_[k].push_back(m);
+      if (replica_params_[k].size() != master_params_.size() ||
+          replica_buffers_[k].size() != master_buffers_.size() ||
+          replica_modules_[k].size() != master_modules_.size())
+        throw UsageError(
+            "ThreadDataParallel: a copy of the model does not have the master's "
+            "parameters, buffers and modules; M's copy constructor must copy them "
+            "all");
     }
     shards_.resize(n_);
     errors_.resize(n_ + 1);
@@ -294,13 +312,16 @@ class ThreadDataParallel {
   // The master may have changed since construction (a parameter resized): the replicas would
   // then not fit it.
   void check_structure() const {
-    for (std::size_t i = 0; i < master_params_.size(); ++i)
-      if (!master_params_[i]->owned ||
-          master_params_[i]->value.size() != replica_params_[1][i]->value.size())
-        throw UsageError("ThreadDataParallel: the master model's parameter '" +
-                         master_params_[i]->name +
-                         "' was replaced or resized after the replicas were made; build a new "
-                         "ThreadDataParallel for the new model");
+    auto check = [](const auto& mine, const auto& theirs, const char* what) {
+      for (std::size_t i = 0; i < mine.size(); ++i)
+        if (!mine[i]->owned || mine[i]->value.size() != theirs[i]->value.size())
+          throw UsageError(std::string("ThreadDataParallel: the master model's ") + what + " '" +
+                           mine[i]->name +
+                           "' was replaced or resized after the replicas were made; build a "
+                           "new ThreadDataParallel for the new model");
+    };
+    check(master_params_, replica_params_[1], "parameter");
+    check(master_buffers_, replica_buffers_[1], "buffer");
   }
 
   // Shard k on the calling thread (k = 0, the master) or worker k (replica k): refresh,
@@ -374,11 +395,21 @@ class ThreadDataParallel {
     return std::chrono::duration<double>(b - a).count();
   }
 
+  // Replica k becomes the master as it is now: parameter values, buffers (batch norm's running
+  // statistics) and every module's training mode. So the replicas' own updates of their
+  // buffers are dropped, and the master's come from shard 0's rows alone — what PyTorch's
+  // DistributedDataParallel does with broadcast_buffers, where rank 0's buffers win.
   void refresh(std::size_t k) {
     auto& ps = replica_params_[k];
     for (std::size_t i = 0; i < ps.size(); ++i)
       std::copy(master_params_[i]->value.begin(), master_params_[i]->value.end(),
                 ps[i]->value.begin());
+    auto& bs = replica_buffers_[k];
+    for (std::size_t i = 0; i < bs.size(); ++i)
+      std::copy(master_buffers_[i]->value.begin(), master_buffers_[i]->value.end(),
+                bs[i]->value.begin());
+    for (std::size_t i = 0; i < master_modules_.size(); ++i)
+      replica_modules_[k][i]->set_own_training(master_modules_[i]->training());
   }
 
   // Thread k's range [cuts_[k], cuts_[k + 1]) of the flat parameter vector, one block of
@@ -496,6 +527,11 @@ class ThreadDataParallel {
   std::vector<std::shared_ptr<ParameterStorage<T>>> master_params_;
   std::vector<std::unique_ptr<M>> replicas_;  // [0] empty: shard 0 uses the master
   std::vector<std::vector<std::shared_ptr<ParameterStorage<T>>>> replica_params_;
+  // Buffers and modules (the root first), in the same order in the master and each replica.
+  std::vector<std::shared_ptr<ParameterStorage<T>>> master_buffers_;
+  std::vector<std::vector<std::shared_ptr<ParameterStorage<T>>>> replica_buffers_;
+  std::vector<nn::Module<T>*> master_modules_;
+  std::vector<std::vector<nn::Module<T>*>> replica_modules_;
   std::vector<std::unique_ptr<Tape<T>>> tapes_;
   std::vector<std::pair<std::size_t, std::size_t>> shards_;
   std::vector<std::exception_ptr> errors_;  // per shard, and [n_]: the optimizer's begin_step

@@ -107,6 +107,10 @@ class Module {
   }
   void eval() { train(false); }
   bool training() const { return training_; }
+  /// Sets the mode of this module alone, not of those below it (train() sets the whole tree):
+  /// for code that mirrors one tree's modes onto a copy of it (dist::ThreadDataParallel does,
+  /// before every step). Allocates nothing.
+  void set_own_training(bool on) { training_ = on; }
 
   /// A copy of every parameter's and then every buffer's value, by path.
   StateDict state_dict() const {
