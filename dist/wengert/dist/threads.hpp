@@ -331,10 +331,7 @@ class ThreadDataParallel {
     const auto t0 = Clock::now();
     try {
       M& m = k == 0 ? *master_ : *replicas_[k];
-      if (k > 0) {
-        refresh(k);
-        if (m.training() != master_->training()) m.train(master_->training());
-      }
+      if (k > 0) refresh(k);  // values, buffers and every module's mode
       Tape<T>& t = *tapes_[k];
       t.clear();
       if (each_mode_) {
