@@ -430,7 +430,8 @@ def main():
         md += [title, ""] + facts(p) + [""] + md_tables(p, primary=(i == 0)) + [""]
     md += ["## Targets (primary pass)", ""] + target_summary(passes[0]) + [""]
     md += ["## Correctness check (one step from identical parameters, max error relative to "
-           "the floor's scale)", ""] + checks(passes[0]) + [""]
+           "the floor's scale; for wengert and dlib also the losses over 5 steps and the "
+           "weights after them)", ""] + checks(passes[0]) + [""]
     if png:
         md += ["## Chart", "", "![wengert/floor, wengert/libtorch and wengert/dlib](bench_ratios.png)",
                ""]
