@@ -1,9 +1,11 @@
 // MLP training step and tape overhead: wengert side by side with a hand-written OpenBLAS step
-// (the floor) and libtorch, in one binary and one run. scripts/bench.sh runs it (1 and 2 threads)
-// and scripts/bench_report.py turns the JSON into the ratio tables of benchmarks/RESULTS.md.
+// (the floor), libtorch and dlib (each optional), in one binary and one run. scripts/bench.sh runs
+// it (1 and 2 threads) and scripts/bench_report.py turns the JSON into the ratio tables of
+// benchmarks/RESULTS.md.
 //
 // Benchmarks (real time per iteration):
-//   MLP/<S0..S3>/<floor|wengert|libtorch>  one training step (forward, loss, backward, SGD)
+//   MLP/<S0..S3>/<floor|wengert|libtorch|dlib>  one training step (forward, loss, backward,
+//                        SGD)
 //   MLP/<S0..S3>/paired  the same steps taken in turns (see run_paired): medians and ratios as
 //                        counters; the iteration time itself is not a figure of interest
 //   OP/<1x1|8x8>/<plain|wengert|libtorch>  a chain of 1,000 tanh ops (kOpChainMixed in
@@ -15,10 +17,12 @@
 //
 // Before the benchmarks, a check runs one step of every contender from the same parameters and
 // prints PASS/FAIL per workload: same loss, gradients and updated weights as the floor within
-// float32 tolerance. The results also go into the JSON context ("check_S0", ...).
+// float32 tolerance, and for wengert and dlib the same losses over 5 steps and the same weights
+// after them. The results also go into the JSON context ("check_S0", ...).
 //
 // `bench_mlp --profile=S1/wengert --steps=N` runs N steps of one contender and nothing else
-// (contenders: floor, wengert, libtorch; OP1x1/OP8x8 with plain, wengert, libtorch), for perf.
+// (contenders: floor, wengert, libtorch, dlib; OP1x1/OP8x8 with plain, wengert, libtorch), for
+// perf. dlib has no counterpart of the OP chain (its layers are whole-tensor network layers).
 //
 // Threads: WENGERT_BENCH_THREADS (default 1) sets libtorch's intra-op threads; OpenBLAS reads
 // OPENBLAS_NUM_THREADS itself (scripts/bench.sh sets both to the same value).
@@ -46,6 +50,9 @@
 #include "turns.hpp"
 #ifdef WENGERT_BENCH_HAVE_TORCH
 #include "mlp_torch.hpp"
+#endif
+#ifdef WENGERT_BENCH_HAVE_DLIB
+#include "mlp_dlib.hpp"
 #endif
 
 extern "C" char* openblas_get_config();
@@ -133,7 +140,7 @@ struct TorchChain {
 
 // Runs the contenders `cs` in turns (turns.hpp) and sets, per contender, the median time per
 // step as counter "<name><unit>" (scaled by `scale`, e.g. 1e6 for µs), and the ratios of the
-// second contender (wengert) to the first and, if present, to the third.
+// second contender (wengert) to the first and to each further one ("wengert/libtorch", ...).
 void take_turns(benchmark::State& state, std::vector<Turn>& cs, double scale, const char* unit) {
   const TurnMedians m = wengert_bench::take_turns(state, cs, kWarmup);
   for (std::size_t c = 0; c < cs.size(); ++c) {
@@ -143,7 +150,10 @@ void take_turns(benchmark::State& state, std::vector<Turn>& cs, double scale, co
   const std::string base = cs[0].name;
   state.counters["wengert/" + base] = m.wall[1] / m.wall[0];
   state.counters["wengert/" + base + "_cpu"] = m.cpu[1] / m.cpu[0];
-  if (cs.size() > 2) state.counters["wengert/libtorch"] = m.wall[1] / m.wall[2];
+  for (std::size_t c = 2; c < cs.size(); ++c) {
+    state.counters["wengert/" + cs[c].name] = m.wall[1] / m.wall[c];
+    state.counters["wengert/" + cs[c].name + "_cpu"] = m.cpu[1] / m.cpu[c];
+  }
   state.counters["steps_per_batch"] = m.steps_per_batch;
 }
 
@@ -156,6 +166,10 @@ void run_paired(benchmark::State& state, const std::string& name) {
 #ifdef WENGERT_BENCH_HAVE_TORCH
   TorchMLP torch(p);
   cs.push_back({"libtorch", [&] { return torch.step(); }});
+#endif
+#ifdef WENGERT_BENCH_HAVE_DLIB
+  DlibMLP dl(p);
+  cs.push_back({"dlib", [&] { return dl.step(); }});
 #endif
   take_turns(state, cs, 1e6, "_us");
 }
@@ -191,6 +205,11 @@ void register_all() {
 #ifdef WENGERT_BENCH_HAVE_TORCH
     reg("libtorch", [name](benchmark::State& s) {
       run_steps(s, [&] { return std::make_unique<TorchMLP>(problem(name)); });
+    });
+#endif
+#ifdef WENGERT_BENCH_HAVE_DLIB
+    reg("dlib", [name](benchmark::State& s) {
+      run_steps(s, [&] { return std::make_unique<DlibMLP>(problem(name)); });
     });
 #endif
     reg("paired", [name](benchmark::State& s) { run_paired(s, name); });
@@ -233,17 +252,24 @@ double rel_err(const float* a, const float* b, std::size_t n) {
 
 constexpr double kTolerance = 1e-4;
 
+// loss5 and weights5 (< 0: not checked): the largest loss difference over steps 1–5 and the
+// parameters after step 5, for contenders whose later steps are plain SGD steps (libtorch's are
+// not: keep_grads makes its step 2 accumulate into step 1's gradients).
 struct CheckResult {
-  double loss = 0, grads = 0, weights = 0, loss2 = 0;
+  double loss = 0, grads = 0, weights = 0, loss2 = 0, loss5 = -1, weights5 = -1;
   bool pass() const {
     return loss <= kTolerance && grads <= kTolerance && weights <= kTolerance &&
-           loss2 <= kTolerance;
+           loss2 <= kTolerance && loss5 <= kTolerance && weights5 <= kTolerance;
   }
   std::string str(const char* who) const {
-    char b[256];
-    std::snprintf(b, sizeof b,
-                  "%s vs floor: loss %.1e, grads %.1e, updated W %.1e, step-2 loss %.1e (rel) %s",
-                  who, loss, grads, weights, loss2, pass() ? "PASS" : "FAIL");
+    char b[320];
+    int n = std::snprintf(b, sizeof b,
+                          "%s vs floor: loss %.1e, grads %.1e, updated W %.1e, step-2 loss %.1e",
+                          who, loss, grads, weights, loss2);
+    if (loss5 >= 0)
+      n += std::snprintf(b + n, sizeof b - std::size_t(n), ", steps 1-5 loss %.1e, W after 5 %.1e",
+                         loss5, weights5);
+    std::snprintf(b + n, sizeof b - std::size_t(n), " (rel) %s", pass() ? "PASS" : "FAIL");
     return b;
   }
 };
@@ -268,6 +294,35 @@ bool check_all() {
       cw.weights = std::max(cw.weights, rel_err(weng.weight(l).data(), floor.weight(l), nW));
       cw.weights = std::max(cw.weights, rel_err(weng.bias(l).data(), floor.bias(l), nb));
     }
+    auto wengert_weights = [&] {
+      double e = 0;
+      for (std::size_t l = 0; l < w.layers(); ++l) {
+        const std::size_t nW = w.sizes[l] * w.sizes[l + 1], nb = w.sizes[l + 1];
+        e = std::max(e, rel_err(weng.weight(l).data(), floor.weight(l), nW));
+        e = std::max(e, rel_err(weng.bias(l).data(), floor.bias(l), nb));
+      }
+      return e;
+    };
+#ifdef WENGERT_BENCH_HAVE_DLIB
+    DlibMLP dl(p);
+    CheckResult cd;
+    cd.loss = rel_scalar(dl.step(), lf);
+    auto dlib_weights = [&] {
+      double e = 0;
+      for (std::size_t l = 0; l < w.layers(); ++l) {
+        const std::size_t nW = w.sizes[l] * w.sizes[l + 1], nb = w.sizes[l + 1];
+        e = std::max(e, rel_err(dl.weight(l).data(), floor.weight(l), nW));
+        e = std::max(e, rel_err(dl.bias(l).data(), floor.bias(l), nb));
+      }
+      return e;
+    };
+    for (std::size_t l = 0; l < w.layers(); ++l) {
+      const std::size_t nW = w.sizes[l] * w.sizes[l + 1], nb = w.sizes[l + 1];
+      cd.grads = std::max(cd.grads, rel_err(dl.grad_weight(l).data(), floor.grad_weight(l), nW));
+      cd.grads = std::max(cd.grads, rel_err(dl.grad_bias(l).data(), floor.grad_bias(l), nb));
+    }
+    cd.weights = dlib_weights();
+#endif
 #ifdef WENGERT_BENCH_HAVE_TORCH
     TorchMLP torch(p);
     torch.keep_grads(true);
@@ -283,13 +338,35 @@ bool check_all() {
 #endif
     const float lf2 = floor.step();
     cw.loss2 = rel_scalar(weng.step(), lf2);
+#ifdef WENGERT_BENCH_HAVE_DLIB
+    cd.loss2 = rel_scalar(dl.step(), lf2);
+    cd.loss5 = std::max(cd.loss, cd.loss2);
+#endif
+    // Steps 3–5: the losses along the way and the parameters after step 5.
+    cw.loss5 = std::max(cw.loss, cw.loss2);
+    float lf5 = lf2;
+    for (int s = 3; s <= 5; ++s) {
+      lf5 = floor.step();
+      cw.loss5 = std::max(cw.loss5, rel_scalar(weng.step(), lf5));
+#ifdef WENGERT_BENCH_HAVE_DLIB
+      cd.loss5 = std::max(cd.loss5, rel_scalar(dl.step(), lf5));
+#endif
+    }
+    cw.weights5 = wengert_weights();
+#ifdef WENGERT_BENCH_HAVE_DLIB
+    cd.weights5 = dlib_weights();
+#endif
     std::string line = std::string(w.name) + " (" + w.describe() + "): loss " + std::to_string(lf) +
-                       "; " + cw.str("wengert");
+                       ", after 5 steps " + std::to_string(lf5) + "; " + cw.str("wengert");
     ok = ok && cw.pass();
 #ifdef WENGERT_BENCH_HAVE_TORCH
     ct.loss2 = rel_scalar(torch.step(), lf2);
     line += "; " + ct.str("libtorch");
     ok = ok && ct.pass();
+#endif
+#ifdef WENGERT_BENCH_HAVE_DLIB
+    line += "; " + cd.str("dlib");
+    ok = ok && cd.pass();
 #endif
     std::printf("check %s\n", line.c_str());
     benchmark::AddCustomContext(std::string("check_") + w.name, line);
@@ -343,6 +420,11 @@ void add_context(int threads) {
 #else
   benchmark::AddCustomContext("torch", "(not built: find_package(Torch) failed)");
 #endif
+#ifdef WENGERT_BENCH_HAVE_DLIB
+  benchmark::AddCustomContext("dlib", dlib_info());
+#else
+  benchmark::AddCustomContext("dlib", "(not built: WENGERT_BENCH_DLIB off or dlib not found)");
+#endif
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) == 3) {
     char b[64];
@@ -382,6 +464,10 @@ int profile(const std::string& what, long steps) {
 #ifdef WENGERT_BENCH_HAVE_TORCH
     else if (who == "libtorch")
       loop(TorchMLP(p));
+#endif
+#ifdef WENGERT_BENCH_HAVE_DLIB
+    else if (who == "dlib")
+      loop(DlibMLP(p));
 #endif
     else
       return std::fprintf(stderr, "unknown contender '%s'\n", who.c_str()), 1;

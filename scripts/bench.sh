@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One command from a checkout to the benchmark report: wengert against a hand-written OpenBLAS
-# step (the floor) and libtorch, MLP training steps S0–S3 and the 1,000-tanh tape-overhead chain.
+# step (the floor), libtorch and dlib, MLP training steps S0–S3 and the 1,000-tanh tape-overhead
+# chain.
 #
 #   bash scripts/bench.sh            # setup, build, 1-thread and 2-thread passes, report
 #   bash scripts/bench.sh --quick    # fewer repetitions, shorter runs (a smoke test, noisy)
 #
 # Steps:
-#   1. scripts/setup.sh build bench with WENGERT_BENCH_TORCH=1 (Google Benchmark, gnuplot,
-#      libtorch-dev). Without root it only checks; if libtorch cannot be had the run goes on
-#      without the libtorch contender.
-#   2. Configure build/bench (Release, WENGERT_BENCH_TORCH=ON); build bench_mlp, bench_nn_ops.
+#   1. scripts/setup.sh build bench with WENGERT_BENCH_TORCH=1 WENGERT_BENCH_DLIB=1 (Google
+#      Benchmark, gnuplot, libtorch-dev, libdlib-dev). Without root it only checks; if libtorch
+#      or dlib cannot be had the run goes on without that contender.
+#   2. Configure build/bench (Release, WENGERT_BENCH_TORCH=ON, WENGERT_BENCH_DLIB=ON); build
+#      bench_mlp, bench_nn_ops, bench_cnn.
 #   3. Run bench_mlp twice — OPENBLAS_NUM_THREADS=1 with libtorch on 1 intra-op thread (the
 #      primary figures), then 2 threads — each writing Google Benchmark JSON to the results dir.
 #      Repetitions are randomly interleaved, so a load change hits every contender alike.
@@ -22,7 +24,7 @@
 #      hand-written im2col + cblas_sgemm step and libtorch, taking turns; its table is appended
 #      to RESULTS.md.
 #   5. scripts/bench_report.py prints the tables (median time, wengert/floor, wengert/libtorch,
-#      allocations per step, peak memory) with the machine facts, writes RESULTS.md and a PNG
+#      wengert/dlib, allocations per step, peak memory) with the machine facts, writes RESULTS.md and a PNG
 #      bar chart of the ratios in the results dir, and copies both to benchmarks/ (RESULTS.md,
 #      bench_ratios.png) unless WENGERT_BENCH_NO_UPDATE=1.
 #
@@ -46,12 +48,13 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 echo "== bench.sh: setup"
-if ! WENGERT_BENCH_TORCH=1 bash "$root/scripts/setup.sh" build bench; then
+if ! WENGERT_BENCH_TORCH=1 WENGERT_BENCH_DLIB=1 bash "$root/scripts/setup.sh" build bench; then
   echo "bench.sh: setup could not install everything; going on with what is installed" >&2
 fi
 
 echo "== bench.sh: build ($build)"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DWENGERT_BENCH_TORCH=ON >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DWENGERT_BENCH_TORCH=ON \
+  -DWENGERT_BENCH_DLIB=ON >/dev/null
 cmake --build "$build" --target bench_mlp bench_nn_ops bench_cnn -j"$jobs"
 
 mkdir -p "$results"

@@ -5,9 +5,9 @@ Usage: bench_report.py [--results DIR] [--command CMD] PASS.json [PASS.json ...]
 
 Each JSON is one pass of bench_mlp (one thread count). For every pass it prints, and writes to
 DIR/RESULTS.md, the machine facts that move the figures (CPU, OpenBLAS build and core, thread
-counts, libtorch, load) and the tables: per workload the median step time of the floor, wengert
-and libtorch, wengert/floor and wengert/libtorch, allocations per step and peak memory; the OP
-chain in ns per op. The first pass is the primary one: its figures are checked against the
+counts, libtorch, dlib, load) and the tables: per workload the median step time of the floor,
+wengert, libtorch and dlib, wengert/floor, wengert/libtorch and wengert/dlib, allocations per
+step and peak memory; the OP chain in ns per op (no dlib there). The first pass is the primary one: its figures are checked against the
 targets. A gnuplot PNG of the ratios (DIR/bench_ratios.png, log scale) is drawn when gnuplot is
 installed.
 """
@@ -23,7 +23,7 @@ import sys
 # wengert/floor targets (medians, 1 thread), and the OP chain target in ns per op at [1,1].
 RATIO_TARGETS = {"S0": 1.5, "S1": 1.3, "S2": 1.05, "S3": 1.03}
 OP_TARGET_NS = 60.0
-MLP_CONTENDERS = ["floor", "wengert", "libtorch"]
+MLP_CONTENDERS = ["floor", "wengert", "libtorch", "dlib"]
 OP_CONTENDERS = ["plain", "wengert", "libtorch"]
 
 
@@ -123,7 +123,7 @@ def facts(p):
         f"OPENBLAS_CORETYPE={c.get('OPENBLAS_CORETYPE', '?')}",
         f"- Threads: OPENBLAS_NUM_THREADS={c.get('OPENBLAS_NUM_THREADS', '?')} "
         f"(OpenBLAS reports {c.get('blas_threads', '?')}); {c.get('torch', 'libtorch ?')}; "
-        f"OMP_WAIT_POLICY={c.get('OMP_WAIT_POLICY', '?')}",
+        f"OMP_WAIT_POLICY={c.get('OMP_WAIT_POLICY', '?')}; {c.get('dlib', 'dlib ?')}",
         f"- Build: {c.get('compiler', '?')}, -O3 -march=native, xsimd arch "
         f"{c.get('xsimd_arch', '?')}; Google Benchmark {c.get('library_version', '?')}"
         + (" (Debian's library reports a DEBUG build; it is the harness, not the code timed)"
@@ -146,12 +146,14 @@ def mlp_rows(p):
             "wl": wl, "desc": describe(ctx, wl), "t": t,
             "cv": {who: cv(p, "MLP", wl, who) for who in MLP_CONTENDERS},
             "wf": ratio(t["wengert"], t["floor"]), "wt": ratio(t["wengert"], t["libtorch"]),
+            "wd": ratio(t["wengert"], t["dlib"]),
             # The step-interleaved run (MLP/<wl>/paired): medians of per-step times taken in
             # turns, so that a load change hits every contender alike.
             "p": {who: counter(p, "MLP", wl, "paired", f"{who}_us") for who in MLP_CONTENDERS},
             "pf": counter(p, "MLP", wl, "paired", "wengert/floor"),
             "pf_cpu": counter(p, "MLP", wl, "paired", "wengert/floor_cpu"),
             "pt": counter(p, "MLP", wl, "paired", "wengert/libtorch"),
+            "pd": counter(p, "MLP", wl, "paired", "wengert/dlib"),
             "allocs": {who: counter(p, "MLP", wl, who, "allocs_per_step") for who in MLP_CONTENDERS},
             "heap": {who: counter(p, "MLP", wl, who, "heap_peak_MiB") for who in MLP_CONTENDERS},
             "rss": {who: counter(p, "MLP", wl, who, "rss_peak_MiB") for who in MLP_CONTENDERS},
@@ -202,32 +204,33 @@ def md_tables(p, primary):
         return " ✓" if ok(x) else " ✗"
 
     # Primary table: the step-interleaved run (times and ratios from the same measurement).
-    out.append("| workload | floor | wengert | libtorch | **wengert/floor** | target | "
-               "**wengert/libtorch** | allocs/step (floor, wengert, libtorch) | peak heap "
-               "(floor, wengert, libtorch) |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| workload | floor | wengert | libtorch | dlib | **wengert/floor** | target | "
+               "**wengert/libtorch** | **wengert/dlib** | allocs/step (floor, wengert, libtorch, "
+               "dlib) | peak heap (floor, wengert, libtorch, dlib) |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in mrows:
         tgt = RATIO_TARGETS.get(r["wl"])
         wf = fmt_ratio(r["pf"]) + verdict(r["pf"], lambda x: tgt is not None and x <= tgt)
         if one and r["pf_cpu"] is not None:
             wf += f" (CPU {fmt_ratio(r['pf_cpu'])})"
         wt = fmt_ratio(r["pt"]) + verdict(r["pt"], lambda x: x < 1)
+        wd = fmt_ratio(r["pd"])
         allocs = ", ".join(fmt_allocs(r["allocs"][w]) for w in MLP_CONTENDERS)
         heap = ", ".join(fmt_mib(r["heap"][w]) for w in MLP_CONTENDERS)
         out.append(f"| {r['wl']}: {r['desc']} | {fmt_time(r['p']['floor'])} | "
-                   f"{fmt_time(r['p']['wengert'])} | {fmt_time(r['p']['libtorch'])} | {wf} | "
-                   f"≤ {tgt} | {wt} | {allocs} | {heap} |")
+                   f"{fmt_time(r['p']['wengert'])} | {fmt_time(r['p']['libtorch'])} | "
+                   f"{fmt_time(r['p']['dlib'])} | {wf} | ≤ {tgt} | {wt} | {wd} | {allocs} | "
+                   f"{heap} |")
     out.append("")
     # Cross-check: the same steps as separate benchmarks (each contender on its own).
-    out.append("| separate benchmarks | floor | wengert | libtorch | wengert/floor | "
-               "wengert/libtorch |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| separate benchmarks | floor | wengert | libtorch | dlib | wengert/floor | "
+               "wengert/libtorch | wengert/dlib |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in mrows:
         out.append(
-            f"| {r['wl']} | {fmt_time(r['t']['floor'])}{fmt_cv(r['cv']['floor'])} | "
-            f"{fmt_time(r['t']['wengert'])}{fmt_cv(r['cv']['wengert'])} | "
-            f"{fmt_time(r['t']['libtorch'])}{fmt_cv(r['cv']['libtorch'])} | "
-            f"{fmt_ratio(r['wf'])} | {fmt_ratio(r['wt'])} |")
+            f"| {r['wl']} | "
+            + " | ".join(f"{fmt_time(r['t'][w])}{fmt_cv(r['cv'][w])}" for w in MLP_CONTENDERS)
+            + f" | {fmt_ratio(r['wf'])} | {fmt_ratio(r['wt'])} | {fmt_ratio(r['wd'])} |")
     out.append("")
     out.append("| OP: 1,000 tanh ops, record + backward | plain loop | wengert | libtorch | "
                "wengert/plain | **wengert/libtorch** | target | allocs/step (wengert, libtorch) "
@@ -254,8 +257,8 @@ def md_tables(p, primary):
             f"{fmt_allocs(r['allocs']['wengert'])}, {fmt_allocs(r['allocs']['libtorch'])} | "
             f"{sep} |")
     out.append("")
-    out.append("| process peak RSS | floor | wengert | libtorch |")
-    out.append("| --- | ---: | ---: | ---: |")
+    out.append("| process peak RSS | floor | wengert | libtorch | dlib |")
+    out.append("| --- | ---: | ---: | ---: | ---: |")
     for r in mrows:
         out.append(f"| {r['wl']} | " + " | ".join(fmt_mib(r["rss"][w]) for w in MLP_CONTENDERS)
                    + " |")
@@ -279,6 +282,14 @@ def target_summary(p):
                 line += (f"; {r[sep]:.3f} in separate benchmarks, "
                          + ("met" if ok(r[sep]) else "missed"))
             lines.append(line)
+        if r["pd"] is not None or r["wd"] is not None:
+            line = f"- {r['wl']} wengert/dlib (no target; the Debian dlib peer): "
+            parts = []
+            if r["pd"] is not None:
+                parts.append(f"{r['pd']:.3f} step-interleaved")
+            if r["wd"] is not None:
+                parts.append(f"{r['wd']:.3f} in separate benchmarks")
+            lines.append(line + "; ".join(parts))
     for r in op_rows(p):
         w, sep = r["p"]["wengert"], r["ns"]["wengert"]
         if r["wl"] == "1x1" and (w is not None or sep is not None):
@@ -331,16 +342,18 @@ def write_chart(passes, results):
     cols = []
     for p in passes:
         t = thread_label(p)
-        vf, vt = {}, {}
+        vf, vt, vd = {}, {}, {}
         for r in mlp_rows(p):  # the step-interleaved ratios where measured (steadier)
             vf[r["wl"]] = r["pf"] if r["pf"] is not None else r["wf"]
             vt[r["wl"]] = r["pt"] if r["pt"] is not None else r["wt"]
+            vd[r["wl"]] = r["pd"] if r["pd"] is not None else r["wd"]
         for r in op_rows(p):
             vf["OP " + r["wl"]] = r["pp"] if r["pp"] is not None else r["wp"]
             vt["OP " + r["wl"]] = r["pt"] if r["pt"] is not None else r["wt"]
         thr = f"{t} thread" + ("" if t == "1" else "s")
         cols.append((f"wengert/floor, {thr}", vf))
         cols.append((f"wengert/libtorch, {thr}", vt))
+        cols.append((f"wengert/dlib, {thr}", vd))
     dat = os.path.join(results, "bench_ratios.dat")
     with open(dat, "w") as f:
         f.write("group " + " ".join(f'"{name}"' for name, _ in cols) + "\n")
@@ -348,16 +361,16 @@ def write_chart(passes, results):
             vals = [v.get(g) for _, v in cols]
             f.write(f'"{g}" ' + " ".join("NaN" if x is None else f"{x:.6g}" for x in vals) + "\n")
     png = os.path.join(results, "bench_ratios.png")
-    # floor ratios blue, libtorch ratios orange; the first (primary) pass dark, the next light
-    colors = [["#1f6fb4", "#d9541e"], ["#8fbbe0", "#f0a47e"]]
+    # floor ratios blue, libtorch orange, dlib green; the first (primary) pass dark, the next light
+    colors = [["#1f6fb4", "#d9541e", "#2e8b3e"], ["#8fbbe0", "#f0a47e", "#96d1a0"]]
     plots = ", ".join(
         f"'{dat}' using {i + 2}:xtic(1) title columnheader({i + 2}) "
-        f"lc rgb '{colors[min(i // 2, 1)][i % 2]}'"
+        f"lc rgb '{colors[min(i // 3, 1)][i % 3]}'"
         for i in range(len(cols)))
     script = f"""
-set terminal pngcairo size 1000,520 font ',10'
+set terminal pngcairo size 1100,540 font ',10'
 set output '{png}'
-set title "wengert time relative to the hand-written OpenBLAS floor (plain loop for OP) and to libtorch\\n(step-interleaved medians; lower is better; log scale)"
+set title "wengert time relative to the hand-written OpenBLAS floor (plain loop for OP), to libtorch and to dlib\\n(step-interleaved medians; lower is better; log scale; dlib has no OP chain)"
 set style data histogram
 set style histogram clustered gap 1
 set style fill solid 0.9 border -1
@@ -398,11 +411,11 @@ def main():
     md = ["# wengert benchmark results", "",
           "MLP training steps (forward, loss, backward, plain SGD; float32) and the tape-overhead "
           "chain, wengert side by side with a hand-written OpenBLAS step (*floor*: preallocated "
-          "buffers, GEMMs with transpose flags, xsimd loops) and libtorch, all measured in the "
+          "buffers, GEMMs with transpose flags, xsimd loops), libtorch and dlib, all measured in the "
           "same run by `benchmarks/bench_mlp`.", "",
           f"Produced by `{a.command}` on {datetime.date.today().isoformat()}. "
           "Ratios below 1 mean wengert is faster. The first table of each pass is the "
-          "*step-interleaved* measurement (`MLP/<workload>/paired`): the three contenders live "
+          "*step-interleaved* measurement (`MLP/<workload>/paired`): the contenders live "
           "side by side and take turns, a batch of steps each (≥ 50 µs, order rotating every "
           "round), and each figure is the median of that contender's per-step times (real "
           "time; in parentheses the ratio in CPU time of the benchmark thread, 1-thread pass "
@@ -417,9 +430,11 @@ def main():
         md += [title, ""] + facts(p) + [""] + md_tables(p, primary=(i == 0)) + [""]
     md += ["## Targets (primary pass)", ""] + target_summary(passes[0]) + [""]
     md += ["## Correctness check (one step from identical parameters, max error relative to "
-           "the floor's scale)", ""] + checks(passes[0]) + [""]
+           "the floor's scale; for wengert and dlib also the losses over 5 steps and the "
+           "weights after them)", ""] + checks(passes[0]) + [""]
     if png:
-        md += ["## Chart", "", "![wengert/floor and wengert/libtorch](bench_ratios.png)", ""]
+        md += ["## Chart", "", "![wengert/floor, wengert/libtorch and wengert/dlib](bench_ratios.png)",
+               ""]
     md += ["## What is measured", "",
            "- Workloads: S0 batch 64, 3-4-3-1, tanh, sigmoid + binary cross-entropy (seed "
            "004's net); S1 batch 32, 64-64-64-10; S2 batch 128, 784-256-256-10; S3 batch 256, "
@@ -428,7 +443,13 @@ def main():
            "recorded and backpropagated (µs per 1,000 ops = ns per op).",
            "- wengert: one tape reused across steps, `linear` + `tanh` per layer, the fused "
            "loss op, `backward`, `nn::SGD`. libtorch: `addmm`, `tanh`, the functional loss, "
-           "`loss.backward()`, SGD under `NoGradGuard`, gradients reset to undefined.",
+           "`loss.backward()`, SGD under `NoGradGuard`, gradients reset to undefined. dlib "
+           "(Debian's 19.24, built for baseline x86-64; its translation unit is compiled without "
+           "-march=native): `loss_multiclass_log<fc<htan<fc<htan<fc<input>>>>>>` "
+           "(S0: `loss_binary_log` on ±1 labels), `compute_parameter_gradients` then "
+           "`update_parameters` with one `sgd(0, 0)` solver per layer, no `dnn_trainer`; its "
+           "bottom fc also computes the gradient with respect to the input batch (dlib always "
+           "does), one GEMM the other contenders skip.",
            "- allocs/step: calls to malloc/calloc/realloc/aligned_alloc/posix_memalign/memalign "
            "in the whole process (operator new goes through malloc) per step, after 3 warm-up "
            "steps, averaged over 5. Not counted: memory a library maps itself with mmap "

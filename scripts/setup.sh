@@ -7,7 +7,8 @@
 #                valgrind (memcheck over the engine tests); clang-format (the format check);
 #                python3 (extracts README.md's C++ examples, which the tests compile)
 #   train        the Fashion-MNIST data set and gnuplot (for the main job's plot)
-#   bench        Google Benchmark (+ compare.py tools); libtorch-dev too if WENGERT_BENCH_TORCH=1
+#   bench        Google Benchmark (+ compare.py tools); the optional benchmark peers too:
+#                libtorch-dev if WENGERT_BENCH_TORCH=1, libdlib-dev if WENGERT_BENCH_DLIB=1
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libxtensor-dev xtl-dev libxtensor-blas-dev libopenblas-dev
@@ -18,7 +19,8 @@ for profile in "$@"; do
     test) pkgs+=(libgtest-dev clang-14 libclang-rt-14-dev valgrind clang-format python3) ;;
     train) pkgs+=(dataset-fashion-mnist gnuplot-nox) ;;
     bench) pkgs+=(libbenchmark-dev libbenchmark-tools python3 python3-scipy gnuplot-nox)
-           if [ "${WENGERT_BENCH_TORCH:-0}" = 1 ]; then pkgs+=(libtorch-dev); fi ;;
+           if [ "${WENGERT_BENCH_TORCH:-0}" = 1 ]; then pkgs+=(libtorch-dev); fi
+           if [ "${WENGERT_BENCH_DLIB:-0}" = 1 ]; then pkgs+=(libdlib-dev); fi ;;
     *) echo "setup.sh: unknown profile '$profile' (build, test, train, bench)" >&2
        exit 2 ;;
   esac
