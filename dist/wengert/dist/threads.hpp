@@ -13,14 +13,14 @@
 // others on N − 1 worker threads (made once, at construction) with their replicas. Each tape
 // is used by one thread only.
 //
-// Before its shard every replica copies the master's current values, buffers (batch norm's
-// running statistics) and every module's training mode (so the previous optimizer step, a
-// loaded checkpoint, or master.eval() is seen; the master's buffers are updated by shard 0's
-// rows alone, as with rank 0's in PyTorch's DistributedDataParallel). Each shard's backward is
-// seeded with its weight n_k / n (n_k its rows, n the batch's), so its gradients are already those
-// of its share of the batch's mean loss: shard 0's land in the master's gradients, the others' in
-// their replicas'. Then all threads together reduce, each over its own range of the parameters'
-// elements taken as one flat vector:
+// Before its shard every replica copies the master's current values, and before the shards
+// start its buffers (batch norm's running statistics) and every module's training mode (so the
+// previous optimizer step, a loaded checkpoint, or master.eval() is seen; the master's buffers are
+// updated by shard 0's rows alone, as with rank 0's in PyTorch's DistributedDataParallel). Each
+// shard's backward is seeded with its weight n_k / n (n_k its rows, n the batch's), so its
+// gradients are already those of its share of the batch's mean loss: shard 0's land in the master's
+// gradients, the others' in their replicas'. Then all threads together reduce, each over its own
+// range of the parameters' elements taken as one flat vector:
 //     master.grad += replica_1.grad + … + replica_{N−1}.grad,
 // added in shard order (the result does not depend on scheduling), zeroing those replica
 // elements for the next step. The master's gradients are then those of the mean loss over the
@@ -272,6 +272,11 @@ class ThreadDataParallel {
       return l.item();
     }
     check_structure();
+    // Buffers and modes are copied here, before any shard starts: shard 0's forward writes the
+    // master's buffers (batch norm's running statistics) while the workers run (a data race
+    // TSan found when each worker copied them itself). They are small; the parameters, large
+    // and not written until every shard is done, are copied by each worker in parallel.
+    for (std::size_t k = 1; k < n_; ++k) refresh_state(k);
     {
       std::lock_guard<std::mutex> lock(mu_);
       arrived_ = 0;
@@ -331,7 +336,7 @@ class ThreadDataParallel {
     const auto t0 = Clock::now();
     try {
       M& m = k == 0 ? *master_ : *replicas_[k];
-      if (k > 0) refresh(k);  // values, buffers and every module's mode
+      if (k > 0) refresh(k);  // values (buffers and modes: refresh_state, before the start)
       Tape<T>& t = *tapes_[k];
       t.clear();
       if (each_mode_) {
@@ -392,15 +397,19 @@ class ThreadDataParallel {
     return std::chrono::duration<double>(b - a).count();
   }
 
-  // Replica k becomes the master as it is now: parameter values, buffers (batch norm's running
-  // statistics) and every module's training mode. So the replicas' own updates of their
-  // buffers are dropped, and the master's come from shard 0's rows alone — what PyTorch's
-  // DistributedDataParallel does with broadcast_buffers, where rank 0's buffers win.
+  // Replica k's parameter values become the master's (on worker k, at the start of its shard).
   void refresh(std::size_t k) {
     auto& ps = replica_params_[k];
     for (std::size_t i = 0; i < ps.size(); ++i)
       std::copy(master_params_[i]->value.begin(), master_params_[i]->value.end(),
                 ps[i]->value.begin());
+  }
+
+  // Replica k's buffers (batch norm's running statistics) and every module's training mode
+  // become the master's (on the calling thread, before the shards start). So the replicas' own
+  // updates of their buffers are dropped, and the master's come from shard 0's rows alone —
+  // what PyTorch's DistributedDataParallel does with broadcast_buffers, where rank 0's win.
+  void refresh_state(std::size_t k) {
     auto& bs = replica_buffers_[k];
     for (std::size_t i = 0; i < bs.size(); ++i)
       std::copy(master_buffers_[i]->value.begin(), master_buffers_[i]->value.end(),
