@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "detail/axes.hpp"
 #include "detail/record.hpp"
 
 namespace wengert {
@@ -53,19 +54,12 @@ Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, S
   check_handle(name, "x", x);
   const Shape& s = x.shape();
   const std::size_t ax = normalize_axis(name, s, axis);
-  std::size_t outer = 1, inner = 1;
-  for (std::size_t i = 0; i < ax; ++i) outer *= s[i];
-  for (std::size_t i = ax + 1; i < s.rank(); ++i) inner *= s[i];
-  const std::size_t n = s[ax];
+  const detail::AxisSplit split = detail::split_at(s, ax);
+  const std::size_t outer = split.outer, inner = split.inner, n = split.n;
   if (Mean && n == 0 && outer * inner > 0)
     throw ValueError(std::string(name) + ": axis " + std::to_string(axis) + " of x " + s.str() +
                      " has length 0; the mean along it is undefined");
-  Shape out;
-  for (std::size_t i = 0; i < s.rank(); ++i)
-    if (i != ax)
-      out.push_back(s[i]);
-    else if (keepdims)
-      out.push_back(1);
+  const Shape out = detail::drop_axis(s, ax, keepdims);
 
   auto op = x.tape().begin_op(name, &x, 1, out, loc);
   const T* __restrict xv = op.input_data(0);
