@@ -81,7 +81,7 @@ void Tape<T>::throw_anomaly(const detail::Node<T>& n, const char* where, std::si
                             T value) const {
   std::ostringstream os;
   os << "anomaly: op '" << n.name << "' (node #" << (&n - nodes_.data()) << ", recorded at "
-     << (n.loc.file && *n.loc.file ? n.loc.file : "?") << ":" << n.loc.line << ") produced "
+     << (n.file && *n.file ? n.file : "?") << ":" << n.line << ") produced "
      << value << " in its " << where << " at element " << elem << " of " << n.shape.str();
   throw ValueError(os.str());
 }
@@ -102,7 +102,7 @@ void Tape<T>::print(std::ostream& os) const {
       os << "  [parameter]";
     else if (n.flags & detail::kRequiresGrad)
       os << "  [grad]";
-    if (n.loc.line) os << "  @" << n.loc.file << ':' << n.loc.line;
+    if (n.line) os << "  @" << n.file << ':' << n.line;
     os << '\n';
   }
 }

@@ -51,24 +51,58 @@ enum NodeFlags : std::uint8_t {
   kLeaf = 4,          // constant, variable or parameter
 };
 
+// One tape entry: exactly two cache lines, and the node list is 64-byte aligned. The first
+// line holds what the backward sweep and most closures read (value, adjoint, size, closure,
+// inputs, flags); the second holds the shape and what only messages and listings read (the op's
+// name and where it was recorded). A Node is built in place by its constructor: no zeroing of
+// the whole record first, and no record assembled on the stack and then copied.
 template <class T>
-struct Node {
+struct alignas(64) Node {
+  Node(const T* v, T* g, std::size_t n, const Shape& s, std::uint32_t first_input,
+       std::uint32_t inputs, std::uint8_t f, const char* op, const SourceLoc& at)
+      : value(v),
+        grad(g),
+        size(n),
+        backward(nullptr),
+        closure(nullptr),
+        in_begin(first_input),
+        in_count(inputs),
+        flags(f),
+        line(at.line),
+        shape(s),
+        name(op),
+        file(at.file) {}
+
   const T* value;
   T* grad;  // null unless kRequiresGrad
-  Shape shape;
   std::size_t size;
-  std::uint32_t in_begin;
-  std::uint32_t in_count;
-  const char* name;
   void (*backward)(void* closure, const BackwardContext<T>& ctx);
   void* closure;
-  void (*destroy)(void* closure);
-  SourceLoc loc;
+  std::uint32_t in_begin;
+  std::uint32_t in_count;
   std::uint8_t flags;
+  unsigned line;  // of the op's SourceLoc, beside the flags to keep the node at 128 bytes
+  // ---- second cache line
+  Shape shape;
+  const char* name;
+  const char* file;  // of the op's SourceLoc
+
+  SourceLoc loc() const { return SourceLoc{file, line}; }
 };
+static_assert(sizeof(Node<float>) == 128 && sizeof(Node<double>) == 128,
+              "a tape node is two cache lines");
 
 // Marks used during one backward sweep.
 enum SweepMarks : std::uint8_t { kActive = 1, kReached = 2, kOnPath = 4 };
+
+// The calling thread's identity for a tape's owner check: the address of a thread_local,
+// distinct for every running thread and computed with one add from the thread pointer, where
+// std::this_thread::get_id() is a call into the C library (made three times per recorded op
+// before this). As with std::thread::id, a thread that has exited may share it with a later one.
+inline const void* this_thread_token() {
+  thread_local const char token = 0;
+  return &token;
+}
 
 inline std::uint32_t next_tape_generation_base() {
   // Per-thread counter: distinct tapes start far apart, so a handle from one tape is very

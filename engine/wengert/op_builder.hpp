@@ -135,11 +135,21 @@ Var<T> OpBuilder<T>::finish(F&& backward) {
     static_assert(alignof(Fn) <= detail::Arena::kBlockAlign,
                   "a backward closure may not need more than 64-byte alignment");
     void* mem = tape_->arena_.allocate(sizeof(Fn), alignof(Fn));
-    Fn* f = new (mem) Fn(std::forward<F>(backward));
-    n.closure = f;
+    if constexpr (std::is_trivially_destructible_v<Fn>) {
+      n.closure = new (mem) Fn(std::forward<F>(backward));
+    } else {
+      // Registered for clear() before it exists (the list may fail to grow; the builder's
+      // rollback then undoes the op), withdrawn if its construction throws.
+      auto& list = tape_->destructors_;
+      list.push_back({mem, [](void* c) { static_cast<Fn*>(c)->~Fn(); }});
+      try {
+        n.closure = new (mem) Fn(std::forward<F>(backward));
+      } catch (...) {
+        list.pop_back();
+        throw;
+      }
+    }
     n.backward = [](void* c, const BackwardContext<T>& ctx) { (*static_cast<Fn*>(c))(ctx); };
-    if constexpr (!std::is_trivially_destructible_v<Fn>)
-      n.destroy = [](void* c) { static_cast<Fn*>(c)->~Fn(); };
   }
   done_ = true;
   tape_->building_ = false;

@@ -199,9 +199,9 @@ class Tape {
   /// the tape, so it cannot race with a thread that starts recording at that moment.
   /// Throws UsageError between begin_op and finish, and from inside a backward closure.
   void clear() {
-    const std::thread::id cur = owner_.load(std::memory_order_acquire);
-    if (cur != std::this_thread::get_id()) {
-      if (cur == std::thread::id()) return;  // unowned: no nodes, closures or arena in use
+    const void* cur = owner_.load(std::memory_order_acquire);
+    if (cur != detail::this_thread_token()) {
+      if (!cur) return;  // unowned: no nodes, closures or arena in use
       throw_foreign_clear();
     }
     check_idle("clear");
@@ -209,10 +209,11 @@ class Tape {
     nodes_.clear();
     inputs_.clear();
     arena_.reset();
+    dirty_ = 0;
     ++gen_;
     // Release: the thread that claims the tape next (check_owner's acquiring CAS) sees it
     // cleared, with no other synchronisation between the two threads.
-    owner_.store(std::thread::id(), std::memory_order_release);
+    owner_.store(nullptr, std::memory_order_release);
   }
 
   /// Number of nodes (leaves and ops) recorded since the last clear.
@@ -244,6 +245,28 @@ class Tape {
     if (n > (~std::size_t{0} >> 1) / sizeof(U)) detail::throw_no_memory(~std::size_t{0});
     return static_cast<U*>(arena_.allocate(n * sizeof(U), 64));  // cache line, SIMD-friendly
   }
+  // A node's value (unless `value_too` is false: a view) and, if `grad`, its adjoint, zeroed,
+  // in one arena request: the adjoint follows the value. A buffer of 64 bytes or more starts
+  // on a cache line; a smaller one on 16 bytes, so that a chain of scalar ops packs several
+  // nodes' values and adjoints into one line instead of taking two lines per node.
+  // The adjoint is zeroed here, while its line is being written anyway, so that the first
+  // sweep over a recording need not zero it (see dirty_).
+  void alloc_node_memory(std::size_t n, bool value_too, bool grad, T*& value, T*& adjoint) {
+    if (n > (~std::size_t{0} >> 3) / sizeof(T)) detail::throw_no_memory(~std::size_t{0});
+    const std::size_t bytes = n * sizeof(T);
+    const std::size_t align = bytes >= 64 ? 64 : 16;
+    const std::size_t stride = value_too ? (bytes + align - 1) & ~(align - 1) : 0;
+    if (!value_too && !grad) return;
+    auto* p = static_cast<std::byte*>(arena_.allocate(stride + (grad ? bytes : 0), align));
+    if (value_too) value = reinterpret_cast<T*>(p);
+    if (grad) {
+      adjoint = reinterpret_cast<T*>(p + stride);
+      if (bytes <= 64)
+        for (std::size_t k = 0; k < n; ++k) adjoint[k] = T(0);
+      else
+        std::memset(adjoint, 0, bytes);
+    }
+  }
   // An output (and its adjoint, if `grad`) that the arena could not allocate: the arena is
   // rewound to `m` and a ResourceError names the op, the shape and the bytes.
   [[noreturn, gnu::cold, gnu::noinline]] void throw_no_memory(const char* what, const Shape& s,
@@ -251,11 +274,11 @@ class Tape {
                                                               const ResourceError& e);
 
   void check_owner(const char* what) {
-    std::thread::id me = std::this_thread::get_id();
-    std::thread::id cur = owner_.load(std::memory_order_relaxed);
+    const void* me = detail::this_thread_token();
+    const void* cur = owner_.load(std::memory_order_relaxed);
     if (cur == me) return;
-    if (cur == std::thread::id()) {
-      std::thread::id none;
+    if (!cur) {
+      const void* none = nullptr;
       if (owner_.compare_exchange_strong(none, me, std::memory_order_acq_rel)) return;
     }
     throw_foreign(what);
@@ -269,8 +292,8 @@ class Tape {
 
   // Throws if another thread owns the tape; unlike check_owner, does not claim it.
   void check_not_foreign(const char* what) const {
-    const std::thread::id cur = owner_.load(std::memory_order_relaxed);
-    if (cur != std::thread::id() && cur != std::this_thread::get_id()) throw_foreign(what);
+    const void* cur = owner_.load(std::memory_order_relaxed);
+    if (cur && cur != detail::this_thread_token()) throw_foreign(what);
   }
   [[noreturn, gnu::cold, gnu::noinline]] void throw_busy(const char* what) const;
 
@@ -282,7 +305,7 @@ class Tape {
   }
 
   OpBuilder<T> begin_op_impl(const char* name, const Var<T>* inputs, std::size_t n_inputs,
-                             const Shape& out, SourceLoc loc, const Var<T>* view_of,
+                             const Shape& out, const SourceLoc& loc, const Var<T>* view_of,
                              std::size_t offset);
   [[noreturn, gnu::cold, gnu::noinline]] static void throw_bad_view(const char* name,
                                                                     const detail::Node<T>& x,
@@ -299,25 +322,17 @@ class Tape {
 
   std::uint32_t push_leaf(const char* name, const Shape& s, const T* external, std::uint8_t flags) {
     check_idle(name);
-    const Shape shape = s;  // may live in nodes_ (detach): copy before emplace_back
-    const std::size_t n = shape.size();
+    const std::size_t n = s.size();
     const detail::Arena::Mark m = arena_.mark();
-    const T* value = external;
+    T* value = const_cast<T*>(external);
     T* grad = nullptr;
     try {
-      if (!external) value = arena_alloc<T>(n);
-      if (flags & detail::kRequiresGrad) grad = arena_alloc<T>(n);
+      alloc_node_memory(n, !external, flags & detail::kRequiresGrad, value, grad);
     } catch (const ResourceError& e) {
-      throw_no_memory(name, shape, flags & detail::kRequiresGrad, m, e);
+      throw_no_memory(name, s, flags & detail::kRequiresGrad, m, e);
     }
-    detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
-    node.value = value;
-    node.grad = grad;
-    node.shape = shape;
-    node.size = n;
-    node.in_begin = static_cast<std::uint32_t>(inputs_.size());
-    node.name = name;
-    node.flags = flags | detail::kLeaf;
+    emplace_node(value, grad, n, s, static_cast<std::uint32_t>(inputs_.size()), 0,
+                 flags | detail::kLeaf, name, SourceLoc{});
     return static_cast<std::uint32_t>(nodes_.size() - 1);
   }
 
@@ -360,15 +375,28 @@ class Tape {
   }
 
   void rollback(const RollbackPoint& rb) {
-    nodes_.resize(rb.nodes);
+    nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(rb.nodes), nodes_.end());
     inputs_.resize(rb.inputs);
     arena_.rewind(rb.arena);
     building_ = false;
   }
 
+  // Appends a node built in place. `s` may be a shape inside nodes_ (an input's, or detach's
+  // source): it is copied first when the list is about to move.
+  void emplace_node(const T* value, T* grad, std::size_t n, const Shape& s,
+                    std::uint32_t in_begin, std::uint32_t in_count, std::uint8_t flags,
+                    const char* name, const SourceLoc& loc) {
+    if (nodes_.size() == nodes_.capacity()) {
+      const Shape copy = s;
+      nodes_.emplace_back(value, grad, n, copy, in_begin, in_count, flags, name, loc);
+    } else {
+      nodes_.emplace_back(value, grad, n, s, in_begin, in_count, flags, name, loc);
+    }
+  }
+
   void destroy_closures() {
-    for (auto& n : nodes_)
-      if (n.destroy) n.destroy(n.closure);
+    for (const Destructor& d : destructors_) d.destroy(d.closure);
+    destructors_.clear();
   }
 
   void sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::size_t n_wrt,
@@ -380,14 +408,25 @@ class Tape {
       if (!std::isfinite(n.value[k])) throw_anomaly(n, "forward output", k, n.value[k]);
   }
 
-  std::vector<detail::Node<T>> nodes_;
+  // A closure that is not trivially destructible, to destroy on clear() (in recording order).
+  struct Destructor {
+    void* closure;
+    void (*destroy)(void* closure);
+  };
+
+  std::vector<detail::Node<T>, AlignedAllocator<detail::Node<T>>> nodes_;  // 64-byte aligned
   std::vector<std::uint32_t> inputs_;
   std::vector<std::uint8_t> marks_;
+  std::vector<Destructor> destructors_;
   detail::Arena arena_;
+  // Tape-owned adjoints are zeroed when allocated; a sweep writes those of nodes [0, n) and
+  // records n here. The next sweep zeroes only nodes [0, dirty_), so the first sweep after
+  // recording zeroes nothing.
+  std::size_t dirty_ = 0;
   std::uint32_t gen_;
   bool building_ = false;  // between begin_op and finish (or the builder's rollback)
   bool sweeping_ = false;  // inside backward, while closures run
-  std::atomic<std::thread::id> owner_{};
+  std::atomic<const void*> owner_{nullptr};  // detail::this_thread_token() of the owner
 };
 
 // ---- inline definitions ----------------------------------------------------------------------
@@ -398,63 +437,53 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
   check_idle("param");
   // Read first: a moved-from Parameter throws here, before the tape changes.
   ParameterStorage<T>& st = *p.storage();
-  detail::Node<T>& node = nodes_.emplace_back();  // in place, as in begin_op
-  node.value = st.value.data();
-  node.grad = grad_enabled() ? st.grad.data() : nullptr;
-  node.shape = st.shape;
-  node.size = st.value.size();
-  node.in_begin = static_cast<std::uint32_t>(inputs_.size());
-  node.name = "param";
-  node.flags =
-      detail::kLeaf | (grad_enabled() ? (detail::kRequiresGrad | detail::kExternalGrad) : 0);
+  const bool g = grad_enabled();
+  emplace_node(st.value.data(), g ? st.grad.data() : nullptr, st.value.size(), st.shape,
+               static_cast<std::uint32_t>(inputs_.size()), 0,
+               detail::kLeaf | (g ? (detail::kRequiresGrad | detail::kExternalGrad) : 0), "param",
+               SourceLoc{});
   return handle(static_cast<std::uint32_t>(nodes_.size() - 1));
 }
 
 template <class T>
 OpBuilder<T> Tape<T>::begin_op_impl(const char* name, const Var<T>* inputs, std::size_t n_inputs,
-                                    const Shape& out, SourceLoc loc, const Var<T>* view_of,
+                                    const Shape& out, const SourceLoc& loc, const Var<T>* view_of,
                                     std::size_t offset) {
   check_owner(name);
   check_idle(name);
-  bool needs = false;
+  std::uint8_t flags = 0;
   for (std::size_t k = 0; k < n_inputs; ++k) {
     check_input(inputs[k], name, k);
-    needs |= (nodes_[inputs[k].index_].flags & detail::kRequiresGrad) != 0;
+    flags |= nodes_[inputs[k].index_].flags;
   }
-  needs = needs && grad_enabled();
+  const bool needs = (flags & detail::kRequiresGrad) && grad_enabled();
 
-  RollbackPoint rb{nodes_.size(), inputs_.size(), arena_.mark()};
-  const Shape shape = out;  // `out` may be an input's shape, i.e. inside nodes_: copy it first
-  const std::size_t size = shape.size();
+  const RollbackPoint rb{nodes_.size(), inputs_.size(), arena_.mark()};
+  const std::size_t size = out.size();
   T* value = nullptr;
   T* grad = nullptr;
   if (view_of) {
     const detail::Node<T>& src = nodes_[view_of->index_];
-    if (offset > src.size || size > src.size - offset) throw_bad_view(name, src, shape, offset);
+    if (offset > src.size || size > src.size - offset) throw_bad_view(name, src, out, offset);
     value = const_cast<T*>(src.value) + (src.size ? offset : 0);
   }
   try {
-    if (!view_of) value = arena_alloc<T>(size);
-    if (needs) grad = arena_alloc<T>(size);
+    alloc_node_memory(size, !view_of, needs, value, grad);
   } catch (const ResourceError& e) {
-    throw_no_memory(name, shape, needs, rb.arena, e);
+    throw_no_memory(name, out, needs, rb.arena, e);
   }
-  const auto in_begin = static_cast<std::uint32_t>(inputs_.size());
-  for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
-  // Filled in place: a Node assembled on the stack and pushed is copied with wide vector loads
-  // right after its fields were stored narrowly, a store-forwarding stall on every op.
-  detail::Node<T>& node = nodes_.emplace_back();
-  node.shape = shape;
-  node.size = size;
-  node.value = value;
-  node.grad = grad;
-  node.in_begin = in_begin;
-  node.in_count = static_cast<std::uint32_t>(n_inputs);
-  node.name = name;
-  node.loc = loc;
-  node.flags = needs ? detail::kRequiresGrad : 0;
+  try {
+    for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
+    // `out` is read before the list can move (it may be an input's shape).
+    emplace_node(value, grad, size, out, static_cast<std::uint32_t>(rb.inputs),
+                 static_cast<std::uint32_t>(n_inputs), needs ? detail::kRequiresGrad : 0, name,
+                 loc);
+  } catch (...) {
+    rollback(rb);  // a list could not grow: the tape stays as it was
+    throw;
+  }
   building_ = true;
-  return OpBuilder<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), rb);
+  return OpBuilder<T>(this, static_cast<std::uint32_t>(rb.nodes), rb);
 }
 
 template <class T>
@@ -478,8 +507,8 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
                      "recorded under no-grad)");
 
   const std::size_t n = yi + 1;  // nodes after y cannot contribute to it
-  marks_.assign(n, 0);
   if (n_wrt) {
+    marks_.assign(n, 0);
     for (std::size_t k = 0; k < n_wrt; ++k) {
       check_input(wrt[k], what, k + 1);
       // As jacobian's x: a node that needs no gradient has none to compute (UsageError).
@@ -497,8 +526,11 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
       marks_[i] = m;
     }
   } else {
-    for (std::size_t i = 0; i < n; ++i)
-      if (nodes_[i].flags & detail::kRequiresGrad) marks_[i] = detail::kActive;
+    static_assert(int{detail::kActive} == int{detail::kRequiresGrad});
+    marks_.resize(n);
+    const detail::Node<T>* nodes = nodes_.data();
+    std::uint8_t* marks = marks_.data();
+    for (std::size_t i = 0; i < n; ++i) marks[i] = nodes[i].flags & detail::kRequiresGrad;
   }
   const bool active = marks_[yi] & detail::kActive;  // false: y depends on no chosen variable
 
@@ -516,17 +548,20 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
     else
       out.grad[0] = accumulate ? out.grad[0] + T(1) : T(1);
   }
-  // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, which would
-  // otherwise hold uninitialised arena memory or a previous sweep's values, and those of nodes
-  // recorded after y, which this sweep does not reach (y's adjoint does not depend on them, but
-  // reading theirs must not show an earlier sweep's); parameter adjoints accumulate.
-  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+  // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, and those of
+  // nodes recorded after y, which this sweep does not reach (y's adjoint does not depend on them,
+  // but reading theirs must not show an earlier sweep's); parameter adjoints accumulate. They
+  // were zeroed when allocated, so only those an earlier sweep wrote, nodes [0, dirty_), are
+  // zeroed again: none on the first sweep of a recording.
+  for (std::size_t i = 0; i < dirty_; ++i) {
     detail::Node<T>& nd = nodes_[i];
     if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad) &&
         !(active && i == yi))
       std::memset(nd.grad, 0, nd.size * sizeof(T));
   }
+  dirty_ = 0;
   if (!active) return;
+  dirty_ = n;  // before any closure runs: one may throw halfway
   marks_[yi] |= detail::kReached;
 
   const bool anomaly = anomaly_mode();
