@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -126,7 +127,7 @@ struct PlainChain {
   std::vector<float> x, w, buf, g, gw;
 };
 struct WengertChain {
-  WengertChain(std::size_t side, int ops) : c(side, ops) {}
+  WengertChain(std::size_t side, int ops, bool replay = false) : c(side, ops, replay) {}
   float step() { return c.run(); }
   WengertOpChain c;
 };
@@ -160,9 +161,10 @@ void take_turns(benchmark::State& state, std::vector<Turn>& cs, double scale, co
 void run_paired(benchmark::State& state, const std::string& name) {
   const Problem& p = problem(name);
   FloorMLP floor(p);
-  WengertMLP weng(p);
+  WengertMLP weng(p), replay(p, true);
   std::vector<Turn> cs = {{"floor", [&] { return floor.step(); }},
-                          {"wengert", [&] { return weng.step(); }}};
+                          {"wengert", [&] { return weng.step(); }},
+                          {"replay", [&] { return replay.step(); }}};
 #ifdef WENGERT_BENCH_HAVE_TORCH
   TorchMLP torch(p);
   cs.push_back({"libtorch", [&] { return torch.step(); }});
@@ -172,19 +174,23 @@ void run_paired(benchmark::State& state, const std::string& name) {
   cs.push_back({"dlib", [&] { return dl.step(); }});
 #endif
   take_turns(state, cs, 1e6, "_us");
+  state.counters["replay/floor"] = state.counters["replay_us"].value / state.counters["floor_us"].value;
 }
 
 // The OP chain in turns; times per op in ns.
 void run_paired_chain(benchmark::State& state, std::size_t side) {
   PlainChain plain(side, kChainOps);
-  WengertChain weng(side, kChainOps);
+  WengertChain weng(side, kChainOps), replay(side, kChainOps, true);
   std::vector<Turn> cs = {{"plain", [&] { return plain.step(); }},
-                          {"wengert", [&] { return weng.step(); }}};
+                          {"wengert", [&] { return weng.step(); }},
+                          {"replay", [&] { return replay.step(); }}};
 #ifdef WENGERT_BENCH_HAVE_TORCH
   TorchChain torch(side, kChainOps);
   cs.push_back({"libtorch", [&] { return torch.step(); }});
 #endif
   take_turns(state, cs, 1e9 / kChainOps, "_ns_per_op");
+  state.counters["replay/plain"] =
+      state.counters["replay_ns_per_op"].value / state.counters["plain_ns_per_op"].value;
 }
 
 void register_all() {
@@ -368,19 +374,40 @@ bool check_all() {
     line += "; " + cd.str("dlib");
     ok = ok && cd.pass();
 #endif
+    {  // Record once and replay: the same losses and parameters as recording every step.
+      WengertMLP recorded(p), replayed(p, true);
+      bool same = true;
+      for (int s = 0; s < 5; ++s) {
+        const float a = recorded.step(), b = replayed.step();
+        same = same && std::memcmp(&a, &b, sizeof a) == 0;
+      }
+      for (std::size_t l = 0; l < w.layers(); ++l) {
+        const auto &Wa = recorded.weight(l), &Wb = replayed.weight(l);
+        const auto &ba = recorded.bias(l), &bb = replayed.bias(l);
+        same = same && std::memcmp(Wa.data(), Wb.data(), Wa.size() * sizeof(float)) == 0 &&
+               std::memcmp(ba.data(), bb.data(), ba.size() * sizeof(float)) == 0;
+      }
+      line += same ? "; replay: 5 steps bit-identical to recording PASS"
+                   : "; replay: differs from recording FAIL";
+      ok = ok && same;
+    }
     std::printf("check %s\n", line.c_str());
     benchmark::AddCustomContext(std::string("check_") + w.name, line);
   }
   // The OP chain: dx of wengert's chain against the plain loop.
   for (std::size_t side : {1, 8}) {
     PlainChain plain(side, kChainOps);
-    WengertChain weng(side, kChainOps);
+    WengertChain weng(side, kChainOps), replay(side, kChainOps, true);
     const float gp = plain.step(), gw = weng.step();
+    replay.step();                      // records
+    const float gr = replay.step();     // replays
     const double e = rel_scalar(gw, gp);
-    char b[160];
-    std::snprintf(b, sizeof b, "OP %zux%zu: dx[0] plain %.6g, wengert %.6g (rel %.1e) %s", side,
-                  side, double(gp), double(gw), e, e <= kTolerance ? "PASS" : "FAIL");
-    ok = ok && e <= kTolerance;
+    const bool same = std::memcmp(&gw, &gr, sizeof gw) == 0;
+    char b[200];
+    std::snprintf(b, sizeof b, "OP %zux%zu: dx[0] plain %.6g, wengert %.6g (rel %.1e), replayed %s %s",
+                  side, side, double(gp), double(gw), e, same ? "identical" : "DIFFERENT",
+                  e <= kTolerance && same ? "PASS" : "FAIL");
+    ok = ok && e <= kTolerance && same;
     std::printf("check %s\n", b);
     benchmark::AddCustomContext("check_OP_" + std::to_string(side), b);
   }

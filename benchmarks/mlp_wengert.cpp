@@ -9,7 +9,7 @@ using wengert::Parameter;
 using wengert::Shape;
 using wengert::Var;
 
-WengertMLP::WengertMLP(const Problem& p) : p_(&p) {
+WengertMLP::WengertMLP(const Problem& p, bool replay) : p_(&p), replay_(replay) {
   const Workload& w = p.w;
   std::vector<Parameter<float>*> params;
   for (std::size_t l = 0; l < w.layers(); ++l) {
@@ -25,6 +25,13 @@ WengertMLP::WengertMLP(const Problem& p) : p_(&p) {
 }
 
 float WengertMLP::step() {
+  if (replay_ && loss_.valid()) {
+    opt_->zero_grad();
+    tape_.replay();
+    tape_.backward(loss_);
+    opt_->step();
+    return loss_.item();
+  }
   const Workload& w = p_->w;
   const std::size_t L = w.layers();
   tape_.clear();
@@ -40,19 +47,27 @@ float WengertMLP::step() {
                               h, tape_.constant_view(p_->targets.data(), Shape{w.batch, 1}));
   tape_.backward(loss);
   opt_->step();
+  if (replay_) loss_ = loss;
   return loss.item();
 }
 
-WengertOpChain::WengertOpChain(std::size_t side, int ops)
+WengertOpChain::WengertOpChain(std::size_t side, int ops, bool replay)
     : side_(side),
       ops_(ops),
       x0_(side * side, 0.5f),
       seed_(side * side, 1.0f),
-      w_(Shape{side, side}) {
+      w_(Shape{side, side}),
+      replay_(replay) {
   std::fill(w_.data(), w_.data() + w_.size(), kOpChainW);
 }
 
 float WengertOpChain::run() {
+  if (replay_ && y_.valid()) {
+    w_.zero_grad();
+    tape_.replay();
+    tape_.backward(y_, seed_.data(), nullptr, 0);
+    return x_.grad_data()[0];
+  }
   tape_.clear();
   w_.zero_grad();
   Var<float> x = tape_.variable(x0_.data(), Shape{side_, side_});
@@ -60,6 +75,10 @@ float WengertOpChain::run() {
   Var<float> y = x;
   for (int i = 0; i < ops_; ++i) y = op_is_tanh(i) ? wengert::tanh(y) : y * w;
   tape_.backward(y, seed_.data(), nullptr, 0);
+  if (replay_) {
+    x_ = x;
+    y_ = y;
+  }
   return x.grad_data()[0];
 }
 

@@ -19,7 +19,10 @@ namespace wengert_bench {
 
 class WengertMLP {
  public:
-  explicit WengertMLP(const Problem& p);
+  /// With `replay`, the first step records and every later one replays that recording
+  /// (Tape::replay: the batch and labels are read from the same memory, the parameters as SGD
+  /// left them), then backward and SGD as usual.
+  explicit WengertMLP(const Problem& p, bool replay = false);
   WengertMLP(const WengertMLP&) = delete;
   WengertMLP& operator=(const WengertMLP&) = delete;
 
@@ -36,6 +39,8 @@ class WengertMLP {
   std::vector<std::unique_ptr<wengert::Parameter<float>>> W_, b_;
   std::unique_ptr<wengert::nn::SGD<float>> opt_;
   wengert::Tape<float> tape_;
+  bool replay_;
+  wengert::Var<float> loss_;  // the recorded loss, when replaying
 };
 
 /// The OP workload on a wengert tape: x [side, side] a variable, `ops` ops y = tanh(y) (or, with
@@ -43,8 +48,9 @@ class WengertMLP {
 /// tape is cleared and reused every run, w's gradient zeroed.
 class WengertOpChain {
  public:
-  WengertOpChain(std::size_t side, int ops);
-  /// One record + backward; returns dx[0].
+  /// With `replay`, the chain is recorded once and every run replays it.
+  WengertOpChain(std::size_t side, int ops, bool replay = false);
+  /// One record (or replay) + backward; returns dx[0].
   float run();
 
  private:
@@ -53,6 +59,8 @@ class WengertOpChain {
   std::vector<float> x0_, seed_;
   wengert::Parameter<float> w_;
   wengert::Tape<float> tape_;
+  bool replay_;
+  wengert::Var<float> x_, y_;  // when replaying
 };
 
 }  // namespace wengert_bench

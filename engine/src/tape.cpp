@@ -163,6 +163,107 @@ xt::xarray<T> Tape<T>::jacobian(const Var<T>& y, const Var<T>& x) {
   return J;
 }
 
+template <class T>
+void Tape<T>::replay() {
+  check_owner("replay");
+  check_idle("replay");
+  if (first_unreplayable_ < nodes_.size()) throw_unreplayable();
+  detail::Node<T>* nodes = nodes_.data();
+  const std::size_t count = nodes_.size();
+  // Checked before any value changes: a Parameter whose storage moved (copy-assigned with
+  // another size) would have the recorded ops read freed memory.
+  for (std::size_t i = 0; i < count; ++i) {
+    const detail::Node<T>& nd = nodes[i];
+    if (nd.flags & detail::kParam) {
+      const auto* st = static_cast<const ParameterStorage<T>*>(nd.closure);
+      if (st->value.data() != nd.value || st->shape != nd.shape || !st->owned)
+        throw_param_moved(i);
+    }
+  }
+  const bool anomaly = anomaly_mode();
+  struct Replaying {  // reset on every exit, including a forward kernel's throw
+    bool& flag;
+    explicit Replaying(bool& f) : flag(f) { flag = true; }
+    ~Replaying() { flag = false; }
+  } replaying(replaying_);
+  const std::uint32_t* ins = inputs_.data();
+  const ViewRecord* view = views_.data();
+  const ViewRecord* const views_end = view + views_.size();
+  // The adjoints the last sweep wrote are zeroed here, each beside the value being recomputed
+  // (one allocation holds both), instead of in a separate pass at the start of the next sweep.
+  const std::size_t dirty = dirty_;
+  for (std::size_t i = 0; i < count; ++i) {
+    detail::Node<T>& nd = nodes[i];
+    if (view != views_end && view->node == i) {
+      nd.value = nodes[view->source].value + view->offset;
+      ++view;
+    }
+    if (nd.flags & detail::kReplayable) {  // else a leaf (no op is without: checked above)
+      (*static_cast<detail::ForwardThunk<T>*>(nd.closure))(
+          nd.closure, ForwardContext<T>(nodes, &nd, ins + nd.in_begin));
+      if (anomaly) check_finite_output(nd);
+    }
+    if (i < dirty && (nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) ==
+                         detail::kRequiresGrad) {
+      if (nd.size <= 16)
+        for (std::size_t k = 0; k < nd.size; ++k) nd.grad[k] = T(0);
+      else
+        std::memset(nd.grad, 0, nd.size * sizeof(T));
+    }
+  }
+  dirty_ = 0;
+}
+
+template <class T>
+void Tape<T>::set_input(const Var<T>& x, const T* data, const Shape& shape) {
+  check_owner("set_input");
+  check_input(x, "set_input", 0);
+  check_idle("set_input");
+  detail::Node<T>& nd = nodes_[x.index_];
+  const bool view = nd.flags & detail::kAliased;
+  if (!(nd.flags & detail::kLeaf) || (nd.flags & detail::kParam) ||
+      (view && std::strcmp(nd.name, "constant") != 0))
+    throw UsageError(std::string("set_input: node #") + std::to_string(x.index_) + " ('" +
+                     nd.name +
+                     "') is not a constant or variable leaf; only those take new values for "
+                     "replay (a Parameter is updated in place, an op's value is recomputed)");
+  if (shape != nd.shape)
+    throw ShapeError(std::string("set_input: node #") + std::to_string(x.index_) + " ('" +
+                     nd.name + "') was recorded as " + nd.shape.str() + " but the new value is " +
+                     shape.str() +
+                     "; a replay cannot change shapes: clear the tape and record the step again");
+  if (!data && nd.size)
+    throw UsageError("set_input: data is a null pointer for " + shape.str() + " values");
+  if (view)
+    nd.value = data;  // constant_view: alias the new memory, as recording it there would
+  else if (nd.size)
+    std::memmove(const_cast<T*>(nd.value), data, nd.size * sizeof(T));
+}
+
+template <class T>
+void Tape<T>::throw_unreplayable() const {
+  const detail::Node<T>& n = nodes_[first_unreplayable_];
+  throw UsageError("replay: op '" + std::string(n.name) + "' (node #" +
+                   std::to_string(first_unreplayable_) + ", recorded at " +
+                   (n.file && *n.file ? n.file : "?") + ":" + std::to_string(n.line) +
+                   ") was recorded without a forward kernel (OpBuilder::finish(backward) alone), "
+                   "so this tape cannot be replayed; record the step again instead, or give the "
+                   "op a forward with finish(forward, backward)");
+}
+
+template <class T>
+void Tape<T>::throw_param_moved(std::size_t i) const {
+  const detail::Node<T>& n = nodes_[i];
+  const auto* st = static_cast<const ParameterStorage<T>*>(n.closure);
+  if (!st->owned)
+    throw UsageError("replay: the Parameter of node #" + std::to_string(i) +
+                     " was destroyed or replaced after it was recorded; record the step again");
+  throw ShapeError("replay: the Parameter of node #" + std::to_string(i) + " was " +
+                   n.shape.str() + " when recorded and is " + st->shape.str() +
+                   " now (its storage was reassigned); a replay cannot change shapes: clear the "
+                   "tape and record the step again");
+}
+
 template class Tape<float>;
 template class Tape<double>;
 

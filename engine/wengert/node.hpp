@@ -27,6 +27,8 @@ class Parameter;
 template <class T>
 class BackwardContext;
 template <class T>
+class ForwardContext;
+template <class T>
 class OpBuilder;
 
 /// A non-owning xtensor view of tape- or parameter-owned memory (no copy).
@@ -49,11 +51,18 @@ enum NodeFlags : std::uint8_t {
   kRequiresGrad = 1,  // an adjoint buffer exists and gradients flow into this node
   kExternalGrad = 2,  // adjoint belongs to a Parameter: accumulate, never zero
   kLeaf = 4,          // constant, variable or parameter
+  kAliased = 8,       // a leaf whose value is not tape memory: constant_view, detach, param
+  kParam = 16,        // a Parameter leaf; its closure field holds the ParameterStorage
+  kReplayable = 32,   // an op with a forward kernel: its closure begins with a ForwardThunk
 };
 
+/// The first member of a replayable op's closure: calls its forward kernel.
+template <class T>
+using ForwardThunk = void (*)(void* closure, const ForwardContext<T>& ctx);
+
 // One tape entry: exactly two cache lines, and the node list is 64-byte aligned. The first
-// line holds what the backward sweep and most closures read (value, adjoint, size, closure,
-// inputs, flags); the second holds the shape and what only messages and listings read (the op's
+// line holds what the backward sweep, replay and most closures read (value, adjoint, size, the
+// closure and its two entry points, inputs, flags); the second holds the shape and what only messages and listings read (the op's
 // name and where it was recorded). A Node is built in place by its constructor: no zeroing of
 // the whole record first, and no record assembled on the stack and then copied.
 template <class T>
@@ -69,23 +78,25 @@ struct alignas(64) Node {
         in_count(inputs),
         flags(f),
         line(at.line),
+        file(at.file),
         shape(s),
-        name(op),
-        file(at.file) {}
+        name(op) {}
 
   const T* value;
   T* grad;  // null unless kRequiresGrad
   std::size_t size;
   void (*backward)(void* closure, const BackwardContext<T>& ctx);
+  // The op's closure (a Parameter leaf: its ParameterStorage). With kReplayable it begins with
+  // a ForwardThunk<T>, the entry point of its forward kernel for Tape::replay().
   void* closure;
   std::uint32_t in_begin;
   std::uint32_t in_count;
   std::uint8_t flags;
-  unsigned line;  // of the op's SourceLoc, beside the flags to keep the node at 128 bytes
+  unsigned line;     // the op's SourceLoc, split to keep the node at 128 bytes
+  const char* file;  //
   // ---- second cache line
   Shape shape;
   const char* name;
-  const char* file;  // of the op's SourceLoc
 
   SourceLoc loc() const { return SourceLoc{file, line}; }
 };

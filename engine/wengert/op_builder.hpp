@@ -64,6 +64,34 @@ class BackwardContext {
   const std::uint8_t* marks_;
 };
 
+/// What an op's forward kernel sees when Tape::replay() runs it again: the inputs' current
+/// values and the output's memory, the same addresses as when the op was recorded.
+template <class T>
+class ForwardContext {
+ public:
+  std::size_t num_inputs() const { return node_->in_count; }
+  const Shape& input_shape(std::size_t i) const { return in(i).shape; }
+  std::size_t input_size(std::size_t i) const { return in(i).size; }
+  const T* input_data(std::size_t i) const { return in(i).value; }
+  TensorView<const T> input(std::size_t i) const { return make_view(in(i).value, in(i).shape); }
+
+  const Shape& out_shape() const { return node_->shape; }
+  std::size_t out_size() const { return node_->size; }
+  T* out_data() const { return const_cast<T*>(node_->value); }
+  TensorView<T> out() const { return make_view(out_data(), node_->shape); }
+
+ private:
+  friend class Tape<T>;
+  ForwardContext(const detail::Node<T>* nodes, const detail::Node<T>* node,
+                 const std::uint32_t* inputs)
+      : nodes_(nodes), node_(node), inputs_(inputs) {}
+  const detail::Node<T>& in(std::size_t i) const { return nodes_[inputs_[i]]; }
+
+  const detail::Node<T>* nodes_;
+  const detail::Node<T>* node_;
+  const std::uint32_t* inputs_;
+};
+
 /// Records one op. Obtained from Tape::begin_op; write the forward value into out(), then call
 /// finish() with the backward closure. If the builder is destroyed without finish() (e.g. the
 /// forward computation threw), the tape is rolled back to exactly where it was.
@@ -106,7 +134,18 @@ class OpBuilder {
   template <class F>
   Var<T> finish(F&& backward);
 
+  /// As finish(backward), and makes the op replayable (Tape::replay): `forward`, called as
+  /// forward(const ForwardContext<T>&), recomputes ctx.out_data() from the inputs' values —
+  /// the same computation the op just did, with no validation or allocation (it may use scratch
+  /// it captured). It is kept even when no gradient is needed, since replay recomputes every
+  /// value. Whatever it reads besides the inputs (a pointer the caller passed) must still be
+  /// valid whenever the tape is replayed.
+  template <class Fw, class Bw>
+  Var<T> finish(Fw&& forward, Bw&& backward);
+
  private:
+  template <class Fn>
+  std::decay_t<Fn>* store_closure(void* mem, Fn&& fn);
   friend class Tape<T>;
   OpBuilder(Tape<T>* tape, std::uint32_t index, typename Tape<T>::RollbackPoint rb)
       : tape_(tape), index_(index), rollback_(rb) {}
@@ -124,33 +163,74 @@ class OpBuilder {
 // ---- inline definitions ----------------------------------------------------------------------
 
 template <class T>
+template <class Fn>
+std::decay_t<Fn>* OpBuilder<T>::store_closure(void* mem, Fn&& fn) {
+  using F = std::decay_t<Fn>;
+  if constexpr (std::is_trivially_destructible_v<F>) {
+    return new (mem) F(std::forward<Fn>(fn));
+  } else {
+    // Registered for clear() before it exists (the list may fail to grow; the builder's
+    // rollback then undoes the op), withdrawn if its construction throws.
+    auto& list = tape_->destructors_;
+    list.push_back({mem, [](void* c) { static_cast<F*>(c)->~F(); }});
+    try {
+      return new (mem) F(std::forward<Fn>(fn));
+    } catch (...) {
+      list.pop_back();
+      throw;
+    }
+  }
+}
+
+template <class T>
 template <class F>
 Var<T> OpBuilder<T>::finish(F&& backward) {
   using Fn = std::decay_t<F>;
   static_assert(std::is_invocable_v<Fn&, const BackwardContext<T>&>,
                 "backward closure must be callable as f(const BackwardContext<T>&)");
+  static_assert(alignof(Fn) <= detail::Arena::kBlockAlign,
+                "a backward closure may not need more than 64-byte alignment");
   detail::Node<T>& n = tape_->nodes_[index_];
   if (anomaly_mode()) tape_->check_finite_output(n);
   if (n.flags & detail::kRequiresGrad) {
-    static_assert(alignof(Fn) <= detail::Arena::kBlockAlign,
-                  "a backward closure may not need more than 64-byte alignment");
     void* mem = tape_->arena_.allocate(sizeof(Fn), alignof(Fn));
-    if constexpr (std::is_trivially_destructible_v<Fn>) {
-      n.closure = new (mem) Fn(std::forward<F>(backward));
-    } else {
-      // Registered for clear() before it exists (the list may fail to grow; the builder's
-      // rollback then undoes the op), withdrawn if its construction throws.
-      auto& list = tape_->destructors_;
-      list.push_back({mem, [](void* c) { static_cast<Fn*>(c)->~Fn(); }});
-      try {
-        n.closure = new (mem) Fn(std::forward<F>(backward));
-      } catch (...) {
-        list.pop_back();
-        throw;
-      }
-    }
+    n.closure = store_closure(mem, std::forward<F>(backward));
     n.backward = [](void* c, const BackwardContext<T>& ctx) { (*static_cast<Fn*>(c))(ctx); };
   }
+  // A view op (begin_view_op) has nothing to recompute: replay points it at its input again.
+  const auto& views = tape_->views_;
+  const bool view = !views.empty() && views.back().node == index_;
+  if (!view && tape_->first_unreplayable_ > index_) tape_->first_unreplayable_ = index_;
+  done_ = true;
+  tape_->building_ = false;
+  return tape_->handle(index_);
+}
+
+template <class T>
+template <class Fw, class Bw>
+Var<T> OpBuilder<T>::finish(Fw&& forward, Bw&& backward) {
+  using F = std::decay_t<Fw>;
+  using B = std::decay_t<Bw>;
+  static_assert(std::is_invocable_v<F&, const ForwardContext<T>&>,
+                "forward kernel must be callable as f(const ForwardContext<T>&)");
+  static_assert(std::is_invocable_v<B&, const BackwardContext<T>&>,
+                "backward closure must be callable as f(const BackwardContext<T>&)");
+  struct Both {
+    detail::ForwardThunk<T> thunk;  // first: replay reads it from the closure's address
+    F f;
+    B b;
+  };
+  static_assert(alignof(Both) <= detail::Arena::kBlockAlign,
+                "a closure may not need more than 64-byte alignment");
+  detail::Node<T>& n = tape_->nodes_[index_];
+  if (anomaly_mode()) tape_->check_finite_output(n);
+  void* mem = tape_->arena_.allocate(sizeof(Both), alignof(Both));
+  n.closure = store_closure(
+      mem, Both{[](void* c, const ForwardContext<T>& ctx) { static_cast<Both*>(c)->f(ctx); },
+                std::forward<Fw>(forward), std::forward<Bw>(backward)});
+  n.flags |= detail::kReplayable;
+  if (n.flags & detail::kRequiresGrad)
+    n.backward = [](void* c, const BackwardContext<T>& ctx) { static_cast<Both*>(c)->b(ctx); };
   done_ = true;
   tape_->building_ = false;
   return tape_->handle(index_);

@@ -100,7 +100,7 @@ class Tape {
   /// unchanged until the tape is cleared.
   Var<T> constant_view(const T* data, const Shape& shape) {
     check_owner("constant_view");
-    return handle(push_leaf("constant", shape, data, 0));
+    return handle(push_leaf("constant", shape, data, detail::kAliased));
   }
 
   /// A leaf that needs a gradient, owned by the tape (read it with .grad() after backward).
@@ -129,7 +129,13 @@ class Tape {
     check_owner("detach");
     check_input(x, "detach", 0);
     const detail::Node<T>& n = nodes_[x.index_];
-    return handle(push_leaf("detach", n.shape, n.value, 0));
+    views_.push_back({static_cast<std::uint32_t>(nodes_.size()), x.index_, 0});  // for replay
+    try {
+      return handle(push_leaf("detach", n.shape, n.value, detail::kAliased));
+    } catch (...) {
+      views_.pop_back();
+      throw;
+    }
   }
 
   // ---- recording ops (the custom-op API) -------------------------------------------------
@@ -153,6 +159,38 @@ class Tape {
                              std::size_t offset = 0, SourceLoc loc = SourceLoc::current()) {
     return begin_op_impl(name, &x, 1, out, loc, &x, offset);
   }
+
+  // ---- replay ----------------------------------------------------------------------------
+  //
+  // A training step whose ops and shapes do not change can be recorded once and replayed:
+  //
+  //   Var<float> x = tape.constant_view(batch.data(), {128, 784});   // record once
+  //   Var<float> loss = model(x, labels.data());
+  //   for (...) {
+  //     fill(batch, labels);     // new values in the same memory (or tape.set_input(x, p, s))
+  //     tape.replay();           // every op's value recomputed, nothing validated or allocated
+  //     tape.backward(loss);     // the recorded closures, as after a fresh recording
+  //     opt.step();  opt.zero_grad();
+  //   }
+  //
+  // The gradients are those of a fresh recording of the same step, bit for bit. Handles stay
+  // valid (loss.item() reads the new loss). Every op must have been recorded with a forward
+  // kernel (OpBuilder::finish(forward, backward)); all built-in ops but dropout are.
+
+  /// Recomputes every recorded op's value, in recording order, from the leaves' current values:
+  /// Parameters as the optimizer left them, constant_view memory as the caller refilled it,
+  /// leaves given new values with set_input. Allocates nothing and runs no validation beyond
+  /// O(1) per leaf. Throws UsageError if an op was recorded without a forward kernel (naming it)
+  /// or a Parameter's storage changed size since it was recorded (ShapeError), before any value
+  /// changes. Arrays an op read through a pointer (labels, indices) are read again from the
+  /// same address: they must still be valid; labels are checked again.
+  void replay();
+
+  /// Gives leaf x (a constant or variable, copied or constant_view) new values for replay():
+  /// a copied leaf copies `data`, a constant_view aliases `data` from now on. `shape` must be the
+  /// recorded one (ShapeError otherwise: a replay cannot change shapes; record the step again).
+  /// UsageError if x is not such a leaf (an op output, a Parameter, a detached value).
+  void set_input(const Var<T>& x, const T* data, const Shape& shape);
 
   // ---- backward --------------------------------------------------------------------------
 
@@ -208,8 +246,10 @@ class Tape {
     destroy_closures();
     nodes_.clear();
     inputs_.clear();
+    views_.clear();
     arena_.reset();
     dirty_ = 0;
+    first_unreplayable_ = ~std::size_t{0};
     ++gen_;
     // Release: the thread that claims the tape next (check_owner's acquiring CAS) sees it
     // cleared, with no other synchronisation between the two threads.
@@ -230,10 +270,13 @@ class Tape {
  private:
   friend class Var<T>;
   friend class OpBuilder<T>;
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_unreplayable() const;
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_param_moved(std::size_t i) const;
 
   struct RollbackPoint {
     std::size_t nodes;
     std::size_t inputs;
+    std::size_t views;
     detail::Arena::Mark arena;
   };
 
@@ -301,7 +344,7 @@ class Tape {
   // the last one, and the builder's shape references must stay valid) or while backward runs
   // (a closure that did any of it would move or free the nodes the sweep is walking).
   void check_idle(const char* what) const {
-    if (building_ | sweeping_) throw_busy(what);
+    if (building_ | sweeping_ | replaying_) throw_busy(what);
   }
 
   OpBuilder<T> begin_op_impl(const char* name, const Var<T>* inputs, std::size_t n_inputs,
@@ -377,6 +420,7 @@ class Tape {
   void rollback(const RollbackPoint& rb) {
     nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(rb.nodes), nodes_.end());
     inputs_.resize(rb.inputs);
+    views_.resize(rb.views);
     arena_.rewind(rb.arena);
     building_ = false;
   }
@@ -418,6 +462,15 @@ class Tape {
   std::vector<std::uint32_t> inputs_;
   std::vector<std::uint8_t> marks_;
   std::vector<Destructor> destructors_;
+  // Nodes whose value aliases another node's (view ops, detach), in recording order: replay
+  // re-derives their value pointers, since a constant_view's memory may have been moved.
+  struct ViewRecord {
+    std::uint32_t node;
+    std::uint32_t source;
+    std::size_t offset;
+  };
+  std::vector<ViewRecord> views_;
+  std::size_t first_unreplayable_ = ~std::size_t{0};  // first op without a forward kernel
   detail::Arena arena_;
   // Tape-owned adjoints are zeroed when allocated; a sweep writes those of nodes [0, n) and
   // records n here. The next sweep zeroes only nodes [0, dirty_), so the first sweep after
@@ -426,6 +479,7 @@ class Tape {
   std::uint32_t gen_;
   bool building_ = false;  // between begin_op and finish (or the builder's rollback)
   bool sweeping_ = false;  // inside backward, while closures run
+  bool replaying_ = false;  // inside replay, while forward kernels run
   std::atomic<const void*> owner_{nullptr};  // detail::this_thread_token() of the owner
 };
 
@@ -440,8 +494,10 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
   const bool g = grad_enabled();
   emplace_node(st.value.data(), g ? st.grad.data() : nullptr, st.value.size(), st.shape,
                static_cast<std::uint32_t>(inputs_.size()), 0,
-               detail::kLeaf | (g ? (detail::kRequiresGrad | detail::kExternalGrad) : 0), "param",
-               SourceLoc{});
+               detail::kLeaf | detail::kAliased | detail::kParam |
+                   (g ? (detail::kRequiresGrad | detail::kExternalGrad) : 0),
+               "param", SourceLoc{});
+  nodes_.back().closure = &st;  // for replay's check that the storage is where it was
   return handle(static_cast<std::uint32_t>(nodes_.size() - 1));
 }
 
@@ -458,7 +514,7 @@ OpBuilder<T> Tape<T>::begin_op_impl(const char* name, const Var<T>* inputs, std:
   }
   const bool needs = (flags & detail::kRequiresGrad) && grad_enabled();
 
-  const RollbackPoint rb{nodes_.size(), inputs_.size(), arena_.mark()};
+  const RollbackPoint rb{nodes_.size(), inputs_.size(), views_.size(), arena_.mark()};
   const std::size_t size = out.size();
   T* value = nullptr;
   T* grad = nullptr;
@@ -474,6 +530,9 @@ OpBuilder<T> Tape<T>::begin_op_impl(const char* name, const Var<T>* inputs, std:
   }
   try {
     for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
+    if (view_of)  // replay points the view at its input's memory again
+      views_.push_back({static_cast<std::uint32_t>(rb.nodes), view_of->index_,
+                        static_cast<std::size_t>(value - nodes_[view_of->index_].value)});
     // `out` is read before the list can move (it may be an input's shape).
     emplace_node(value, grad, size, out, static_cast<std::uint32_t>(rb.inputs),
                  static_cast<std::uint32_t>(n_inputs), needs ? detail::kRequiresGrad : 0, name,

@@ -26,7 +26,11 @@ Var<T> bias_add(const Var<T>& x, const Var<T>& b, SourceLoc loc) {
   auto op = x.tape().begin_op("bias_add", {x, b}, sx, loc);
   detail::add_rows(op.input_data(0), op.input_data(1), op.out_data(), rows, n);
 
-  return op.finish([](const BackwardContext<T>& c) {
+  return op.finish(
+      [rows, n](const ForwardContext<T>& c) {  // replay
+        detail::add_rows(c.input_data(0), c.input_data(1), c.out_data(), rows, n);
+      },
+      [](const BackwardContext<T>& c) {
     const std::size_t n = c.input_size(1);
     const std::size_t rows = n ? c.out_size() / n : 0;
     const T* G = c.out_grad_data();

@@ -43,7 +43,15 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b, SourceLoc loc) 
   gemm<T>(false, false, m, n, k, op.input_data(0), k, op.input_data(1), n, T(0), y, n);
   detail::add_bias_in_place(y, op.input_data(2), m, n);
 
-  return op.finish([](const BackwardContext<T>& c) {
+  return op.finish(
+      [](const ForwardContext<T>& c) {  // replay: the same two steps
+        const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
+        const std::size_t k = c.input_shape(0)[1];
+        gemm<T>(false, false, m, n, k, c.input_data(0), k, c.input_data(1), n, T(0),
+                c.out_data(), n);
+        detail::add_bias_in_place(c.out_data(), c.input_data(2), m, n);
+      },
+      [](const BackwardContext<T>& c) {
     const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
     const std::size_t k = c.input_shape(0)[1];
     const T* G = c.out_grad_data();  // [m,n]

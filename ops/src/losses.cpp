@@ -34,17 +34,21 @@ std::size_t check_same_shape(const char* name, const char* an, const Var<T>& a, 
 // Every element of `v` must lie in [0, 1] (NaN passes: anomaly mode reports it). Values outside
 // would be clamped or extrapolated into a plausible-looking loss — e.g. logits passed where
 // probabilities are expected.
+// Checked again on every replay, since the values may have been refilled.
 template <class T>
-void check_unit_interval(const char* name, const char* arg, const Var<T>& v) {
-  const T* p = v.data();
-  if (!detail::any_outside(p, v.size(), T(0), T(1))) return;
+void check_unit_interval(const char* name, const char* arg, const T* p, const Shape& shape) {
+  if (!detail::any_outside(p, shape.size(), T(0), T(1))) return;
   std::size_t i = 0;
   while (!(p[i] < T(0) || p[i] > T(1))) ++i;
   std::ostringstream os;
   os.precision(std::is_same_v<T, float> ? 9 : 17);
   os << name << ": " << arg << "[" << i << "] = " << p[i] << " is outside [0, 1] (" << arg << " is "
-     << v.shape().str() << ")";
+     << shape.str() << ")";
   throw ValueError(os.str());
+}
+template <class T>
+void check_unit_interval(const char* name, const char* arg, const Var<T>& v) {
+  check_unit_interval(name, arg, v.data(), v.shape());
 }
 
 // logits must be [m,c] with m, c ≥ 1.
@@ -79,35 +83,47 @@ Var<T> softmax_cross_entropy_labels(const Var<T>& logits, const L* labels, std::
                      " but labels has " + std::to_string(n_labels) +
                      " entries: expected one class index per row (" + std::to_string(m) + ")");
   if (!labels) throw UsageError(std::string(name) + ": labels is a null pointer");
-  for (std::size_t r = 0; r < m; ++r)
-    if (labels[r] < 0 || std::size_t(labels[r]) >= c)
-      throw ValueError(std::string(name) + ": label " + std::to_string(labels[r]) + " in row " +
-                       std::to_string(r) + " is outside [0, " + std::to_string(c) + ")");
+  // Checked now and again on every replay (the caller may have refilled the array).
+  auto check_labels = [name, m, c](const L* labels) {
+    for (std::size_t r = 0; r < m; ++r)
+      if (labels[r] < 0 || std::size_t(labels[r]) >= c)
+        throw ValueError(std::string(name) + ": label " + std::to_string(labels[r]) + " in row " +
+                         std::to_string(r) + " is outside [0, " + std::to_string(c) + ")");
+  };
+  check_labels(labels);
 
   auto op = logits.tape().begin_op(name, {logits}, Shape{}, loc);
   // Kept for backward: each row's max and log-sum (2m values) and its label (m labels in tape
-  // scratch, so the caller's array need not outlive this call).
+  // scratch, so the caller's array need not outlive this call — unless the tape is replayed,
+  // which reads it again).
   T* stats = nullptr;
   L* lab = nullptr;
   if (op.requires_grad()) {
     stats = op.scratch(2 * m);
     lab = reinterpret_cast<L*>(op.scratch((m * sizeof(L) + sizeof(T) - 1) / sizeof(T)));
   }
-  const T* z = op.input_data(0);
-  T loss = 0;
-  for (std::size_t r = 0; r < m; ++r, z += c) {
-    // −log softmax(z)_label = log Σ exp(z − M) − (z_label − M)
-    const detail::RowLse<T> s = detail::row_lse(z, c);
-    loss += s.log_sum - (z[labels[r]] - s.max);
-    if (stats) {
-      stats[2 * r] = s.max;
-      stats[2 * r + 1] = s.log_sum;
-      lab[r] = labels[r];
+  auto forward = [m, c, stats, lab](const T* z, const L* labels, T* out) {
+    T loss = 0;
+    for (std::size_t r = 0; r < m; ++r, z += c) {
+      // −log softmax(z)_label = log Σ exp(z − M) − (z_label − M)
+      const detail::RowLse<T> s = detail::row_lse(z, c);
+      loss += s.log_sum - (z[labels[r]] - s.max);
+      if (stats) {
+        stats[2 * r] = s.max;
+        stats[2 * r + 1] = s.log_sum;
+        lab[r] = labels[r];
+      }
     }
-  }
-  op.out_data()[0] = loss / T(m);
+    out[0] = loss / T(m);
+  };
+  forward(op.input_data(0), labels, op.out_data());
 
-  return op.finish([stats, lab](const BackwardContext<T>& ctx) {
+  return op.finish(
+      [forward, check_labels, labels](const ForwardContext<T>& ctx) {  // replay
+        check_labels(labels);
+        forward(ctx.input_data(0), labels, ctx.out_data());
+      },
+      [stats, lab](const BackwardContext<T>& ctx) {
     if (!ctx.needs_grad(0)) return;
     const std::size_t m = ctx.input_shape(0)[0], c = ctx.input_shape(0)[1];
     const T g = ctx.out_grad_data()[0] / T(m);
@@ -153,23 +169,28 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
 
   auto op = logits.tape().begin_op(name, {logits, targets}, Shape{}, loc);
   T* stats = op.requires_grad() ? op.scratch(2 * m) : nullptr;  // per row: max, log-sum
-  const T* z = op.input_data(0);
-  const T* y = op.input_data(1);
-  T loss = 0;
-  for (std::size_t r = 0; r < m; ++r, z += c, y += c) {
-    // −Σⱼ yⱼ log softmax(z)ⱼ = Σⱼ yⱼ (log_sum − (zⱼ − M))
-    const detail::RowLse<T> s = detail::row_lse(z, c);
-    const Batch<T> mx(s.max), ls(s.log_sum);
-    loss += detail::reduce_batches<T>(
-        c, [&](auto at) { return at.load(y, T(0)) * (ls - (at.load(z, s.max) - mx)); });
-    if (stats) {
-      stats[2 * r] = s.max;
-      stats[2 * r + 1] = s.log_sum;
+  auto forward = [m, c, stats](const T* z, const T* y, T* out) {
+    T loss = 0;
+    for (std::size_t r = 0; r < m; ++r, z += c, y += c) {
+      // −Σⱼ yⱼ log softmax(z)ⱼ = Σⱼ yⱼ (log_sum − (zⱼ − M))
+      const detail::RowLse<T> s = detail::row_lse(z, c);
+      const Batch<T> mx(s.max), ls(s.log_sum);
+      loss += detail::reduce_batches<T>(
+          c, [&](auto at) { return at.load(y, T(0)) * (ls - (at.load(z, s.max) - mx)); });
+      if (stats) {
+        stats[2 * r] = s.max;
+        stats[2 * r + 1] = s.log_sum;
+      }
     }
-  }
-  op.out_data()[0] = loss / T(m);
+    out[0] = loss / T(m);
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data());
 
-  return op.finish([stats](const BackwardContext<T>& ctx) {
+  return op.finish(
+      [forward](const ForwardContext<T>& ctx) {
+        forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
+      },
+      [stats](const BackwardContext<T>& ctx) {
     const std::size_t m = ctx.input_shape(0)[0], c = ctx.input_shape(0)[1];
     const T g = ctx.out_grad_data()[0] / T(m);
     const Batch<T> gb(g);
@@ -208,18 +229,24 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
   const std::size_t n = check_same_shape(name, "logits", logits, "targets", targets);
   check_unit_interval(name, "targets", targets);
   auto op = logits.tape().begin_op(name, {logits, targets}, Shape{}, loc);
-  const T* z = op.input_data(0);
-  const T* y = op.input_data(1);
-  const Batch<T> zero(T(0));
-  // max(z, 0) − z·y + log(1 + e^(−|z|)): e^(−|z|) ≤ 1, so nothing overflows.
-  const T loss = detail::reduce_batches<T>(n, [&](auto at) {
-    const auto zv = at.load(z, T(0));
-    return xsimd::max(zv, zero) - zv * at.load(y, T(0)) +
-           xsimd::log1p(detail::safe_exp(-xsimd::abs(zv)));
-  });
-  op.out_data()[0] = loss / T(n);
+  auto forward = [n](const T* z, const T* y, T* out) {
+    const Batch<T> zero(T(0));
+    // max(z, 0) − z·y + log(1 + e^(−|z|)): e^(−|z|) ≤ 1, so nothing overflows.
+    const T loss = detail::reduce_batches<T>(n, [&](auto at) {
+      const auto zv = at.load(z, T(0));
+      return xsimd::max(zv, zero) - zv * at.load(y, T(0)) +
+             xsimd::log1p(detail::safe_exp(-xsimd::abs(zv)));
+    });
+    out[0] = loss / T(n);
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data());
 
-  return op.finish([](const BackwardContext<T>& ctx) {
+  return op.finish(
+      [forward, name](const ForwardContext<T>& ctx) {  // replay: targets checked again
+        check_unit_interval(name, "targets", ctx.input_data(1), ctx.input_shape(1));
+        forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
+      },
+      [](const BackwardContext<T>& ctx) {
     const std::size_t n = ctx.input_size(0);
     const T g = ctx.out_grad_data()[0] / T(n);
     const T* z = ctx.input_data(0);
@@ -259,18 +286,25 @@ Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, 
   check_unit_interval(name, "probabilities", probabilities);
   check_unit_interval(name, "targets", targets);
   auto op = probabilities.tape().begin_op(name, {probabilities, targets}, Shape{}, loc);
-  const T* p = op.input_data(0);
-  const T* y = op.input_data(1);
-  const Batch<T> one(T(1));
-  // −[y log p̂ + (1 − y) log(1 − p̂)]
-  const T loss = detail::reduce_batches<T>(n, [&](auto at) {
-    const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
-    const auto yv = at.load(y, T(0));
-    return -(yv * xsimd::log(ph) + (one - yv) * xsimd::log(one - ph));
-  });
-  op.out_data()[0] = loss / T(n);
+  auto forward = [n](const T* p, const T* y, T* out) {
+    const Batch<T> one(T(1));
+    // −[y log p̂ + (1 − y) log(1 − p̂)]
+    const T loss = detail::reduce_batches<T>(n, [&](auto at) {
+      const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
+      const auto yv = at.load(y, T(0));
+      return -(yv * xsimd::log(ph) + (one - yv) * xsimd::log(one - ph));
+    });
+    out[0] = loss / T(n);
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data());
 
-  return op.finish([](const BackwardContext<T>& ctx) {
+  return op.finish(
+      [forward, name](const ForwardContext<T>& ctx) {  // replay: both checked again
+        check_unit_interval(name, "probabilities", ctx.input_data(0), ctx.input_shape(0));
+        check_unit_interval(name, "targets", ctx.input_data(1), ctx.input_shape(1));
+        forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
+      },
+      [](const BackwardContext<T>& ctx) {
     const std::size_t n = ctx.input_size(0);
     const T g = ctx.out_grad_data()[0] / T(n);
     const T* p = ctx.input_data(0);
@@ -302,15 +336,20 @@ Var<T> mse(const Var<T>& prediction, const Var<T>& target, SourceLoc loc) {
   const char* name = "mse";
   const std::size_t n = check_same_shape(name, "prediction", prediction, "target", target);
   auto op = prediction.tape().begin_op(name, {prediction, target}, Shape{}, loc);
-  const T* p = op.input_data(0);
-  const T* t = op.input_data(1);
-  const T loss = detail::reduce_batches<T>(n, [&](auto at) {
-    const auto d = at.load(p, T(0)) - at.load(t, T(0));
-    return d * d;
-  });
-  op.out_data()[0] = loss / T(n);
+  auto forward = [n](const T* p, const T* t, T* out) {
+    const T loss = detail::reduce_batches<T>(n, [&](auto at) {
+      const auto d = at.load(p, T(0)) - at.load(t, T(0));
+      return d * d;
+    });
+    out[0] = loss / T(n);
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data());
 
-  return op.finish([](const BackwardContext<T>& ctx) {
+  return op.finish(
+      [forward](const ForwardContext<T>& ctx) {
+        forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
+      },
+      [](const BackwardContext<T>& ctx) {
     const std::size_t n = ctx.input_size(0);
     const T s = T(2) * ctx.out_grad_data()[0] / T(n);
     const T* __restrict p = ctx.input_data(0);

@@ -52,7 +52,12 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc)
   // C [m,n] = op(A)·op(B): one GEMM into tape memory.
   gemm<T>(ta, tb, m, n, k, op.input_data(0), lda, op.input_data(1), ldb, T(0), op.out_data(), n);
 
-  return op.finish([ta, tb](const BackwardContext<T>& c) {
+  return op.finish(
+      [ta, tb, k, lda, ldb](const ForwardContext<T>& c) {  // replay: the same GEMM
+        gemm<T>(ta, tb, c.out_shape()[0], c.out_shape()[1], k, c.input_data(0), lda,
+                c.input_data(1), ldb, T(0), c.out_data(), c.out_shape()[1]);
+      },
+      [ta, tb](const BackwardContext<T>& c) {
     const Shape& sa = c.input_shape(0);
     const Shape& sb = c.input_shape(1);
     const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];

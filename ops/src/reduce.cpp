@@ -37,10 +37,16 @@ Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
     throw ValueError(std::string(name) + ": x is " + x.shape().str() +
                      ", which has no elements; its mean is undefined");
   auto op = x.tape().begin_op(name, &x, 1, Shape{}, loc);  // in place, as record_unary
-  const std::size_t n = op.input_size(0);
-  const T s = detail::sum(op.input_data(0), n);
-  op.out_data()[0] = Mean ? s / T(n) : s;
-  return op.finish([](const BackwardContext<T>& c) {
+  auto forward = [](const T* x, std::size_t n, T* y) {
+    const T s = detail::sum(x, n);
+    y[0] = Mean ? s / T(n) : s;
+  };
+  forward(op.input_data(0), op.input_size(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {  // replay
+        forward(c.input_data(0), c.input_size(0), c.out_data());
+      },
+      [](const BackwardContext<T>& c) {
     if (!c.needs_grad(0)) return;
     const std::size_t n = c.input_size(0);
     const T g = Mean ? c.out_grad_data()[0] / T(n) : c.out_grad_data()[0];
@@ -62,26 +68,29 @@ Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, S
   const Shape out = detail::drop_axis(s, ax, keepdims);
 
   auto op = x.tape().begin_op(name, &x, 1, out, loc);
-  const T* __restrict xv = op.input_data(0);
-  T* __restrict y = op.out_data();
-  if (inner == 1) {
-    for (std::size_t o = 0; o < outer; ++o) {
-      const T sum = detail::sum(xv + o * n, n);
-      y[o] = Mean ? sum / T(n) : sum;
-    }
-  } else {
-    for (std::size_t o = 0; o < outer; ++o) {
-      T* __restrict yo = y + o * inner;
-      std::fill(yo, yo + inner, T(0));
-      for (std::size_t k = 0; k < n; ++k) {
-        const T* __restrict row = xv + (o * n + k) * inner;
-        for (std::size_t i = 0; i < inner; ++i) yo[i] += row[i];
+  auto forward = [outer, n, inner](const T* __restrict xv, T* __restrict y) {
+    if (inner == 1) {
+      for (std::size_t o = 0; o < outer; ++o) {
+        const T sum = detail::sum(xv + o * n, n);
+        y[o] = Mean ? sum / T(n) : sum;
       }
-      if (Mean)
-        for (std::size_t i = 0; i < inner; ++i) yo[i] /= T(n);
+    } else {
+      for (std::size_t o = 0; o < outer; ++o) {
+        T* __restrict yo = y + o * inner;
+        std::fill(yo, yo + inner, T(0));
+        for (std::size_t k = 0; k < n; ++k) {
+          const T* __restrict row = xv + (o * n + k) * inner;
+          for (std::size_t i = 0; i < inner; ++i) yo[i] += row[i];
+        }
+        if (Mean)
+          for (std::size_t i = 0; i < inner; ++i) yo[i] /= T(n);
+      }
     }
-  }
-  return op.finish([outer, n, inner](const BackwardContext<T>& c) {
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [outer, n, inner](const BackwardContext<T>& c) {
     if (!c.needs_grad(0)) return;
     const T* __restrict g = c.out_grad_data();
     T* __restrict gx = c.grad_data(0);

@@ -20,18 +20,26 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
   const Shape sa = a.shape(), sb = b.shape();  // copies: valid after begin_op grows the tape
   const Shape out = sa == sb ? sa : broadcast_shapes(name, sa, sb);
   auto op = a.tape().begin_op(name, {a, b}, out, loc);
-  const T* __restrict x = op.input_data(0);
-  const T* __restrict y = op.input_data(1);
-  T* __restrict z = op.out_data();
-  const std::size_t n = op.out_size();
-  if (op.input_size(0) == n && op.input_size(1) == n) {
-    for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
-  } else {
-    detail::for_each_broadcast(
-        detail::make_broadcast_map(out, sa, sb),
-        [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = f(x[i], y[j]); });
-  }
-  return op.finish([da, db](const BackwardContext<T>& c) {
+  // The forward, run now and again by replay (which hands it the recorded shapes).
+  auto forward = [f](const T* __restrict x, const T* __restrict y, T* __restrict z,
+                     std::size_t n, std::size_t nx, std::size_t ny, const Shape& so,
+                     const Shape& s0, const Shape& s1) {
+    if (nx == n && ny == n) {
+      for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+    } else {
+      detail::for_each_broadcast(
+          detail::make_broadcast_map(so, s0, s1),
+          [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = f(x[i], y[j]); });
+    }
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data(), op.out_size(), op.input_size(0),
+          op.input_size(1), out, sa, sb);
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {
+        forward(c.input_data(0), c.input_data(1), c.out_data(), c.out_size(), c.input_size(0),
+                c.input_size(1), c.out_shape(), c.input_shape(0), c.input_shape(1));
+      },
+      [da, db](const BackwardContext<T>& c) {
     const std::size_t n = c.out_size();
     const T* __restrict g = c.out_grad_data();
     const T* __restrict x = c.input_data(0);

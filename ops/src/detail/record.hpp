@@ -39,7 +39,11 @@ Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& 
   // load right after the caller stored it as two 8-byte halves (a store-forwarding stall).
   auto op = x.tape().begin_op(name, &x, 1, x.shape(), loc);
   forward(op.input_data(0), op.out_data(), op.out_size());
-  return op.finish([dydx](const BackwardContext<T>& c) {
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {  // replay
+        forward(c.input_data(0), c.out_data(), c.out_size());
+      },
+      [dydx](const BackwardContext<T>& c) {
     if (!c.needs_grad(0)) return;
     const std::size_t n = c.out_size();
     T* __restrict gx = c.grad_data(0);
