@@ -108,11 +108,15 @@ python3 "$root/scripts/bench_report.py" --results "$results" \
   echo
   echo "Each op beside a hand-written baseline (raw \`cblas_sgemm\` with transpose flags, xsimd loops),"
   echo "taking turns; medians of $nn_reps repetitions. small = [32,64] (matmul [32,64]·[64,64]),"
-  echo "large = [256,1024] (matmul [256,1024]·[1024,1024]). A backward is one seeded sweep: it copies"
-  echo "the [m,n] upstream gradient into the output's adjoint, which the baseline is handed; *sweep"
-  echo "alone* is that sweep around an op whose backward does nothing, and *closure alone* ="
-  echo "(wengert − sweep alone) / baseline. Targets from the issue: matmul backward ≤ 1.03, bias_add,"
-  echo "sigmoid, tanh and the cross-entropies ≤ 1.2."
+  echo "large = [256,1024] (matmul [256,1024]·[1024,1024]). A backward is timed from a scalar loss, as"
+  echo "a training step pays for it: the loss itself for the losses, else L = ⟨y, C⟩ after the op (C a"
+  echo "fixed tensor of the output's shape), so the upstream gradient arrives through the loss's closure"
+  echo "into the output's adjoint, which the sweep zeroes; by hand, the same loss's backward writes C into"
+  echo "the step's upstream buffer, then the op's hand-written backward runs. *bwd closure alone* ="
+  echo "(seeded sweep − noop sweep) / the op's backward by hand given C, where the seeded sweep is"
+  echo "tape.backward(y, C) and the noop sweep the same around an op whose backward does nothing;"
+  echo "*bwd seeded/op by hand* = seeded sweep / the op's backward by hand. Targets from the issue:"
+  echo "matmul backward ≤ 1.03, bias_add, sigmoid, tanh and the cross-entropies ≤ 1.2."
   echo
   cat "$results/nn_ops_table.md"
   echo

@@ -130,10 +130,12 @@ Var<T> softmax_cross_entropy_labels(const Var<T>& logits, const L* labels, std::
     const T* z = ctx.input_data(0);
     T* dz = ctx.grad_data(0);
     for (std::size_t r = 0; r < m; ++r, z += c, dz += c) {
-      // dz += G/m · (softmax(z) − onehot(label)), softmax(z) = exp((z − M) − log_sum)
+      // dz += G/m · (softmax(z) − onehot(label)), softmax(z) = exp((z − M) − log_sum): M is the
+      // row max and log_sum ≥ 0, so the exponent is ≤ 0 (or NaN)
       const Batch<T> gb(g), mx(stats[2 * r]), ls(stats[2 * r + 1]);
       detail::for_batches<T>(c, [&](auto at) {
-        at.store(at.load(dz, T(0)) + gb * detail::safe_exp((at.load(z, T(0)) - mx) - ls), dz);
+        at.store(at.load(dz, T(0)) + gb * detail::safe_exp_nonpos((at.load(z, T(0)) - mx) - ls),
+                 dz);
       });
       dz[lab[r]] -= g;
     }
@@ -199,10 +201,10 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
       const T* y = ctx.input_data(1);
       T* dz = ctx.grad_data(0);
       for (std::size_t r = 0; r < m; ++r, z += c, y += c, dz += c) {
-        // dz += G/m · (softmax(z) · Σy − y)
+        // dz += G/m · (softmax(z) · Σy − y); the exponent (z − M) − log_sum is ≤ 0 (or NaN)
         const Batch<T> mx(stats[2 * r]), ls(stats[2 * r + 1]), sy(detail::sum(y, c));
         detail::for_batches<T>(c, [&](auto at) {
-          const auto p = detail::safe_exp((at.load(z, T(0)) - mx) - ls);
+          const auto p = detail::safe_exp_nonpos((at.load(z, T(0)) - mx) - ls);
           at.store(at.load(dz, T(0)) + gb * (p * sy - at.load(y, T(0))), dz);
         });
       }
@@ -235,7 +237,7 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
     const T loss = detail::reduce_batches<T>(n, [&](auto at) {
       const auto zv = at.load(z, T(0));
       return xsimd::max(zv, zero) - zv * at.load(y, T(0)) +
-             xsimd::log1p(detail::safe_exp(-xsimd::abs(zv)));
+             xsimd::log1p(detail::safe_exp_nonpos(-xsimd::abs(zv)));
     });
     out[0] = loss / T(n);
   };

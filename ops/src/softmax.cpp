@@ -35,7 +35,7 @@ Var<T> softmax(const Var<T>& x, SourceLoc loc) {
   T* y = op.out_data();
   for (std::size_t r = 0; r < rows; ++r, in += c, y += c) {
     // y = exp(x − M) / Σ exp(x − M)
-    const T inv = T(1) / detail::exp_shifted(in, y, c, detail::row_max(in, c));
+    const T inv = T(1) / detail::exp_below_max(in, y, c, detail::row_max(in, c));
     for (std::size_t j = 0; j < c; ++j) y[j] *= inv;
   }
 
@@ -80,11 +80,11 @@ Var<T> log_softmax(const Var<T>& x, SourceLoc loc) {
     const T* g = ctx.out_grad_data();
     T* dx = ctx.grad_data(0);
     for (std::size_t r = 0; r < rows; ++r, y += c, g += c, dx += c) {
-      // dx += G − exp(y) · Σ G
+      // dx += G − exp(y) · Σ G; y = (x − M) − log_sum is ≤ 0 (or NaN)
       const detail::Batch<T> gsum(detail::sum(g, c));
       detail::for_batches<T>(c, [&](auto at) {
         const auto d =
-            at.load(dx, T(0)) + at.load(g, T(0)) - detail::safe_exp(at.load(y, T(0))) * gsum;
+            at.load(dx, T(0)) + at.load(g, T(0)) - detail::safe_exp_nonpos(at.load(y, T(0))) * gsum;
         at.store(d, dx);
       });
     }

@@ -16,7 +16,7 @@ Var<T> softplus(const Var<T>& x, SourceLoc loc) {
   // y = max(x, 0) + log1p(e^(−|x|)); a nan input gives nan through the log1p term.
   detail::simd_map(op.input_data(0), op.out_data(), op.out_size(), [](auto v) {
     using B = decltype(v);
-    return xsimd::max(v, B(T(0))) + xsimd::log1p(detail::safe_exp(-xsimd::abs(v)));
+    return xsimd::max(v, B(T(0))) + xsimd::log1p(detail::safe_exp_nonpos(-xsimd::abs(v)));
   });
   return op.finish([](const BackwardContext<T>& c) {
     if (!c.needs_grad(0)) return;

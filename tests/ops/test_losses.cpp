@@ -1,8 +1,11 @@
 // Tests for ops/wengert/ops/losses.hpp: softmax cross-entropy (class indices and target
 // distributions), binary cross-entropy with logits and on probabilities, mean squared error —
 // forward in closed form, gradients by finite differences and in closed form, extreme logits
-// (±1e4, one huge logit per row), label validation, constants, fan-out, shape errors, float32,
-// replay without allocation.
+// (±1e4, one huge logit per row), NaN and −inf logits, label validation, constants, fan-out,
+// shape errors, float32, replay without allocation; and the one-sided exp guard the
+// cross-entropies use (detail::safe_exp_nonpos) against the two-sided one.
+#include "detail/kernels.hpp"  // first of all: see its note on gcc 12
+
 #include <wengert/ops/losses.hpp>
 
 #include <wengert/gradcheck.hpp>
@@ -13,6 +16,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <tuple>
@@ -286,6 +290,126 @@ TYPED_TEST(LossesTyped, SoftmaxCrossEntropyExtremeLogits) {
   EXPECT_NEAR(L2.item(), want, want * (std::is_same_v<T, float> ? 1e-6 : 1e-14));
   tape.backward(L2);
   EXPECT_TRUE(all_close(z2.grad(), want_g, 1e-6, 1e-7));
+}
+
+// A NaN logit gives a NaN loss and a NaN gradient row, whatever its position (the first batch,
+// which seeds the row max, or the tail); a −inf logit is a class of probability 0: a finite loss
+// and a zero gradient. Rows are independent: the other rows' gradients stay finite. c = 37 has
+// full batches and a tail for every SIMD width.
+TYPED_TEST(LossesTyped, SoftmaxCrossEntropyNanAndMinusInfLogits) {
+  using T = TypeParam;
+  const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+  constexpr std::size_t m = 3, c = 37;
+  for (std::size_t at : {std::size_t(1), c - 1}) {
+    std::mt19937_64 rng(50 + at);
+    xt::xarray<T> Z = nntest::cast<T>(random_array({m, c}, rng, -3, 3));
+    const std::vector<std::int32_t> labels{2, 3, 4};
+    Z(1, at) = nan;
+    Z(0, at) = -inf;
+    xt::xarray<T> Y = xt::zeros<T>({m, c});
+    for (std::size_t r = 0; r < m; ++r) Y(r, std::size_t(labels[r])) = T(1);
+    Tape<T> tape;
+    auto z = tape.variable(Z);
+    auto z2 = tape.variable(Z);
+    auto L = softmax_cross_entropy(z, labels);
+    auto L2 = softmax_cross_entropy(z2, tape.constant(Y));
+    EXPECT_TRUE(std::isnan(double(L.item()))) << at;
+    EXPECT_TRUE(std::isnan(double(L2.item()))) << at;
+    // (each sweep zeroes the tape's other adjoints: read z's before sweeping L2)
+    tape.backward(L);
+    const xt::xarray<T> g1 = z.grad();
+    tape.backward(L2);
+    const xt::xarray<T> g2 = z2.grad();
+    for (const xt::xarray<T>* g : {&g1, &g2}) {
+      for (std::size_t j = 0; j < c; ++j) {
+        EXPECT_TRUE(std::isnan(double((*g)(1, j)))) << at << " " << j;
+        EXPECT_TRUE(std::isfinite(double((*g)(0, j)))) << at << " " << j;
+        EXPECT_TRUE(std::isfinite(double((*g)(2, j)))) << at << " " << j;
+      }
+      EXPECT_EQ((*g)(0, at), T(0)) << at;
+    }
+  }
+  // Without the NaN row, a −inf logit leaves the loss finite.
+  Tape<T> tape;
+  xt::xarray<T> Z{{T(-inf), T(0), T(1)}, {T(2), T(-inf), T(-inf)}};
+  auto z = tape.variable(Z);
+  auto L = softmax_cross_entropy(z, std::vector<std::int32_t>{1, 0});
+  EXPECT_TRUE(std::isfinite(double(L.item())));
+  EXPECT_NEAR(double(L.item()), std::log1p(std::exp(1.0)) / 2, 1e-6);
+}
+
+TYPED_TEST(LossesTyped, SigmoidBinaryCrossEntropyNanLogit) {
+  using T = TypeParam;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  constexpr std::size_t n = 37;
+  for (std::size_t at : {std::size_t(1), n - 1}) {
+    xt::xarray<T> Z = xt::zeros<T>({n});
+    Z(at) = nan;
+    Tape<T> tape;
+    auto z = tape.variable(Z);
+    auto L = sigmoid_binary_cross_entropy(z, tape.constant(xt::xarray<T>(xt::zeros<T>({n}))));
+    EXPECT_TRUE(std::isnan(double(L.item()))) << at;
+    tape.backward(L);
+    for (std::size_t j = 0; j < n; ++j)
+      EXPECT_EQ(std::isnan(double(z.grad()(j))), j == at) << at << " " << j;
+  }
+}
+
+// detail::safe_exp_nonpos (only the lower clamp) is safe_exp bit for bit wherever x ≤ 0 or NaN:
+// zeros, subnormals, the edges where exp underflows and where the clamp starts, −inf, NaN.
+template <class T>
+void expect_nonpos_exp_matches_two_sided() {
+  using B = detail::Batch<T>;
+  const T inf = std::numeric_limits<T>::infinity();
+  std::vector<T> xs{T(0),
+                    -T(0),
+                    -std::numeric_limits<T>::denorm_min(),
+                    -std::numeric_limits<T>::min(),
+                    T(-1e-30),
+                    T(-0.5),
+                    T(-1),
+                    T(-20),
+                    T(-87.3),
+                    T(-88.37),
+                    T(-88.38),
+                    T(-89),
+                    T(-103.97),
+                    T(-104),
+                    T(-104.03),
+                    T(-708.3),
+                    T(-708.4),
+                    T(-745),
+                    T(-746),
+                    T(-746.2),
+                    T(-1e19),
+                    -std::numeric_limits<T>::max(),
+                    -inf,
+                    std::numeric_limits<T>::quiet_NaN()};
+  std::mt19937_64 rng(53);
+  std::uniform_real_distribution<double> d(-800, 0);
+  for (int i = 0; i < 1000; ++i) xs.push_back(T(d(rng)));
+  while (xs.size() % B::size) xs.push_back(T(-1));
+  for (std::size_t i = 0; i < xs.size(); i += B::size) {
+    const B x = B::load_unaligned(xs.data() + i);
+    alignas(64) T one[B::size], two[B::size];
+    detail::safe_exp_nonpos(x).store_aligned(one);
+    detail::safe_exp(x).store_aligned(two);
+    for (std::size_t k = 0; k < B::size; ++k) {
+      const T v = xs[i + k];
+      if (std::isnan(v)) {
+        EXPECT_TRUE(std::isnan(one[k]));
+        continue;
+      }
+      EXPECT_EQ(std::memcmp(&one[k], &two[k], sizeof(T)), 0)
+          << v << ": " << one[k] << " vs " << two[k];
+      EXPECT_NEAR(double(one[k]), std::exp(double(v)), 1e-6 * std::exp(double(v)) + 1e-37) << v;
+    }
+  }
+}
+
+TEST(Losses, OneSidedExpGuardMatchesTheTwoSidedOne) {
+  expect_nonpos_exp_matches_two_sided<float>();
+  expect_nonpos_exp_matches_two_sided<double>();
 }
 
 // ---- softmax cross-entropy with target distributions ----------------------------------------

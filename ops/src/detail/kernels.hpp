@@ -161,6 +161,27 @@ inline B safe_exp(const B& x) {
   return xsimd::select(xsimd::isnan(x), x, r);
 }
 
+/// safe_exp for an argument known to be ≤ 0 or NaN — x − max over a row (the row max, so every
+/// non-NaN x is at most it and the rounded difference is ≤ 0; inf − inf and NaN give NaN),
+/// (x − max) − log_sum (log_sum ≥ 0: the sum includes exp(0) = 1), a log-probability, −|x|.
+/// Such an x never reaches xsimd's overflow side (x ≥ 88.7 in float, 709.8 in double, where
+/// exp returns inf), so only the lower clamp is kept: it sends −inf and huge negative x to
+/// where exp is already 0 and stays exact, and — x86's max returns its second operand when the
+/// first is NaN, as safe_exp relies on too — keeps NaN away from xsimd's integer conversion (the
+/// undefined behaviour the fuzzer found). The NaN select then puts NaN back, so a NaN logit
+/// still gives a NaN loss. Bit for bit safe_exp on its domain, one min per batch cheaper. Not
+/// for an x that may be positive: a huge one would reach the conversion's undefined range.
+/// Always inlined and flattened: left to itself gcc 12 calls xsimd's exp out of line from the
+/// loss loops, spilling their registers around every call (sigmoid BCE's forward ran 10% slower,
+/// and 17x slower under some address layouts).
+template <class B>
+[[gnu::always_inline, gnu::flatten]] inline B safe_exp_nonpos(const B& x) {
+  using T = typename B::value_type;
+  const B lo(std::is_same_v<T, float> ? T(-104) : T(-746));
+  const B r = xsimd::exp(xsimd::max(x, lo));
+  return xsimd::select(xsimd::isnan(x), x, r);
+}
+
 template <class B>
 inline B safe_log(const B& x) {
   using T = typename B::value_type;
@@ -184,7 +205,7 @@ inline B safe_tanh(const B& x) {
 template <class B>
 inline B safe_sigmoid(const B& x) {
   using T = typename B::value_type;
-  const B e = safe_exp(-xsimd::abs(x));
+  const B e = safe_exp_nonpos(-xsimd::abs(x));
   const B r = B(T(1)) / (B(T(1)) + e);
   return xsimd::select(x >= B(T(0)), r, e * r);
 }
@@ -233,19 +254,28 @@ inline T row_max(const T* x, std::size_t n) {
   return m;
 }
 
-/// Σ exp(x[i] − shift) over [0, n).
+/// Σ exp(x[i] − shift) over [0, n), for any shift (logsumexp shifts a row whose max is NaN by 0).
 template <class T>
 inline T sum_exp(const T* x, std::size_t n, T shift) {
   const Batch<T> s(shift);
   return reduce_batches<T>(n, [&](auto at) { return safe_exp(at.load(x, shift) - s); });
 }
 
-/// out[i] = exp(x[i] − shift); returns Σ out[i].
+/// Σ exp(x[i] − max) over [0, n), where max = row_max(x, n): every x[i] − max is ≤ 0 or NaN
+/// (safe_exp_nonpos). The tail's fill lanes are max − max.
 template <class T>
-inline T exp_shifted(const T* x, T* out, std::size_t n, T shift) {
-  const Batch<T> s(shift);
+inline T sum_exp_below_max(const T* x, std::size_t n, T max) {
+  const Batch<T> s(max);
+  return reduce_batches<T>(n, [&](auto at) { return safe_exp_nonpos(at.load(x, max) - s); });
+}
+
+/// out[i] = exp(x[i] − max), where max = row_max(x, n) (so every argument is ≤ 0 or NaN:
+/// safe_exp_nonpos); returns Σ out[i].
+template <class T>
+inline T exp_below_max(const T* x, T* out, std::size_t n, T max) {
+  const Batch<T> s(max);
   return reduce_batches<T>(n, [&](auto at) {
-    const Batch<T> e = safe_exp(at.load(x, shift) - s);
+    const Batch<T> e = safe_exp_nonpos(at.load(x, max) - s);
     at.store(e, out);
     return e;
   });
@@ -263,7 +293,7 @@ struct RowLse {
 template <class T>
 inline RowLse<T> row_lse(const T* x, std::size_t n) {
   const T m = row_max(x, n);
-  return {m, std::log(sum_exp(x, n, m))};
+  return {m, std::log(sum_exp_below_max(x, n, m))};
 }
 
 }  // namespace wengert::detail
