@@ -31,9 +31,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <functional>
@@ -174,7 +174,8 @@ void run_paired(benchmark::State& state, const std::string& name) {
   cs.push_back({"dlib", [&] { return dl.step(); }});
 #endif
   take_turns(state, cs, 1e6, "_us");
-  state.counters["replay/floor"] = state.counters["replay_us"].value / state.counters["floor_us"].value;
+  state.counters["replay/floor"] =
+      state.counters["replay_us"].value / state.counters["floor_us"].value;
 }
 
 // The OP chain in turns; times per op in ns.
@@ -399,13 +400,14 @@ bool check_all() {
     PlainChain plain(side, kChainOps);
     WengertChain weng(side, kChainOps), replay(side, kChainOps, true);
     const float gp = plain.step(), gw = weng.step();
-    replay.step();                      // records
-    const float gr = replay.step();     // replays
+    replay.step();                   // records
+    const float gr = replay.step();  // replays
     const double e = rel_scalar(gw, gp);
     const bool same = std::memcmp(&gw, &gr, sizeof gw) == 0;
     char b[200];
-    std::snprintf(b, sizeof b, "OP %zux%zu: dx[0] plain %.6g, wengert %.6g (rel %.1e), replayed %s %s",
-                  side, side, double(gp), double(gw), e, same ? "identical" : "DIFFERENT",
+    std::snprintf(b, sizeof b,
+                  "OP %zux%zu: dx[0] plain %.6g, wengert %.6g (rel %.1e), replayed %s %s", side,
+                  side, double(gp), double(gw), e, same ? "identical" : "DIFFERENT",
                   e <= kTolerance && same ? "PASS" : "FAIL");
     ok = ok && e <= kTolerance && same;
     std::printf("check %s\n", b);

@@ -81,8 +81,8 @@ void Tape<T>::throw_anomaly(const detail::Node<T>& n, const char* where, std::si
                             T value) const {
   std::ostringstream os;
   os << "anomaly: op '" << n.name << "' (node #" << (&n - nodes_.data()) << ", recorded at "
-     << (n.file && *n.file ? n.file : "?") << ":" << n.line << ") produced "
-     << value << " in its " << where << " at element " << elem << " of " << n.shape.str();
+     << (n.file && *n.file ? n.file : "?") << ":" << n.line << ") produced " << value << " in its "
+     << where << " at element " << elem << " of " << n.shape.str();
   throw ValueError(os.str());
 }
 
@@ -176,8 +176,7 @@ void Tape<T>::replay() {
     const detail::Node<T>& nd = nodes[i];
     if (nd.flags & detail::kParam) {
       const auto* st = static_cast<const ParameterStorage<T>*>(nd.closure);
-      if (st->value.data() != nd.value || st->shape != nd.shape || !st->owned)
-        throw_param_moved(i);
+      if (st->value.data() != nd.value || st->shape != nd.shape || !st->owned) throw_param_moved(i);
     }
   }
   const bool anomaly = anomaly_mode();
@@ -203,8 +202,8 @@ void Tape<T>::replay() {
           nd.closure, ForwardContext<T>(nodes, &nd, ins + nd.in_begin));
       if (anomaly) check_finite_output(nd);
     }
-    if (i < dirty && (nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) ==
-                         detail::kRequiresGrad) {
+    if (i < dirty &&
+        (nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) == detail::kRequiresGrad) {
       if (nd.size <= 16)
         for (std::size_t k = 0; k < nd.size; ++k) nd.grad[k] = T(0);
       else
@@ -223,13 +222,12 @@ void Tape<T>::set_input(const Var<T>& x, const T* data, const Shape& shape) {
   const bool view = nd.flags & detail::kAliased;
   if (!(nd.flags & detail::kLeaf) || (nd.flags & detail::kParam) ||
       (view && std::strcmp(nd.name, "constant") != 0))
-    throw UsageError(std::string("set_input: node #") + std::to_string(x.index_) + " ('" +
-                     nd.name +
+    throw UsageError(std::string("set_input: node #") + std::to_string(x.index_) + " ('" + nd.name +
                      "') is not a constant or variable leaf; only those take new values for "
                      "replay (a Parameter is updated in place, an op's value is recomputed)");
   if (shape != nd.shape)
-    throw ShapeError(std::string("set_input: node #") + std::to_string(x.index_) + " ('" +
-                     nd.name + "') was recorded as " + nd.shape.str() + " but the new value is " +
+    throw ShapeError(std::string("set_input: node #") + std::to_string(x.index_) + " ('" + nd.name +
+                     "') was recorded as " + nd.shape.str() + " but the new value is " +
                      shape.str() +
                      "; a replay cannot change shapes: clear the tape and record the step again");
   if (!data && nd.size)
@@ -258,8 +256,8 @@ void Tape<T>::throw_param_moved(std::size_t i) const {
   if (!st->owned)
     throw UsageError("replay: the Parameter of node #" + std::to_string(i) +
                      " was destroyed or replaced after it was recorded; record the step again");
-  throw ShapeError("replay: the Parameter of node #" + std::to_string(i) + " was " +
-                   n.shape.str() + " when recorded and is " + st->shape.str() +
+  throw ShapeError("replay: the Parameter of node #" + std::to_string(i) + " was " + n.shape.str() +
+                   " when recorded and is " + st->shape.str() +
                    " now (its storage was reassigned); a replay cannot change shapes: clear the "
                    "tape and record the step again");
 }

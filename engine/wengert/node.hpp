@@ -62,9 +62,10 @@ using ForwardThunk = void (*)(void* closure, const ForwardContext<T>& ctx);
 
 // One tape entry: exactly two cache lines, and the node list is 64-byte aligned. The first
 // line holds what the backward sweep, replay and most closures read (value, adjoint, size, the
-// closure and its two entry points, inputs, flags); the second holds the shape and what only messages and listings read (the op's
-// name and where it was recorded). A Node is built in place by its constructor: no zeroing of
-// the whole record first, and no record assembled on the stack and then copied.
+// closure and its two entry points, inputs, flags); the second holds the shape and what only
+// messages and listings read (the op's name and where it was recorded). A Node is built in place by
+// its constructor: no zeroing of the whole record first, and no record assembled on the stack and
+// then copied.
 template <class T>
 struct alignas(64) Node {
   Node(const T* v, T* g, std::size_t n, const Shape& s, std::uint32_t first_input,

@@ -427,9 +427,9 @@ class Tape {
 
   // Appends a node built in place. `s` may be a shape inside nodes_ (an input's, or detach's
   // source): it is copied first when the list is about to move.
-  void emplace_node(const T* value, T* grad, std::size_t n, const Shape& s,
-                    std::uint32_t in_begin, std::uint32_t in_count, std::uint8_t flags,
-                    const char* name, const SourceLoc& loc) {
+  void emplace_node(const T* value, T* grad, std::size_t n, const Shape& s, std::uint32_t in_begin,
+                    std::uint32_t in_count, std::uint8_t flags, const char* name,
+                    const SourceLoc& loc) {
     if (nodes_.size() == nodes_.capacity()) {
       const Shape copy = s;
       nodes_.emplace_back(value, grad, n, copy, in_begin, in_count, flags, name, loc);
@@ -477,8 +477,8 @@ class Tape {
   // recording zeroes nothing.
   std::size_t dirty_ = 0;
   std::uint32_t gen_;
-  bool building_ = false;  // between begin_op and finish (or the builder's rollback)
-  bool sweeping_ = false;  // inside backward, while closures run
+  bool building_ = false;   // between begin_op and finish (or the builder's rollback)
+  bool sweeping_ = false;   // inside backward, while closures run
   bool replaying_ = false;  // inside replay, while forward kernels run
   std::atomic<const void*> owner_{nullptr};  // detail::this_thread_token() of the owner
 };

@@ -31,13 +31,13 @@ Var<T> bias_add(const Var<T>& x, const Var<T>& b, SourceLoc loc) {
         detail::add_rows(c.input_data(0), c.input_data(1), c.out_data(), rows, n);
       },
       [](const BackwardContext<T>& c) {
-    const std::size_t n = c.input_size(1);
-    const std::size_t rows = n ? c.out_size() / n : 0;
-    const T* G = c.out_grad_data();
-    if (c.needs_grad(0)) detail::accumulate(G, c.grad_data(0), c.out_size());  // dx += G
-    if (c.needs_grad(1))
-      detail::accumulate_column_sums(G, c.grad_data(1), rows, n);  // db += Σ_rows G
-  });
+        const std::size_t n = c.input_size(1);
+        const std::size_t rows = n ? c.out_size() / n : 0;
+        const T* G = c.out_grad_data();
+        if (c.needs_grad(0)) detail::accumulate(G, c.grad_data(0), c.out_size());  // dx += G
+        if (c.needs_grad(1))
+          detail::accumulate_column_sums(G, c.grad_data(1), rows, n);  // db += Σ_rows G
+      });
 }
 
 template Var<float> bias_add<float>(const Var<float>&, const Var<float>&, SourceLoc);

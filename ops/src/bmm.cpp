@@ -49,59 +49,64 @@ Var<T> bmm(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc) {
     if (d > detail::kMaxGemmDim) fail("a dimension exceeds the BLAS integer range");
 
   auto op = a.tape().begin_op(name, {a, b}, Shape{batch, m, n}, loc);
-  const T* pa = op.input_data(0);
-  const T* pb = op.input_data(1);
-  T* C = op.out_data();
   // A [batch·m, k] untransposed times one matrix B: a single GEMM.
   const bool flat = sa.rank() == 3 && !ta && sb.rank() == 2;
-  if (flat) {
-    gemm<T>(false, tb, batch * m, n, k, pa, A.cols, pb, B.cols, T(0), C, n);
-  } else {
-    for (std::size_t i = 0; i < batch; ++i)  // C[i] [m,n] = op(A[i])·op(B[i])
-      gemm<T>(ta, tb, m, n, k, pa + i * A.stride, A.cols, pb + i * B.stride, B.cols, T(0),
-              C + i * m * n, n);
-  }
+  // Run now and again by replay.
+  auto forward = [A, B, ta, tb, batch, m, n, k, flat](const T* pa, const T* pb, T* C) {
+    if (flat) {
+      gemm<T>(false, tb, batch * m, n, k, pa, A.cols, pb, B.cols, T(0), C, n);
+    } else {
+      for (std::size_t i = 0; i < batch; ++i)  // C[i] [m,n] = op(A[i])·op(B[i])
+        gemm<T>(ta, tb, m, n, k, pa + i * A.stride, A.cols, pb + i * B.stride, B.cols, T(0),
+                C + i * m * n, n);
+    }
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data());
 
-  return op.finish([A, B, ta, tb, batch, m, n, k, flat](const BackwardContext<T>& c) {
-    const T* G = c.out_grad_data();  // [batch, m, n]
-    const T* pa = c.input_data(0);
-    const T* pb = c.input_data(1);
-    if (c.needs_grad(0)) {
-      T* dA = c.grad_data(0);
-      if (flat) {  // dA [batch·m, k] += G [batch·m, n] · op(B)ᵀ
-        gemm<T>(false, !tb, batch * m, k, n, G, n, pb, B.cols, T(1), dA, A.cols);
-      } else {
-        for (std::size_t i = 0; i < batch; ++i) {
-          const T* Gi = G + i * m * n;
-          const T* Bi = pb + i * B.stride;
-          T* dAi = dA + i * A.stride;  // the same matrix for every i when a is broadcast
-          if (!ta)                     // dA [m,k] += G [m,n] · op(B)ᵀ [n,k]
-            gemm<T>(false, !tb, m, k, n, Gi, n, Bi, B.cols, T(1), dAi, A.cols);
-          else  // dA [k,m] += op(B) [k,n] · Gᵀ [n,m]
-            gemm<T>(tb, true, k, m, n, Bi, B.cols, Gi, n, T(1), dAi, A.cols);
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {
+        forward(c.input_data(0), c.input_data(1), c.out_data());
+      },
+      [A, B, ta, tb, batch, m, n, k, flat](const BackwardContext<T>& c) {
+        const T* G = c.out_grad_data();  // [batch, m, n]
+        const T* pa = c.input_data(0);
+        const T* pb = c.input_data(1);
+        if (c.needs_grad(0)) {
+          T* dA = c.grad_data(0);
+          if (flat) {  // dA [batch·m, k] += G [batch·m, n] · op(B)ᵀ
+            gemm<T>(false, !tb, batch * m, k, n, G, n, pb, B.cols, T(1), dA, A.cols);
+          } else {
+            for (std::size_t i = 0; i < batch; ++i) {
+              const T* Gi = G + i * m * n;
+              const T* Bi = pb + i * B.stride;
+              T* dAi = dA + i * A.stride;  // the same matrix for every i when a is broadcast
+              if (!ta)                     // dA [m,k] += G [m,n] · op(B)ᵀ [n,k]
+                gemm<T>(false, !tb, m, k, n, Gi, n, Bi, B.cols, T(1), dAi, A.cols);
+              else  // dA [k,m] += op(B) [k,n] · Gᵀ [n,m]
+                gemm<T>(tb, true, k, m, n, Bi, B.cols, Gi, n, T(1), dAi, A.cols);
+            }
+          }
         }
-      }
-    }
-    if (c.needs_grad(1)) {
-      T* dB = c.grad_data(1);
-      if (flat) {
-        if (!tb)  // dB [k,n] += Aᵀ [k, batch·m] · G [batch·m, n]
-          gemm<T>(true, false, k, n, batch * m, pa, A.cols, G, n, T(1), dB, B.cols);
-        else  // dB [n,k] += Gᵀ [n, batch·m] · A [batch·m, k]
-          gemm<T>(true, false, n, k, batch * m, G, n, pa, A.cols, T(1), dB, B.cols);
-      } else {
-        for (std::size_t i = 0; i < batch; ++i) {
-          const T* Gi = G + i * m * n;
-          const T* Ai = pa + i * A.stride;
-          T* dBi = dB + i * B.stride;
-          if (!tb)  // dB [k,n] += op(A)ᵀ [k,m] · G [m,n]
-            gemm<T>(!ta, false, k, n, m, Ai, A.cols, Gi, n, T(1), dBi, B.cols);
-          else  // dB [n,k] += Gᵀ [n,m] · op(A) [m,k]
-            gemm<T>(true, ta, n, k, m, Gi, n, Ai, A.cols, T(1), dBi, B.cols);
+        if (c.needs_grad(1)) {
+          T* dB = c.grad_data(1);
+          if (flat) {
+            if (!tb)  // dB [k,n] += Aᵀ [k, batch·m] · G [batch·m, n]
+              gemm<T>(true, false, k, n, batch * m, pa, A.cols, G, n, T(1), dB, B.cols);
+            else  // dB [n,k] += Gᵀ [n, batch·m] · A [batch·m, k]
+              gemm<T>(true, false, n, k, batch * m, G, n, pa, A.cols, T(1), dB, B.cols);
+          } else {
+            for (std::size_t i = 0; i < batch; ++i) {
+              const T* Gi = G + i * m * n;
+              const T* Ai = pa + i * A.stride;
+              T* dBi = dB + i * B.stride;
+              if (!tb)  // dB [k,n] += op(A)ᵀ [k,m] · G [m,n]
+                gemm<T>(!ta, false, k, n, m, Ai, A.cols, Gi, n, T(1), dBi, B.cols);
+              else  // dB [n,k] += Gᵀ [n,m] · op(A) [m,k]
+                gemm<T>(true, ta, n, k, m, Gi, n, Ai, A.cols, T(1), dBi, B.cols);
+            }
+          }
         }
-      }
-    }
-  });
+      });
 }
 
 template Var<float> bmm<float>(const Var<float>&, const Var<float>&, bool, bool, SourceLoc);

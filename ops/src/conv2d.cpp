@@ -156,60 +156,66 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& W, const Var<T>& b, Conv2dOptions o
   const bool keep = op.requires_grad() && !g.direct();  // im2col kept for dW
   T* cols = g.direct() ? nullptr : op.scratch(keep ? g.N * K * P : K * P);
   T* dcol = keep && x_grad ? op.scratch(K * P) : nullptr;  // dx's GEMM output, one image
-  const T* xv = op.input_data(0);
-  const T* Wv = op.input_data(1);  // [O,K]
-  const T* bv = op.input_data(2);
-  T* y = op.out_data();
-  for (std::size_t n = 0; n < g.N; ++n) {
-    const T* col = xv + n * img;
-    if (!g.direct()) {
-      T* c = cols + (keep ? n * K * P : 0);
-      im2col(xv + n * img, g, c);
-      col = c;
+  // Run now and again by replay, which refills the im2col scratch that dW reads.
+  auto forward = [g, cols, keep, K, P, img](const T* xv, const T* Wv /* [O,K] */, const T* bv,
+                                            T* y) {
+    for (std::size_t n = 0; n < g.N; ++n) {
+      const T* col = xv + n * img;
+      if (!g.direct()) {
+        T* c = cols + (keep ? n * K * P : 0);
+        im2col(xv + n * img, g, c);
+        col = c;
+      }
+      T* yn = y + n * g.O * P;
+      gemm<T>(false, false, g.O, P, K, Wv, K, col, P, T(0), yn,
+              P);  // y_n [O,P] = W [O,K]·col [K,P]
+      for (std::size_t oc = 0; oc < g.O; ++oc) {
+        T* r = yn + oc * P;
+        const T bias = bv[oc];
+        for (std::size_t q = 0; q < P; ++q) r[q] += bias;
+      }
     }
-    T* yn = y + n * g.O * P;
-    gemm<T>(false, false, g.O, P, K, Wv, K, col, P, T(0), yn, P);  // y_n [O,P] = W [O,K]·col [K,P]
-    for (std::size_t oc = 0; oc < g.O; ++oc) {
-      T* r = yn + oc * P;
-      const T bias = bv[oc];
-      for (std::size_t q = 0; q < P; ++q) r[q] += bias;
-    }
-  }
+  };
+  forward(op.input_data(0), op.input_data(1), op.input_data(2), op.out_data());
 
-  return op.finish([g, cols, dcol](const BackwardContext<T>& c) {
-    const std::size_t K = g.K(), P = g.P(), img = g.C * g.H * g.W;
-    const T* G = c.out_grad_data();  // [N,O,P]
-    if (c.needs_grad(2)) {           // db[o] += Σ_{n,q} G[n,o,q]
-      T* db = c.grad_data(2);
-      for (std::size_t n = 0; n < g.N; ++n)
-        for (std::size_t oc = 0; oc < g.O; ++oc) {
-          const T* r = G + (n * g.O + oc) * P;
-          T s = 0;
-          for (std::size_t q = 0; q < P; ++q) s += r[q];
-          db[oc] += s;
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {
+        forward(c.input_data(0), c.input_data(1), c.input_data(2), c.out_data());
+      },
+      [g, cols, dcol](const BackwardContext<T>& c) {
+        const std::size_t K = g.K(), P = g.P(), img = g.C * g.H * g.W;
+        const T* G = c.out_grad_data();  // [N,O,P]
+        if (c.needs_grad(2)) {           // db[o] += Σ_{n,q} G[n,o,q]
+          T* db = c.grad_data(2);
+          for (std::size_t n = 0; n < g.N; ++n)
+            for (std::size_t oc = 0; oc < g.O; ++oc) {
+              const T* r = G + (n * g.O + oc) * P;
+              T s = 0;
+              for (std::size_t q = 0; q < P; ++q) s += r[q];
+              db[oc] += s;
+            }
         }
-    }
-    if (c.needs_grad(1)) {  // dW [O,K] += G_n [O,P] · col_nᵀ [P,K]
-      T* dW = c.grad_data(1);
-      for (std::size_t n = 0; n < g.N; ++n) {
-        const T* col = g.direct() ? c.input_data(0) + n * img : cols + n * K * P;
-        gemm<T>(false, true, g.O, K, P, G + n * g.O * P, P, col, P, T(1), dW, K);
-      }
-    }
-    if (c.needs_grad(0)) {
-      const T* Wv = c.input_data(1);
-      T* dx = c.grad_data(0);
-      for (std::size_t n = 0; n < g.N; ++n) {
-        const T* Gn = G + n * g.O * P;
-        if (g.direct()) {  // dx_n [C,P] += Wᵀ [K=C,O] · G_n [O,P]
-          gemm<T>(true, false, K, P, g.O, Wv, K, Gn, P, T(1), dx + n * img, P);
-        } else {  // dcol [K,P] = Wᵀ [K,O] · G_n [O,P], then scattered back onto the pixels
-          gemm<T>(true, false, K, P, g.O, Wv, K, Gn, P, T(0), dcol, P);
-          col2im_add(dcol, g, dx + n * img);
+        if (c.needs_grad(1)) {  // dW [O,K] += G_n [O,P] · col_nᵀ [P,K]
+          T* dW = c.grad_data(1);
+          for (std::size_t n = 0; n < g.N; ++n) {
+            const T* col = g.direct() ? c.input_data(0) + n * img : cols + n * K * P;
+            gemm<T>(false, true, g.O, K, P, G + n * g.O * P, P, col, P, T(1), dW, K);
+          }
         }
-      }
-    }
-  });
+        if (c.needs_grad(0)) {
+          const T* Wv = c.input_data(1);
+          T* dx = c.grad_data(0);
+          for (std::size_t n = 0; n < g.N; ++n) {
+            const T* Gn = G + n * g.O * P;
+            if (g.direct()) {  // dx_n [C,P] += Wᵀ [K=C,O] · G_n [O,P]
+              gemm<T>(true, false, K, P, g.O, Wv, K, Gn, P, T(1), dx + n * img, P);
+            } else {  // dcol [K,P] = Wᵀ [K,O] · G_n [O,P], then scattered back onto the pixels
+              gemm<T>(true, false, K, P, g.O, Wv, K, Gn, P, T(0), dcol, P);
+              col2im_add(dcol, g, dx + n * img);
+            }
+          }
+        }
+      });
 }
 
 template Var<float> conv2d<float>(const Var<float>&, const Var<float>&, const Var<float>&,

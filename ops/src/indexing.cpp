@@ -29,6 +29,29 @@ std::string position(std::size_t k, const Shape& s) {
   return p + "]";
 }
 
+// Throws the ValueError of an index out of [0, n): at recording, and again on every replay (the
+// caller may have refilled the array, which replay reads from the same address). The message is
+// built only on failure, from the shapes the tape recorded.
+template <class I>
+void check_indices(const char* name, const char* idx_name, const I* indices, std::size_t m,
+                   std::size_t n, std::size_t ax, const Shape& x_shape, const Shape& ishape) {
+  for (std::size_t j = 0; j < m; ++j) {
+    const long long k = static_cast<long long>(indices[j]);
+    if (k < 0 || static_cast<unsigned long long>(k) >= n)
+      throw ValueError(std::string(name) + ": " + idx_name + position(j, ishape) + " = " +
+                       std::to_string(k) + " is out of range for axis " + std::to_string(ax) +
+                       " of " + (std::strcmp(name, "embedding") ? "x " : "the table ") +
+                       x_shape.str() + ", of length " + std::to_string(n));
+  }
+}
+
+// The shape of the indices, from the output's: dimensions ax .. ax + irank.
+inline Shape index_shape(const Shape& out, std::size_t ax, std::size_t irank) {
+  Shape s;
+  for (std::size_t d = ax; d < ax + irank; ++d) s.push_back(out[d]);
+  return s;
+}
+
 template <class T, class I>
 Var<T> take(const char* name, const char* idx_name, const Var<T>& x, std::size_t ax,
             const I* indices, const Shape& ishape, SourceLoc loc) {
@@ -36,45 +59,46 @@ Var<T> take(const char* name, const char* idx_name, const Var<T>& x, std::size_t
   const Shape s = x.shape();
   const detail::AxisSplit a = detail::split_at(s, ax);
   const std::size_t m = ishape.size();
-  for (std::size_t j = 0; j < m; ++j) {
-    const long long k = static_cast<long long>(indices[j]);
-    if (k < 0 || static_cast<unsigned long long>(k) >= a.n)
-      throw ValueError(std::string(name) + ": " + idx_name + position(j, ishape) + " = " +
-                       std::to_string(k) + " is out of range for axis " + std::to_string(ax) +
-                       " of " + (std::strcmp(name, "embedding") ? "x " : "the table ") + s.str() +
-                       ", of length " + std::to_string(a.n));
-  }
+  if (m && !indices) throw UsageError(std::string(name) + ": " + idx_name + " is a null pointer");
+  check_indices(name, idx_name, indices, m, a.n, ax, s, ishape);
   Shape out;
   for (std::size_t d = 0; d < ax; ++d) out.push_back(s[d]);
   for (std::size_t d : ishape) out.push_back(d);
   for (std::size_t d = ax + 1; d < s.rank(); ++d) out.push_back(s[d]);
 
   auto op = x.tape().begin_op(name, &x, 1, out, loc);
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
   const std::size_t inner = a.inner;
-  // With an empty inner block both pointers may be null (an empty tensor owns no memory):
-  // memcpy(null, null, 0) is undefined behaviour, so nothing is copied (found by fuzz_tape).
-  for (std::size_t o = 0; o < a.outer && inner; ++o)
-    for (std::size_t j = 0; j < m; ++j)
-      std::memcpy(y + (o * m + j) * inner, xv + (o * a.n + std::size_t(indices[j])) * inner,
-                  inner * sizeof(T));
-  std::int64_t* kept = nullptr;
-  if (op.requires_grad()) {
-    kept = op.template scratch_as<std::int64_t>(m);
-    for (std::size_t j = 0; j < m; ++j) kept[j] = indices[j];
-  }
-  return op.finish([kept, outer = a.outer, n = a.n, m, inner](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* g = c.out_grad_data();
-    T* gx = c.grad_data(0);
-    for (std::size_t o = 0; o < outer; ++o)
-      for (std::size_t j = 0; j < m; ++j) {
-        const T* __restrict src = g + (o * m + j) * inner;
-        T* __restrict dst = gx + (o * n + std::size_t(kept[j])) * inner;
-        for (std::size_t i = 0; i < inner; ++i) dst[i] += src[i];
-      }
-  });
+  std::int64_t* kept = op.requires_grad() ? op.template scratch_as<std::int64_t>(m) : nullptr;
+  // Run now and again by replay, which reads `indices` again (checked first, in its forward).
+  auto forward = [kept, outer = a.outer, n = a.n, m, inner](const I* indices, const T* xv, T* y) {
+    // With an empty inner block both pointers may be null (an empty tensor owns no memory):
+    // memcpy(null, null, 0) is undefined behaviour, so nothing is copied (found by fuzz_tape).
+    for (std::size_t o = 0; o < outer && inner; ++o)
+      for (std::size_t j = 0; j < m; ++j)
+        std::memcpy(y + (o * m + j) * inner, xv + (o * n + std::size_t(indices[j])) * inner,
+                    inner * sizeof(T));
+    if (kept)
+      for (std::size_t j = 0; j < m; ++j) kept[j] = indices[j];
+  };
+  forward(indices, op.input_data(0), op.out_data());
+  return op.finish(
+      [forward, indices, name, idx_name, ax, m, n = a.n,
+       irank = ishape.rank()](const ForwardContext<T>& c) {
+        check_indices(name, idx_name, indices, m, n, ax, c.input_shape(0),
+                      index_shape(c.out_shape(), ax, irank));
+        forward(indices, c.input_data(0), c.out_data());
+      },
+      [kept, outer = a.outer, n = a.n, m, inner](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const T* g = c.out_grad_data();
+        T* gx = c.grad_data(0);
+        for (std::size_t o = 0; o < outer; ++o)
+          for (std::size_t j = 0; j < m; ++j) {
+            const T* __restrict src = g + (o * m + j) * inner;
+            T* __restrict dst = gx + (o * n + std::size_t(kept[j])) * inner;
+            for (std::size_t i = 0; i < inner; ++i) dst[i] += src[i];
+          }
+      });
 }
 
 }  // namespace

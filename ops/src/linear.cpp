@@ -47,20 +47,21 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b, SourceLoc loc) 
       [](const ForwardContext<T>& c) {  // replay: the same two steps
         const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
         const std::size_t k = c.input_shape(0)[1];
-        gemm<T>(false, false, m, n, k, c.input_data(0), k, c.input_data(1), n, T(0),
-                c.out_data(), n);
+        gemm<T>(false, false, m, n, k, c.input_data(0), k, c.input_data(1), n, T(0), c.out_data(),
+                n);
         detail::add_bias_in_place(c.out_data(), c.input_data(2), m, n);
       },
       [](const BackwardContext<T>& c) {
-    const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
-    const std::size_t k = c.input_shape(0)[1];
-    const T* G = c.out_grad_data();  // [m,n]
-    if (c.needs_grad(0))             // dx [m,k] += G [m,n] · Wᵀ [n,k]
-      gemm<T>(false, true, m, k, n, G, n, c.input_data(1), n, T(1), c.grad_data(0), k);
-    if (c.needs_grad(1))  // dW [k,n] += xᵀ [k,m] · G [m,n]
-      gemm<T>(true, false, k, n, m, c.input_data(0), k, G, n, T(1), c.grad_data(1), n);
-    if (c.needs_grad(2)) detail::accumulate_column_sums(G, c.grad_data(2), m, n);  // db += Σ_rows G
-  });
+        const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
+        const std::size_t k = c.input_shape(0)[1];
+        const T* G = c.out_grad_data();  // [m,n]
+        if (c.needs_grad(0))             // dx [m,k] += G [m,n] · Wᵀ [n,k]
+          gemm<T>(false, true, m, k, n, G, n, c.input_data(1), n, T(1), c.grad_data(0), k);
+        if (c.needs_grad(1))  // dW [k,n] += xᵀ [k,m] · G [m,n]
+          gemm<T>(true, false, k, n, m, c.input_data(0), k, G, n, T(1), c.grad_data(1), n);
+        if (c.needs_grad(2))
+          detail::accumulate_column_sums(G, c.grad_data(2), m, n);  // db += Σ_rows G
+      });
 }
 
 template Var<float> linear<float>(const Var<float>&, const Var<float>&, const Var<float>&,

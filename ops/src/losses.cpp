@@ -124,22 +124,22 @@ Var<T> softmax_cross_entropy_labels(const Var<T>& logits, const L* labels, std::
         forward(ctx.input_data(0), labels, ctx.out_data());
       },
       [stats, lab](const BackwardContext<T>& ctx) {
-    if (!ctx.needs_grad(0)) return;
-    const std::size_t m = ctx.input_shape(0)[0], c = ctx.input_shape(0)[1];
-    const T g = ctx.out_grad_data()[0] / T(m);
-    const T* z = ctx.input_data(0);
-    T* dz = ctx.grad_data(0);
-    for (std::size_t r = 0; r < m; ++r, z += c, dz += c) {
-      // dz += G/m · (softmax(z) − onehot(label)), softmax(z) = exp((z − M) − log_sum): M is the
-      // row max and log_sum ≥ 0, so the exponent is ≤ 0 (or NaN)
-      const Batch<T> gb(g), mx(stats[2 * r]), ls(stats[2 * r + 1]);
-      detail::for_batches<T>(c, [&](auto at) {
-        at.store(at.load(dz, T(0)) + gb * detail::safe_exp_nonpos((at.load(z, T(0)) - mx) - ls),
-                 dz);
+        if (!ctx.needs_grad(0)) return;
+        const std::size_t m = ctx.input_shape(0)[0], c = ctx.input_shape(0)[1];
+        const T g = ctx.out_grad_data()[0] / T(m);
+        const T* z = ctx.input_data(0);
+        T* dz = ctx.grad_data(0);
+        for (std::size_t r = 0; r < m; ++r, z += c, dz += c) {
+          // dz += G/m · (softmax(z) − onehot(label)), softmax(z) = exp((z − M) − log_sum): M is the
+          // row max and log_sum ≥ 0, so the exponent is ≤ 0 (or NaN)
+          const Batch<T> gb(g), mx(stats[2 * r]), ls(stats[2 * r + 1]);
+          detail::for_batches<T>(c, [&](auto at) {
+            at.store(at.load(dz, T(0)) + gb * detail::safe_exp_nonpos((at.load(z, T(0)) - mx) - ls),
+                     dz);
+          });
+          dz[lab[r]] -= g;
+        }
       });
-      dz[lab[r]] -= g;
-    }
-  });
 }
 
 }  // namespace
@@ -193,34 +193,34 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
         forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
       },
       [stats](const BackwardContext<T>& ctx) {
-    const std::size_t m = ctx.input_shape(0)[0], c = ctx.input_shape(0)[1];
-    const T g = ctx.out_grad_data()[0] / T(m);
-    const Batch<T> gb(g);
-    if (ctx.needs_grad(0)) {
-      const T* z = ctx.input_data(0);
-      const T* y = ctx.input_data(1);
-      T* dz = ctx.grad_data(0);
-      for (std::size_t r = 0; r < m; ++r, z += c, y += c, dz += c) {
-        // dz += G/m · (softmax(z) · Σy − y); the exponent (z − M) − log_sum is ≤ 0 (or NaN)
-        const Batch<T> mx(stats[2 * r]), ls(stats[2 * r + 1]), sy(detail::sum(y, c));
-        detail::for_batches<T>(c, [&](auto at) {
-          const auto p = detail::safe_exp_nonpos((at.load(z, T(0)) - mx) - ls);
-          at.store(at.load(dz, T(0)) + gb * (p * sy - at.load(y, T(0))), dz);
-        });
-      }
-    }
-    if (ctx.needs_grad(1)) {
-      const T* z = ctx.input_data(0);
-      T* dy = ctx.grad_data(1);
-      for (std::size_t r = 0; r < m; ++r, z += c, dy += c) {
-        // dy += −G/m · log softmax(z) = G/m · (log_sum − (z − M))
-        const T mx = stats[2 * r], ls = stats[2 * r + 1];
-        const T* __restrict zr = z;
-        T* __restrict dyr = dy;
-        for (std::size_t j = 0; j < c; ++j) dyr[j] += g * (ls - (zr[j] - mx));
-      }
-    }
-  });
+        const std::size_t m = ctx.input_shape(0)[0], c = ctx.input_shape(0)[1];
+        const T g = ctx.out_grad_data()[0] / T(m);
+        const Batch<T> gb(g);
+        if (ctx.needs_grad(0)) {
+          const T* z = ctx.input_data(0);
+          const T* y = ctx.input_data(1);
+          T* dz = ctx.grad_data(0);
+          for (std::size_t r = 0; r < m; ++r, z += c, y += c, dz += c) {
+            // dz += G/m · (softmax(z) · Σy − y); the exponent (z − M) − log_sum is ≤ 0 (or NaN)
+            const Batch<T> mx(stats[2 * r]), ls(stats[2 * r + 1]), sy(detail::sum(y, c));
+            detail::for_batches<T>(c, [&](auto at) {
+              const auto p = detail::safe_exp_nonpos((at.load(z, T(0)) - mx) - ls);
+              at.store(at.load(dz, T(0)) + gb * (p * sy - at.load(y, T(0))), dz);
+            });
+          }
+        }
+        if (ctx.needs_grad(1)) {
+          const T* z = ctx.input_data(0);
+          T* dy = ctx.grad_data(1);
+          for (std::size_t r = 0; r < m; ++r, z += c, dy += c) {
+            // dy += −G/m · log softmax(z) = G/m · (log_sum − (z − M))
+            const T mx = stats[2 * r], ls = stats[2 * r + 1];
+            const T* __restrict zr = z;
+            T* __restrict dyr = dy;
+            for (std::size_t j = 0; j < c; ++j) dyr[j] += g * (ls - (zr[j] - mx));
+          }
+        }
+      });
 }
 
 // ---- binary cross-entropy with logits ---------------------------------------------------------
@@ -249,25 +249,25 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
         forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
       },
       [](const BackwardContext<T>& ctx) {
-    const std::size_t n = ctx.input_size(0);
-    const T g = ctx.out_grad_data()[0] / T(n);
-    const T* z = ctx.input_data(0);
-    const T* y = ctx.input_data(1);
-    const Batch<T> gb(g);
-    if (ctx.needs_grad(0)) {
-      T* dz = ctx.grad_data(0);
-      // dz += G/n · (σ(z) − y)
-      detail::for_batches<T>(n, [&](auto at) {
-        const auto sig = detail::safe_sigmoid(at.load(z, T(0)));
-        at.store(at.load(dz, T(0)) + gb * (sig - at.load(y, T(0))), dz);
+        const std::size_t n = ctx.input_size(0);
+        const T g = ctx.out_grad_data()[0] / T(n);
+        const T* z = ctx.input_data(0);
+        const T* y = ctx.input_data(1);
+        const Batch<T> gb(g);
+        if (ctx.needs_grad(0)) {
+          T* dz = ctx.grad_data(0);
+          // dz += G/n · (σ(z) − y)
+          detail::for_batches<T>(n, [&](auto at) {
+            const auto sig = detail::safe_sigmoid(at.load(z, T(0)));
+            at.store(at.load(dz, T(0)) + gb * (sig - at.load(y, T(0))), dz);
+          });
+        }
+        if (ctx.needs_grad(1)) {
+          T* __restrict dy = ctx.grad_data(1);
+          const T* __restrict zr = z;
+          for (std::size_t i = 0; i < n; ++i) dy[i] -= g * zr[i];  // dy += −G/n · z
+        }
       });
-    }
-    if (ctx.needs_grad(1)) {
-      T* __restrict dy = ctx.grad_data(1);
-      const T* __restrict zr = z;
-      for (std::size_t i = 0; i < n; ++i) dy[i] -= g * zr[i];  // dy += −G/n · z
-    }
-  });
 }
 
 // ---- binary cross-entropy on probabilities ----------------------------------------------------
@@ -307,28 +307,28 @@ Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, 
         forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
       },
       [](const BackwardContext<T>& ctx) {
-    const std::size_t n = ctx.input_size(0);
-    const T g = ctx.out_grad_data()[0] / T(n);
-    const T* p = ctx.input_data(0);
-    const T* y = ctx.input_data(1);
-    const Batch<T> gb(g), one(T(1));
-    if (ctx.needs_grad(0)) {
-      T* dp = ctx.grad_data(0);
-      // dp += G/n · (p̂ − y) / (p̂ (1 − p̂))
-      detail::for_batches<T>(n, [&](auto at) {
-        const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
-        at.store(at.load(dp, T(0)) + gb * (ph - at.load(y, T(0))) / (ph * (one - ph)), dp);
+        const std::size_t n = ctx.input_size(0);
+        const T g = ctx.out_grad_data()[0] / T(n);
+        const T* p = ctx.input_data(0);
+        const T* y = ctx.input_data(1);
+        const Batch<T> gb(g), one(T(1));
+        if (ctx.needs_grad(0)) {
+          T* dp = ctx.grad_data(0);
+          // dp += G/n · (p̂ − y) / (p̂ (1 − p̂))
+          detail::for_batches<T>(n, [&](auto at) {
+            const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
+            at.store(at.load(dp, T(0)) + gb * (ph - at.load(y, T(0))) / (ph * (one - ph)), dp);
+          });
+        }
+        if (ctx.needs_grad(1)) {
+          T* dy = ctx.grad_data(1);
+          // dy += G/n · (log(1 − p̂) − log p̂)
+          detail::for_batches<T>(n, [&](auto at) {
+            const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
+            at.store(at.load(dy, T(0)) + gb * (xsimd::log(one - ph) - xsimd::log(ph)), dy);
+          });
+        }
       });
-    }
-    if (ctx.needs_grad(1)) {
-      T* dy = ctx.grad_data(1);
-      // dy += G/n · (log(1 − p̂) − log p̂)
-      detail::for_batches<T>(n, [&](auto at) {
-        const auto ph = clamp_probability<Batch<T>, T>(at.load(p, T(0.5)));
-        at.store(at.load(dy, T(0)) + gb * (xsimd::log(one - ph) - xsimd::log(ph)), dy);
-      });
-    }
-  });
 }
 
 // ---- mean squared error -----------------------------------------------------------------------
@@ -352,19 +352,19 @@ Var<T> mse(const Var<T>& prediction, const Var<T>& target, SourceLoc loc) {
         forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
       },
       [](const BackwardContext<T>& ctx) {
-    const std::size_t n = ctx.input_size(0);
-    const T s = T(2) * ctx.out_grad_data()[0] / T(n);
-    const T* __restrict p = ctx.input_data(0);
-    const T* __restrict t = ctx.input_data(1);
-    if (ctx.needs_grad(0)) {  // dp += G · 2(p − t)/n
-      T* __restrict dp = ctx.grad_data(0);
-      for (std::size_t i = 0; i < n; ++i) dp[i] += s * (p[i] - t[i]);
-    }
-    if (ctx.needs_grad(1)) {  // dt += −G · 2(p − t)/n
-      T* __restrict dt = ctx.grad_data(1);
-      for (std::size_t i = 0; i < n; ++i) dt[i] -= s * (p[i] - t[i]);
-    }
-  });
+        const std::size_t n = ctx.input_size(0);
+        const T s = T(2) * ctx.out_grad_data()[0] / T(n);
+        const T* __restrict p = ctx.input_data(0);
+        const T* __restrict t = ctx.input_data(1);
+        if (ctx.needs_grad(0)) {  // dp += G · 2(p − t)/n
+          T* __restrict dp = ctx.grad_data(0);
+          for (std::size_t i = 0; i < n; ++i) dp[i] += s * (p[i] - t[i]);
+        }
+        if (ctx.needs_grad(1)) {  // dt += −G · 2(p − t)/n
+          T* __restrict dt = ctx.grad_data(1);
+          for (std::size_t i = 0; i < n; ++i) dt[i] -= s * (p[i] - t[i]);
+        }
+      });
 }
 
 #define WENGERT_LOSSES(T)                                                                   \

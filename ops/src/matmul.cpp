@@ -58,28 +58,28 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc)
                 c.input_data(1), ldb, T(0), c.out_data(), c.out_shape()[1]);
       },
       [ta, tb](const BackwardContext<T>& c) {
-    const Shape& sa = c.input_shape(0);
-    const Shape& sb = c.input_shape(1);
-    const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
-    const std::size_t k = ta ? sa[0] : sa[1];
-    const T* G = c.out_grad_data();  // [m,n]
-    const T* A = c.input_data(0);
-    const T* B = c.input_data(1);
-    if (c.needs_grad(0)) {
-      T* dA = c.grad_data(0);
-      if (!ta)  // dA [m,k] += G [m,n] · op(B)ᵀ [n,k]
-        gemm<T>(false, !tb, m, k, n, G, n, B, sb[1], T(1), dA, sa[1]);
-      else  // dA [k,m] += op(B) [k,n] · Gᵀ [n,m]
-        gemm<T>(tb, true, k, m, n, B, sb[1], G, n, T(1), dA, sa[1]);
-    }
-    if (c.needs_grad(1)) {
-      T* dB = c.grad_data(1);
-      if (!tb)  // dB [k,n] += op(A)ᵀ [k,m] · G [m,n]
-        gemm<T>(!ta, false, k, n, m, A, sa[1], G, n, T(1), dB, sb[1]);
-      else  // dB [n,k] += Gᵀ [n,m] · op(A) [m,k]
-        gemm<T>(true, ta, n, k, m, G, n, A, sa[1], T(1), dB, sb[1]);
-    }
-  });
+        const Shape& sa = c.input_shape(0);
+        const Shape& sb = c.input_shape(1);
+        const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
+        const std::size_t k = ta ? sa[0] : sa[1];
+        const T* G = c.out_grad_data();  // [m,n]
+        const T* A = c.input_data(0);
+        const T* B = c.input_data(1);
+        if (c.needs_grad(0)) {
+          T* dA = c.grad_data(0);
+          if (!ta)  // dA [m,k] += G [m,n] · op(B)ᵀ [n,k]
+            gemm<T>(false, !tb, m, k, n, G, n, B, sb[1], T(1), dA, sa[1]);
+          else  // dA [k,m] += op(B) [k,n] · Gᵀ [n,m]
+            gemm<T>(tb, true, k, m, n, B, sb[1], G, n, T(1), dA, sa[1]);
+        }
+        if (c.needs_grad(1)) {
+          T* dB = c.grad_data(1);
+          if (!tb)  // dB [k,n] += op(A)ᵀ [k,m] · G [m,n]
+            gemm<T>(!ta, false, k, n, m, A, sa[1], G, n, T(1), dB, sb[1]);
+          else  // dB [n,k] += Gᵀ [n,m] · op(A) [m,k]
+            gemm<T>(true, ta, n, k, m, G, n, A, sa[1], T(1), dB, sb[1]);
+        }
+      });
 }
 
 template Var<float> matmul<float>(const Var<float>&, const Var<float>&, bool, bool, SourceLoc);

@@ -71,53 +71,59 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, doub
   // One row of ĝ = G∘γ for backward, stored once so that its mean is subtracted from the very
   // values it was taken of (recomputed, gcc may fuse one of the products and not the other).
   T* gh = op.scratch(d);
-  const T* xv = op.input_data(0);
-  const T* __restrict g = op.input_data(1);
-  const T* __restrict b = op.input_data(2);
-  T* y = op.out_data();
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* __restrict xr = xv + r * d;
-    T* __restrict yr = y + r * d;
-    const T mu = detail::sum(xr, d) / T(d);
-    T v = 0;
-    for (std::size_t j = 0; j < d; ++j) v += (xr[j] - mu) * (xr[j] - mu);
-    const T rstd = T(1) / std::sqrt(v / T(d) + T(eps));
-    stats[2 * r] = mu;
-    stats[2 * r + 1] = rstd;
-    for (std::size_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
-  }
-  return op.finish([stats, gh, rows, d](const BackwardContext<T>& c) {
-    const T* G = c.out_grad_data();
-    const T* xv = c.input_data(0);
-    const T* __restrict gamma = c.input_data(1);
-    const bool dx = c.needs_grad(0), dg = c.needs_grad(1), db = c.needs_grad(2);
-    T* gx = dx ? c.grad_data(0) : nullptr;
-    // (no __restrict on the adjoints: layer_norm(x, w, w) makes two of them one buffer)
-    T* ggamma = dg ? c.grad_data(1) : nullptr;
-    T* gbeta = db ? c.grad_data(2) : nullptr;
-    const T inv_d = T(1) / T(d);
+  // Run now and again by replay (which recomputes the statistics backward reads).
+  auto forward = [stats, rows, d, eps = T(eps)](const T* xv, const T* __restrict g,
+                                                const T* __restrict b, T* y) {
     for (std::size_t r = 0; r < rows; ++r) {
       const T* __restrict xr = xv + r * d;
-      const T* __restrict Gr = G + r * d;
-      const T mu = stats[2 * r], rstd = stats[2 * r + 1];
-      if (db)
-        for (std::size_t j = 0; j < d; ++j) gbeta[j] += Gr[j];
-      if (dg)
-        for (std::size_t j = 0; j < d; ++j) ggamma[j] += Gr[j] * (xr[j] - mu) * rstd;
-      if (!dx) continue;
-      // ĝ = G∘γ; a = mean(ĝ), bm = mean(ĝ∘x̂); dx += rstd·(ĝ − a − x̂·bm)
-      T a = 0, bm = 0;
-      for (std::size_t j = 0; j < d; ++j) {
-        gh[j] = Gr[j] * gamma[j];
-        a += gh[j];
-        bm += gh[j] * (xr[j] - mu) * rstd;
-      }
-      a *= inv_d;
-      bm *= inv_d;
-      T* gxr = gx + r * d;
-      for (std::size_t j = 0; j < d; ++j) gxr[j] += rstd * (gh[j] - a - (xr[j] - mu) * rstd * bm);
+      T* __restrict yr = y + r * d;
+      const T mu = detail::sum(xr, d) / T(d);
+      T v = 0;
+      for (std::size_t j = 0; j < d; ++j) v += (xr[j] - mu) * (xr[j] - mu);
+      const T rstd = T(1) / std::sqrt(v / T(d) + eps);
+      stats[2 * r] = mu;
+      stats[2 * r + 1] = rstd;
+      for (std::size_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
     }
-  });
+  };
+  forward(op.input_data(0), op.input_data(1), op.input_data(2), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {
+        forward(c.input_data(0), c.input_data(1), c.input_data(2), c.out_data());
+      },
+      [stats, gh, rows, d](const BackwardContext<T>& c) {
+        const T* G = c.out_grad_data();
+        const T* xv = c.input_data(0);
+        const T* __restrict gamma = c.input_data(1);
+        const bool dx = c.needs_grad(0), dg = c.needs_grad(1), db = c.needs_grad(2);
+        T* gx = dx ? c.grad_data(0) : nullptr;
+        // (no __restrict on the adjoints: layer_norm(x, w, w) makes two of them one buffer)
+        T* ggamma = dg ? c.grad_data(1) : nullptr;
+        T* gbeta = db ? c.grad_data(2) : nullptr;
+        const T inv_d = T(1) / T(d);
+        for (std::size_t r = 0; r < rows; ++r) {
+          const T* __restrict xr = xv + r * d;
+          const T* __restrict Gr = G + r * d;
+          const T mu = stats[2 * r], rstd = stats[2 * r + 1];
+          if (db)
+            for (std::size_t j = 0; j < d; ++j) gbeta[j] += Gr[j];
+          if (dg)
+            for (std::size_t j = 0; j < d; ++j) ggamma[j] += Gr[j] * (xr[j] - mu) * rstd;
+          if (!dx) continue;
+          // ĝ = G∘γ; a = mean(ĝ), bm = mean(ĝ∘x̂); dx += rstd·(ĝ − a − x̂·bm)
+          T a = 0, bm = 0;
+          for (std::size_t j = 0; j < d; ++j) {
+            gh[j] = Gr[j] * gamma[j];
+            a += gh[j];
+            bm += gh[j] * (xr[j] - mu) * rstd;
+          }
+          a *= inv_d;
+          bm *= inv_d;
+          T* gxr = gx + r * d;
+          for (std::size_t j = 0; j < d; ++j)
+            gxr[j] += rstd * (gh[j] - a - (xr[j] - mu) * rstd * bm);
+        }
+      });
 }
 
 template Var<float> dropout<float>(const Var<float>&, double, bool, std::mt19937_64&, SourceLoc);

@@ -31,20 +31,31 @@ std::string num(T v) {
   return os.str();
 }
 
-// Throws ValueError naming `op` and the first negative element of x.
+// Throws ValueError naming `op` and the first negative element of x: at recording, and again on
+// every replay (RefuseNegative), since the values may have changed.
 template <class T>
-void refuse_negative(const char* op, const Var<T>& x) {
-  detail::check_handle(op, "x", x);
-  const T* p = x.data();
-  const std::size_t n = x.size();
+void refuse_negative(const char* op, const T* p, const Shape& shape) {
+  const std::size_t n = shape.size();
   bool any = false;
   for (std::size_t i = 0; i < n; ++i) any |= p[i] < T(0);
   if (!any) return;
   std::size_t k = 0;
   while (!(p[k] < T(0))) ++k;
   throw ValueError(std::string(op) + ": x[" + std::to_string(k) + "] = " + num(p[k]) +
-                   " is negative; " + op + " is defined for x >= 0 (x is " + x.shape().str() + ")");
+                   " is negative; " + op + " is defined for x >= 0 (x is " + shape.str() + ")");
 }
+template <class T>
+void refuse_negative(const char* op, const Var<T>& x) {
+  detail::check_handle(op, "x", x);
+  refuse_negative(op, x.data(), x.shape());
+}
+struct RefuseNegative {
+  const char* op;
+  template <class T>
+  void operator()(const T* p, const Shape& shape) const {
+    refuse_negative(op, p, shape);
+  }
+};
 
 template <class T, class F>
 inline void map1(const T* __restrict in, T* __restrict out, std::size_t n, F f) {
@@ -75,7 +86,8 @@ Var<T> sqrt(const Var<T>& x, SourceLoc loc) {
       [](const T* in, T* out, std::size_t n) {
         detail::simd_map(in, out, n, [](auto v) { return xsimd::sqrt(v); });
       },
-      [](T g, T, T y) { return g * T(0.5) / y; });  // ∂/∂x = 0.5/y
+      [](T g, T, T y) { return g * T(0.5) / y; },  // ∂/∂x = 0.5/y
+      RefuseNegative{"sqrt"});
 }
 
 template <class T>
@@ -86,7 +98,8 @@ Var<T> rsqrt(const Var<T>& x, SourceLoc loc) {
       [](const T* in, T* out, std::size_t n) {
         map1(in, out, n, [](T v) { return T(1) / std::sqrt(v); });
       },
-      [](T g, T, T y) { return g * T(-0.5) * y * y * y; });  // ∂/∂x = −0.5·y³
+      [](T g, T, T y) { return g * T(-0.5) * y * y * y; },  // ∂/∂x = −0.5·y³
+      RefuseNegative{"rsqrt"});
 }
 
 template <class T>
@@ -164,32 +177,37 @@ Var<T> where(const M* mask, const Shape& mask_shape, const Var<T>& a, const Var<
   auto op = a.tape().begin_op("where", {a, b}, out, loc);
   // The mask, expanded to the output's shape: m[o] = mask[the element that broadcasts onto o].
   std::uint8_t* m = op.template scratch_as<std::uint8_t>(op.out_size());
-  detail::for_each_broadcast(
-      detail::make_broadcast_map(out, mask_shape, out),
-      [&](std::size_t o, std::size_t i, std::size_t) { m[o] = mask[i] != 0; });
-  const T* x = op.input_data(0);
-  const T* y = op.input_data(1);
-  T* z = op.out_data();
-  detail::for_each_broadcast(
-      detail::make_broadcast_map(out, sa, sb),
-      [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = m[o] ? x[i] : y[j]; });
-  return op.finish([m](const BackwardContext<T>& c) {
-    const T* g = c.out_grad_data();
-    const detail::BroadcastMap map =
-        detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.input_shape(1));
-    if (c.needs_grad(0)) {  // ∂/∂a = mask
-      T* ga = c.grad_data(0);
-      detail::for_each_broadcast(map, [&](std::size_t o, std::size_t i, std::size_t) {
-        if (m[o]) ga[i] += g[o];
+  // Run now and again by replay, which reads `mask` again from the same address (any value is
+  // valid: nonzero selects a).
+  auto forward = [m, mask, mmap = detail::make_broadcast_map(out, mask_shape, out),
+                  xmap = detail::make_broadcast_map(out, sa, sb)](const T* x, const T* y, T* z) {
+    detail::for_each_broadcast(
+        mmap, [&](std::size_t o, std::size_t i, std::size_t) { m[o] = mask[i] != 0; });
+    detail::for_each_broadcast(
+        xmap, [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = m[o] ? x[i] : y[j]; });
+  };
+  forward(op.input_data(0), op.input_data(1), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {
+        forward(c.input_data(0), c.input_data(1), c.out_data());
+      },
+      [m](const BackwardContext<T>& c) {
+        const T* g = c.out_grad_data();
+        const detail::BroadcastMap map =
+            detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.input_shape(1));
+        if (c.needs_grad(0)) {  // ∂/∂a = mask
+          T* ga = c.grad_data(0);
+          detail::for_each_broadcast(map, [&](std::size_t o, std::size_t i, std::size_t) {
+            if (m[o]) ga[i] += g[o];
+          });
+        }
+        if (c.needs_grad(1)) {  // ∂/∂b = 1 − mask
+          T* gb = c.grad_data(1);
+          detail::for_each_broadcast(map, [&](std::size_t o, std::size_t, std::size_t j) {
+            if (!m[o]) gb[j] += g[o];
+          });
+        }
       });
-    }
-    if (c.needs_grad(1)) {  // ∂/∂b = 1 − mask
-      T* gb = c.grad_data(1);
-      detail::for_each_broadcast(map, [&](std::size_t o, std::size_t, std::size_t j) {
-        if (!m[o]) gb[j] += g[o];
-      });
-    }
-  });
 }
 
 template <class T>

@@ -79,78 +79,82 @@ Var<T> max_pool2d(const Var<T>& x, Pool2dOptions o, SourceLoc loc) {
   if (op.requires_grad())
     arg = reinterpret_cast<std::uint32_t*>(
         op.scratch((outs * sizeof(std::uint32_t) + sizeof(T) - 1) / sizeof(T)));
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
-  // A pixel v wins over the current maximum m if it is larger or a NaN (the first NaN stays).
-  auto wins = [](T v, T m) { return v > m || (v != v && m == m); };
-  if (w.k == 2 && w.s == 2 && w.p == 0) {
-    // The CNN's 2×2 windows that tile the image: four compares per output, no clipping.
-    for (std::size_t pl = 0; pl < w.planes; ++pl) {
-      const T* xp = xv + pl * plane;
-      T* yp = y + pl * oplane;
-      std::uint32_t* ap = arg ? arg + pl * oplane : nullptr;
-      for (std::size_t oh = 0; oh < w.Ho; ++oh) {
-        const T* r0 = xp + 2 * oh * w.W;
-        const T* r1 = r0 + w.W;
-        for (std::size_t ow = 0; ow < w.Wo; ++ow) {
-          const std::size_t c = 2 * ow;
-          const T a = r0[c], b = r0[c + 1], d = r1[c], e = r1[c + 1];
-          // A tournament of selects, not a chain of branches: which pixel wins is a coin toss
-          // on real data, and the mispredicted branches made this loop 13% of a CNN step. Ties
-          // go to the earlier pixel in row-major order, as in the sequential scan. A NaN (rare:
-          // one well-predicted branch) takes the sequential scan, where the first NaN wins.
-          std::size_t best;
-          T m;
-          if ((a != a) | (b != b) | (d != d) | (e != e)) {
-            best = 0, m = a;
-            if (wins(b, m)) m = b, best = 1;
-            if (wins(d, m)) m = d, best = w.W;
-            if (wins(e, m)) m = e, best = w.W + 1;
-          } else {
-            // std::max and 0/1 flags: gcc turns these into vmaxss and setcc, not branches.
-            const std::size_t top = b > a, bottom = e > d;
-            const T m0 = std::max(a, b), m1 = std::max(d, e);  // (ties: the first)
-            const std::size_t down = m0 < m1;
-            m = std::max(m0, m1);
-            best = top + down * (w.W + bottom - top);  // down ? W + bottom : top
+  // Run now and again by replay, which recomputes the winners (arg) that backward reads.
+  auto forward = [w, arg, plane, oplane](const T* xv, T* y) {
+    // A pixel v wins over the current maximum m if it is larger or a NaN (the first NaN stays).
+    auto wins = [](T v, T m) { return v > m || (v != v && m == m); };
+    if (w.k == 2 && w.s == 2 && w.p == 0) {
+      // The CNN's 2×2 windows that tile the image: four compares per output, no clipping.
+      for (std::size_t pl = 0; pl < w.planes; ++pl) {
+        const T* xp = xv + pl * plane;
+        T* yp = y + pl * oplane;
+        std::uint32_t* ap = arg ? arg + pl * oplane : nullptr;
+        for (std::size_t oh = 0; oh < w.Ho; ++oh) {
+          const T* r0 = xp + 2 * oh * w.W;
+          const T* r1 = r0 + w.W;
+          for (std::size_t ow = 0; ow < w.Wo; ++ow) {
+            const std::size_t c = 2 * ow;
+            const T a = r0[c], b = r0[c + 1], d = r1[c], e = r1[c + 1];
+            // A tournament of selects, not a chain of branches: which pixel wins is a coin toss
+            // on real data, and the mispredicted branches made this loop 13% of a CNN step. Ties
+            // go to the earlier pixel in row-major order, as in the sequential scan. A NaN (rare:
+            // one well-predicted branch) takes the sequential scan, where the first NaN wins.
+            std::size_t best;
+            T m;
+            if ((a != a) | (b != b) | (d != d) | (e != e)) {
+              best = 0, m = a;
+              if (wins(b, m)) m = b, best = 1;
+              if (wins(d, m)) m = d, best = w.W;
+              if (wins(e, m)) m = e, best = w.W + 1;
+            } else {
+              // std::max and 0/1 flags: gcc turns these into vmaxss and setcc, not branches.
+              const std::size_t top = b > a, bottom = e > d;
+              const T m0 = std::max(a, b), m1 = std::max(d, e);  // (ties: the first)
+              const std::size_t down = m0 < m1;
+              m = std::max(m0, m1);
+              best = top + down * (w.W + bottom - top);  // down ? W + bottom : top
+            }
+            yp[oh * w.Wo + ow] = m;
+            if (ap) ap[oh * w.Wo + ow] = std::uint32_t(2 * oh * w.W + c + best);
           }
-          yp[oh * w.Wo + ow] = m;
-          if (ap) ap[oh * w.Wo + ow] = std::uint32_t(2 * oh * w.W + c + best);
+        }
+      }
+    } else {
+      for (std::size_t pl = 0; pl < w.planes; ++pl) {
+        const T* xp = xv + pl * plane;
+        for (std::size_t oh = 0; oh < w.Ho; ++oh) {
+          const auto [r0, r1] = w.rows(oh);
+          for (std::size_t ow = 0; ow < w.Wo; ++ow) {
+            const auto [c0, c1] = w.cols(ow);
+            std::size_t best = r0 * w.W + c0;  // (padding ≤ kernel/2: every window holds a pixel)
+            T m = xp[best];
+            for (std::size_t r = r0; r < r1; ++r)
+              for (std::size_t cc = c0; cc < c1; ++cc)
+                if (wins(xp[r * w.W + cc], m)) m = xp[r * w.W + cc], best = r * w.W + cc;
+            const std::size_t at = pl * oplane + oh * w.Wo + ow;
+            y[at] = m;
+            if (arg) arg[at] = std::uint32_t(best);
+          }
         }
       }
     }
-  } else {
-    for (std::size_t pl = 0; pl < w.planes; ++pl) {
-      const T* xp = xv + pl * plane;
-      for (std::size_t oh = 0; oh < w.Ho; ++oh) {
-        const auto [r0, r1] = w.rows(oh);
-        for (std::size_t ow = 0; ow < w.Wo; ++ow) {
-          const auto [c0, c1] = w.cols(ow);
-          std::size_t best = r0 * w.W + c0;  // (padding ≤ kernel/2: every window holds a pixel)
-          T m = xp[best];
-          for (std::size_t r = r0; r < r1; ++r)
-            for (std::size_t cc = c0; cc < c1; ++cc)
-              if (wins(xp[r * w.W + cc], m)) m = xp[r * w.W + cc], best = r * w.W + cc;
-          const std::size_t at = pl * oplane + oh * w.Wo + ow;
-          y[at] = m;
-          if (arg) arg[at] = std::uint32_t(best);
-        }
-      }
-    }
-  }
+  };
+  forward(op.input_data(0), op.out_data());
 
-  return op.finish([w, arg](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const std::size_t plane = w.H * w.W, oplane = w.Ho * w.Wo;
-    const T* G = c.out_grad_data();
-    T* dx = c.grad_data(0);
-    for (std::size_t pl = 0; pl < w.planes; ++pl) {  // dx[winner] += G
-      T* d = dx + pl * plane;
-      const T* g = G + pl * oplane;
-      const std::uint32_t* a = arg + pl * oplane;
-      for (std::size_t q = 0; q < oplane; ++q) d[a[q]] += g[q];
-    }
-  });
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [w, arg](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const std::size_t plane = w.H * w.W, oplane = w.Ho * w.Wo;
+        const T* G = c.out_grad_data();
+        T* dx = c.grad_data(0);
+        for (std::size_t pl = 0; pl < w.planes; ++pl) {  // dx[winner] += G
+          T* d = dx + pl * plane;
+          const T* g = G + pl * oplane;
+          const std::uint32_t* a = arg + pl * oplane;
+          for (std::size_t q = 0; q < oplane; ++q) d[a[q]] += g[q];
+        }
+      });
 }
 
 template <class T>
@@ -160,42 +164,46 @@ Var<T> avg_pool2d(const Var<T>& x, Pool2dOptions o, SourceLoc loc) {
   auto op = x.tape().begin_op(name, {x}, pooled_shape(x.shape(), w), loc);
   const std::size_t plane = w.H * w.W, oplane = w.Ho * w.Wo;
   const T inv = T(1) / T(w.k * w.k);
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
-  for (std::size_t pl = 0; pl < w.planes; ++pl) {
-    const T* xp = xv + pl * plane;
-    for (std::size_t oh = 0; oh < w.Ho; ++oh) {
-      const auto [r0, r1] = w.rows(oh);
-      for (std::size_t ow = 0; ow < w.Wo; ++ow) {
-        const auto [c0, c1] = w.cols(ow);
-        T s = 0;
-        for (std::size_t r = r0; r < r1; ++r)
-          for (std::size_t cc = c0; cc < c1; ++cc) s += xp[r * w.W + cc];
-        y[pl * oplane + oh * w.Wo + ow] = s * inv;
-      }
-    }
-  }
-
-  return op.finish([w](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const std::size_t plane = w.H * w.W, oplane = w.Ho * w.Wo;
-    const T inv = T(1) / T(w.k * w.k);
-    const T* G = c.out_grad_data();
-    T* dx = c.grad_data(0);
-    for (std::size_t pl = 0; pl < w.planes; ++pl) {  // every pixel of a window += G / k²
-      T* d = dx + pl * plane;
-      const T* g = G + pl * oplane;
+  // Run now and again by replay.
+  auto forward = [w, plane, oplane, inv](const T* xv, T* y) {
+    for (std::size_t pl = 0; pl < w.planes; ++pl) {
+      const T* xp = xv + pl * plane;
       for (std::size_t oh = 0; oh < w.Ho; ++oh) {
         const auto [r0, r1] = w.rows(oh);
         for (std::size_t ow = 0; ow < w.Wo; ++ow) {
           const auto [c0, c1] = w.cols(ow);
-          const T v = g[oh * w.Wo + ow] * inv;
+          T s = 0;
           for (std::size_t r = r0; r < r1; ++r)
-            for (std::size_t cc = c0; cc < c1; ++cc) d[r * w.W + cc] += v;
+            for (std::size_t cc = c0; cc < c1; ++cc) s += xp[r * w.W + cc];
+          y[pl * oplane + oh * w.Wo + ow] = s * inv;
         }
       }
     }
-  });
+  };
+  forward(op.input_data(0), op.out_data());
+
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [w](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const std::size_t plane = w.H * w.W, oplane = w.Ho * w.Wo;
+        const T inv = T(1) / T(w.k * w.k);
+        const T* G = c.out_grad_data();
+        T* dx = c.grad_data(0);
+        for (std::size_t pl = 0; pl < w.planes; ++pl) {  // every pixel of a window += G / k²
+          T* d = dx + pl * plane;
+          const T* g = G + pl * oplane;
+          for (std::size_t oh = 0; oh < w.Ho; ++oh) {
+            const auto [r0, r1] = w.rows(oh);
+            for (std::size_t ow = 0; ow < w.Wo; ++ow) {
+              const auto [c0, c1] = w.cols(ow);
+              const T v = g[oh * w.Wo + ow] * inv;
+              for (std::size_t r = r0; r < r1; ++r)
+                for (std::size_t cc = c0; cc < c1; ++cc) d[r * w.W + cc] += v;
+            }
+          }
+        }
+      });
 }
 
 template <class T>
@@ -212,27 +220,31 @@ Var<T> global_avg_pool(const Var<T>& x, SourceLoc loc) {
   auto op = x.tape().begin_op(name, {x}, Shape{sx[0], sx[1]}, loc);
   const std::size_t planes = op.out_size(), plane = sx[2] * sx[3];
   const T inv = T(1) / T(plane);
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
-  for (std::size_t pl = 0; pl < planes; ++pl) {
-    const T* xp = xv + pl * plane;
-    T s = 0;
-    for (std::size_t q = 0; q < plane; ++q) s += xp[q];
-    y[pl] = s * inv;
-  }
-  return op.finish([](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const std::size_t planes = c.out_size();
-    const std::size_t plane = planes ? c.input_size(0) / planes : 0;
-    const T inv = T(1) / T(plane ? plane : 1);
-    const T* G = c.out_grad_data();
-    T* dx = c.grad_data(0);
-    for (std::size_t pl = 0; pl < planes; ++pl) {  // dx[n,c,·,·] += G[n,c] / (H·W)
-      const T v = G[pl] * inv;
-      T* d = dx + pl * plane;
-      for (std::size_t q = 0; q < plane; ++q) d[q] += v;
+  // Run now and again by replay.
+  auto forward = [planes, plane, inv](const T* xv, T* y) {
+    for (std::size_t pl = 0; pl < planes; ++pl) {
+      const T* xp = xv + pl * plane;
+      T s = 0;
+      for (std::size_t q = 0; q < plane; ++q) s += xp[q];
+      y[pl] = s * inv;
     }
-  });
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const std::size_t planes = c.out_size();
+        const std::size_t plane = planes ? c.input_size(0) / planes : 0;
+        const T inv = T(1) / T(plane ? plane : 1);
+        const T* G = c.out_grad_data();
+        T* dx = c.grad_data(0);
+        for (std::size_t pl = 0; pl < planes; ++pl) {  // dx[n,c,·,·] += G[n,c] / (H·W)
+          const T v = G[pl] * inv;
+          T* d = dx + pl * plane;
+          for (std::size_t q = 0; q < plane; ++q) d[q] += v;
+        }
+      });
 }
 
 template Var<float> max_pool2d<float>(const Var<float>&, Pool2dOptions, SourceLoc);

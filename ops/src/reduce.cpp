@@ -47,12 +47,12 @@ Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
         forward(c.input_data(0), c.input_size(0), c.out_data());
       },
       [](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const std::size_t n = c.input_size(0);
-    const T g = Mean ? c.out_grad_data()[0] / T(n) : c.out_grad_data()[0];
-    T* gx = c.grad_data(0);
-    for (std::size_t i = 0; i < n; ++i) gx[i] += g;
-  });
+        if (!c.needs_grad(0)) return;
+        const std::size_t n = c.input_size(0);
+        const T g = Mean ? c.out_grad_data()[0] / T(n) : c.out_grad_data()[0];
+        T* gx = c.grad_data(0);
+        for (std::size_t i = 0; i < n; ++i) gx[i] += g;
+      });
 }
 
 template <class T, bool Mean>
@@ -91,25 +91,25 @@ Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, S
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [outer, n, inner](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* __restrict g = c.out_grad_data();
-    T* __restrict gx = c.grad_data(0);
-    if (inner == 1) {
-      for (std::size_t o = 0; o < outer; ++o) {
-        const T go = Mean ? g[o] / T(n) : g[o];
-        T* __restrict row = gx + o * n;
-        for (std::size_t k = 0; k < n; ++k) row[k] += go;
-      }
-      return;
-    }
-    for (std::size_t o = 0; o < outer; ++o) {
-      const T* __restrict go = g + o * inner;
-      for (std::size_t k = 0; k < n; ++k) {
-        T* __restrict row = gx + (o * n + k) * inner;
-        for (std::size_t i = 0; i < inner; ++i) row[i] += Mean ? go[i] / T(n) : go[i];
-      }
-    }
-  });
+        if (!c.needs_grad(0)) return;
+        const T* __restrict g = c.out_grad_data();
+        T* __restrict gx = c.grad_data(0);
+        if (inner == 1) {
+          for (std::size_t o = 0; o < outer; ++o) {
+            const T go = Mean ? g[o] / T(n) : g[o];
+            T* __restrict row = gx + o * n;
+            for (std::size_t k = 0; k < n; ++k) row[k] += go;
+          }
+          return;
+        }
+        for (std::size_t o = 0; o < outer; ++o) {
+          const T* __restrict go = g + o * inner;
+          for (std::size_t k = 0; k < n; ++k) {
+            T* __restrict row = gx + (o * n + k) * inner;
+            for (std::size_t i = 0; i < inner; ++i) row[i] += Mean ? go[i] / T(n) : go[i];
+          }
+        }
+      });
 }
 
 }  // namespace

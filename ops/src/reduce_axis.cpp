@@ -126,18 +126,22 @@ Var<T> extremum_op(const char* name, const Var<T>& x, bool all, int axis, bool k
   auto op = x.tape().begin_op(name, &x, 1, r.out, loc);
   std::size_t* arg =
       op.requires_grad() ? op.template scratch_as<std::size_t>(op.out_size()) : nullptr;
-  extremum<Max>(op.input_data(0), r.a, op.out_data(), arg);
-  return op.finish([arg, a = r.a](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* g = c.out_grad_data();
-    T* gx = c.grad_data(0);
-    // dx[o, arg, i] += G[o, i]: one element per slice.
-    for (std::size_t o = 0; o < a.outer; ++o)
-      for (std::size_t i = 0; i < a.inner; ++i) {
-        const std::size_t j = o * a.inner + i;
-        gx[(o * a.n + arg[j]) * a.inner + i] += g[j];
-      }
-  });
+  // Run now and again by replay, which recomputes the arg-extremum scratch too.
+  auto forward = [arg, a = r.a](const T* x, T* y) { extremum<Max>(x, a, y, arg); };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [arg, a = r.a](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const T* g = c.out_grad_data();
+        T* gx = c.grad_data(0);
+        // dx[o, arg, i] += G[o, i]: one element per slice.
+        for (std::size_t o = 0; o < a.outer; ++o)
+          for (std::size_t i = 0; i < a.inner; ++i) {
+            const std::size_t j = o * a.inner + i;
+            gx[(o * a.n + arg[j]) * a.inner + i] += g[j];
+          }
+      });
 }
 
 template <bool Max, class T>
@@ -193,57 +197,61 @@ Var<T> logsumexp(const Var<T>& x, int axis, bool keepdims, SourceLoc loc) {
   const Reduction r = plan("logsumexp", x, false, axis, keepdims);
   auto op = x.tape().begin_op("logsumexp", &x, 1, r.out, loc);
   const AxisSplit a = r.a;
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
-  constexpr T kInf = std::numeric_limits<T>::infinity();
-  if (a.inner == 1) {
-    for (std::size_t o = 0; o < a.outer; ++o) {
-      if (a.n == 0) {
-        y[o] = -kInf;
-        continue;
-      }
-      T m = detail::row_max(xv + o * a.n, a.n);
-      if (!std::isfinite(m)) m = m == m ? m : T(0);  // ±inf: keep; NaN: let it propagate
-      y[o] = std::isinf(m) ? m : m + std::log(detail::sum_exp(xv + o * a.n, a.n, m));
-    }
-  } else {
-    // Row by row: first the maxima, then Σ exp(x − M) into y, then M + log.
-    T* m = op.scratch(a.inner);  // one row of maxima, reused for every o
-    for (std::size_t o = 0; o < a.outer; ++o) {
-      const T* xo = xv + o * a.n * a.inner;
-      T* yo = y + o * a.inner;
-      for (std::size_t i = 0; i < a.inner; ++i) m[i] = -kInf;
-      for (std::size_t k = 0; k < a.n; ++k)
-        for (std::size_t i = 0; i < a.inner; ++i) m[i] = std::max(m[i], xo[k * a.inner + i]);
-      for (std::size_t i = 0; i < a.inner; ++i) yo[i] = T(0);
-      for (std::size_t k = 0; k < a.n; ++k)
-        for (std::size_t i = 0; i < a.inner; ++i)
-          yo[i] += std::isinf(m[i]) ? T(0) : std::exp(xo[k * a.inner + i] - m[i]);
-      for (std::size_t i = 0; i < a.inner; ++i)
-        yo[i] = std::isinf(m[i]) ? m[i] : m[i] + std::log(yo[i]);
-      // a NaN in the slice: max() skipped it; put it back
-      for (std::size_t k = 0; k < a.n; ++k)
-        for (std::size_t i = 0; i < a.inner; ++i)
-          if (std::isnan(xo[k * a.inner + i])) yo[i] = xo[k * a.inner + i];
-    }
-  }
-  return op.finish([a](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* g = c.out_grad_data();
-    const T* y = c.out_data();
-    const T* xv = c.input_data(0);
-    T* gx = c.grad_data(0);
-    // dx[o, k, i] += G[o, i] · exp(x[o, k, i] − y[o, i]); 0 where y = −inf (no weight at all).
-    for (std::size_t o = 0; o < a.outer; ++o)
-      for (std::size_t k = 0; k < a.n; ++k) {
-        const std::size_t base = (o * a.n + k) * a.inner;
-        for (std::size_t i = 0; i < a.inner; ++i) {
-          const T yi = y[o * a.inner + i];
-          if (yi == -std::numeric_limits<T>::infinity()) continue;
-          gx[base + i] += g[o * a.inner + i] * std::exp(xv[base + i] - yi);
+  T* m = a.inner == 1 ? nullptr : op.scratch(a.inner);  // one row of maxima, reused for every o
+  // Run now and again by replay.
+  auto forward = [a, m](const T* xv, T* y) {
+    constexpr T kInf = std::numeric_limits<T>::infinity();
+    if (a.inner == 1) {
+      for (std::size_t o = 0; o < a.outer; ++o) {
+        if (a.n == 0) {
+          y[o] = -kInf;
+          continue;
         }
+        T m = detail::row_max(xv + o * a.n, a.n);
+        if (!std::isfinite(m)) m = m == m ? m : T(0);  // ±inf: keep; NaN: let it propagate
+        y[o] = std::isinf(m) ? m : m + std::log(detail::sum_exp(xv + o * a.n, a.n, m));
       }
-  });
+    } else {
+      // Row by row: first the maxima, then Σ exp(x − M) into y, then M + log.
+      for (std::size_t o = 0; o < a.outer; ++o) {
+        const T* xo = xv + o * a.n * a.inner;
+        T* yo = y + o * a.inner;
+        for (std::size_t i = 0; i < a.inner; ++i) m[i] = -kInf;
+        for (std::size_t k = 0; k < a.n; ++k)
+          for (std::size_t i = 0; i < a.inner; ++i) m[i] = std::max(m[i], xo[k * a.inner + i]);
+        for (std::size_t i = 0; i < a.inner; ++i) yo[i] = T(0);
+        for (std::size_t k = 0; k < a.n; ++k)
+          for (std::size_t i = 0; i < a.inner; ++i)
+            yo[i] += std::isinf(m[i]) ? T(0) : std::exp(xo[k * a.inner + i] - m[i]);
+        for (std::size_t i = 0; i < a.inner; ++i)
+          yo[i] = std::isinf(m[i]) ? m[i] : m[i] + std::log(yo[i]);
+        // a NaN in the slice: max() skipped it; put it back
+        for (std::size_t k = 0; k < a.n; ++k)
+          for (std::size_t i = 0; i < a.inner; ++i)
+            if (std::isnan(xo[k * a.inner + i])) yo[i] = xo[k * a.inner + i];
+      }
+    }
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [a](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const T* g = c.out_grad_data();
+        const T* y = c.out_data();
+        const T* xv = c.input_data(0);
+        T* gx = c.grad_data(0);
+        // dx[o, k, i] += G[o, i] · exp(x[o, k, i] − y[o, i]); 0 where y = −inf (no weight at all).
+        for (std::size_t o = 0; o < a.outer; ++o)
+          for (std::size_t k = 0; k < a.n; ++k) {
+            const std::size_t base = (o * a.n + k) * a.inner;
+            for (std::size_t i = 0; i < a.inner; ++i) {
+              const T yi = y[o * a.inner + i];
+              if (yi == -std::numeric_limits<T>::infinity()) continue;
+              gx[base + i] += g[o * a.inner + i] * std::exp(xv[base + i] - yi);
+            }
+          }
+      });
 }
 
 template <class T>
@@ -258,42 +266,47 @@ Var<T> var(const Var<T>& x, int axis, bool keepdims, int ddof, SourceLoc loc) {
                      " has length " + std::to_string(a.n) + ", not more than ddof = " +
                      std::to_string(ddof) + ": the variance is undefined");
   auto op = x.tape().begin_op("var", &x, 1, r.out, loc);
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
   const std::size_t slices = a.outer * a.inner;
   // The means, kept for backward (in scratch when it needs them, else in a reused row).
-  T* mean = op.scratch(op.requires_grad() ? slices : a.inner);
+  const bool keep = op.requires_grad();
+  T* mean = op.scratch(keep ? slices : a.inner);
   const T inv_n = T(1) / T(a.n), inv_d = T(1) / T(a.n - std::size_t(ddof));
-  for (std::size_t o = 0; o < a.outer; ++o) {
-    const T* xo = xv + o * a.n * a.inner;
-    T* mo = mean + (op.requires_grad() ? o * a.inner : 0);
-    T* yo = y + o * a.inner;
-    for (std::size_t i = 0; i < a.inner; ++i) mo[i] = T(0), yo[i] = T(0);
-    for (std::size_t k = 0; k < a.n; ++k)
-      for (std::size_t i = 0; i < a.inner; ++i) mo[i] += xo[k * a.inner + i];
-    for (std::size_t i = 0; i < a.inner; ++i) mo[i] *= inv_n;
-    for (std::size_t k = 0; k < a.n; ++k)
-      for (std::size_t i = 0; i < a.inner; ++i) {
-        const T d = xo[k * a.inner + i] - mo[i];
-        yo[i] += d * d;
-      }
-    for (std::size_t i = 0; i < a.inner; ++i) yo[i] *= inv_d;
-  }
-  return op.finish([a, mean, inv_d](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* g = c.out_grad_data();
-    const T* xv = c.input_data(0);
-    T* gx = c.grad_data(0);
-    // dx[o, k, i] += G[o, i] · 2 (x[o, k, i] − μ[o, i]) / (n − ddof)
-    for (std::size_t o = 0; o < a.outer; ++o)
-      for (std::size_t k = 0; k < a.n; ++k) {
-        const std::size_t base = (o * a.n + k) * a.inner;
-        const T* __restrict mo = mean + o * a.inner;
-        const T* __restrict go = g + o * a.inner;
-        for (std::size_t i = 0; i < a.inner; ++i)
-          gx[base + i] += go[i] * T(2) * inv_d * (xv[base + i] - mo[i]);
-      }
-  });
+  // Run now and again by replay.
+  auto forward = [a, mean, keep, inv_n, inv_d](const T* xv, T* y) {
+    for (std::size_t o = 0; o < a.outer; ++o) {
+      const T* xo = xv + o * a.n * a.inner;
+      T* mo = mean + (keep ? o * a.inner : 0);
+      T* yo = y + o * a.inner;
+      for (std::size_t i = 0; i < a.inner; ++i) mo[i] = T(0), yo[i] = T(0);
+      for (std::size_t k = 0; k < a.n; ++k)
+        for (std::size_t i = 0; i < a.inner; ++i) mo[i] += xo[k * a.inner + i];
+      for (std::size_t i = 0; i < a.inner; ++i) mo[i] *= inv_n;
+      for (std::size_t k = 0; k < a.n; ++k)
+        for (std::size_t i = 0; i < a.inner; ++i) {
+          const T d = xo[k * a.inner + i] - mo[i];
+          yo[i] += d * d;
+        }
+      for (std::size_t i = 0; i < a.inner; ++i) yo[i] *= inv_d;
+    }
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [a, mean, inv_d](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const T* g = c.out_grad_data();
+        const T* xv = c.input_data(0);
+        T* gx = c.grad_data(0);
+        // dx[o, k, i] += G[o, i] · 2 (x[o, k, i] − μ[o, i]) / (n − ddof)
+        for (std::size_t o = 0; o < a.outer; ++o)
+          for (std::size_t k = 0; k < a.n; ++k) {
+            const std::size_t base = (o * a.n + k) * a.inner;
+            const T* __restrict mo = mean + o * a.inner;
+            const T* __restrict go = g + o * a.inner;
+            for (std::size_t i = 0; i < a.inner; ++i)
+              gx[base + i] += go[i] * T(2) * inv_d * (xv[base + i] - mo[i]);
+          }
+      });
 }
 
 namespace {
@@ -303,43 +316,48 @@ Var<T> norm_op(const Var<T>& x, bool all, int axis, bool keepdims, SourceLoc loc
   const Reduction r = plan("norm", x, all, axis, keepdims);
   auto op = x.tape().begin_op("norm", &x, 1, r.out, loc);
   const AxisSplit a = r.a;
-  const T* xv = op.input_data(0);
-  T* y = op.out_data();
   T* m = op.scratch(a.inner);  // max |x| of each slice of one o: the scale
-  for (std::size_t o = 0; o < a.outer; ++o) {
-    const T* xo = xv + o * a.n * a.inner;
-    T* yo = y + o * a.inner;
-    for (std::size_t i = 0; i < a.inner; ++i) m[i] = T(0), yo[i] = T(0);
-    for (std::size_t k = 0; k < a.n; ++k)
-      for (std::size_t i = 0; i < a.inner; ++i)
-        m[i] = std::max(m[i], std::abs(xo[k * a.inner + i]));
-    for (std::size_t k = 0; k < a.n; ++k)
-      for (std::size_t i = 0; i < a.inner; ++i) {
-        const T s = m[i] > T(0) && std::isfinite(m[i]) ? xo[k * a.inner + i] / m[i] : T(0);
-        yo[i] += s * s;
-      }
-    for (std::size_t i = 0; i < a.inner; ++i)
-      yo[i] = std::isfinite(m[i]) ? m[i] * std::sqrt(yo[i]) : m[i];
-    for (std::size_t k = 0; k < a.n; ++k)  // NaN propagates (std::max dropped it)
-      for (std::size_t i = 0; i < a.inner; ++i)
-        if (std::isnan(xo[k * a.inner + i])) yo[i] = xo[k * a.inner + i];
-  }
-  return op.finish([a](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* g = c.out_grad_data();
-    const T* y = c.out_data();
-    const T* xv = c.input_data(0);
-    T* gx = c.grad_data(0);
-    // dx[o, k, i] += G[o, i] · x[o, k, i] / y[o, i]; 0 where y = 0 (the subgradient at the kink).
-    for (std::size_t o = 0; o < a.outer; ++o)
-      for (std::size_t k = 0; k < a.n; ++k) {
-        const std::size_t base = (o * a.n + k) * a.inner;
+  // Run now and again by replay.
+  auto forward = [a, m](const T* xv, T* y) {
+    for (std::size_t o = 0; o < a.outer; ++o) {
+      const T* xo = xv + o * a.n * a.inner;
+      T* yo = y + o * a.inner;
+      for (std::size_t i = 0; i < a.inner; ++i) m[i] = T(0), yo[i] = T(0);
+      for (std::size_t k = 0; k < a.n; ++k)
+        for (std::size_t i = 0; i < a.inner; ++i)
+          m[i] = std::max(m[i], std::abs(xo[k * a.inner + i]));
+      for (std::size_t k = 0; k < a.n; ++k)
         for (std::size_t i = 0; i < a.inner; ++i) {
-          const T yi = y[o * a.inner + i];
-          if (yi != T(0)) gx[base + i] += g[o * a.inner + i] * xv[base + i] / yi;
+          const T s = m[i] > T(0) && std::isfinite(m[i]) ? xo[k * a.inner + i] / m[i] : T(0);
+          yo[i] += s * s;
         }
-      }
-  });
+      for (std::size_t i = 0; i < a.inner; ++i)
+        yo[i] = std::isfinite(m[i]) ? m[i] * std::sqrt(yo[i]) : m[i];
+      for (std::size_t k = 0; k < a.n; ++k)  // NaN propagates (std::max dropped it)
+        for (std::size_t i = 0; i < a.inner; ++i)
+          if (std::isnan(xo[k * a.inner + i])) yo[i] = xo[k * a.inner + i];
+    }
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [a](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const T* g = c.out_grad_data();
+        const T* y = c.out_data();
+        const T* xv = c.input_data(0);
+        T* gx = c.grad_data(0);
+        // dx[o, k, i] += G[o, i] · x[o, k, i] / y[o, i]; 0 where y = 0 (the subgradient at the
+        // kink).
+        for (std::size_t o = 0; o < a.outer; ++o)
+          for (std::size_t k = 0; k < a.n; ++k) {
+            const std::size_t base = (o * a.n + k) * a.inner;
+            for (std::size_t i = 0; i < a.inner; ++i) {
+              const T yi = y[o * a.inner + i];
+              if (yi != T(0)) gx[base + i] += g[o * a.inner + i] * xv[base + i] / yi;
+            }
+          }
+      });
 }
 
 }  // namespace

@@ -88,30 +88,37 @@ Var<T> permute_impl(const char* name, const Var<T>& x,
   Shape out;
   for (std::size_t d = 0; d < s.rank(); ++d) out.push_back(s[perm[d]]);
   auto op = x.tape().begin_op(name, &x, 1, out, loc);
-  std::size_t stride[Shape::kMaxRank];
-  permuted_strides(s, perm, stride);
-  const T* __restrict xv = op.input_data(0);
-  T* __restrict y = op.out_data();
-  if (out.rank() == 2 && out.size() > 0) {
-    // 2-D transpose in 32×32 tiles: both sides stay in cache.
-    const std::size_t R = out[0], C = out[1];  // y [R,C], x [C,R]
-    constexpr std::size_t B = 32;
-    for (std::size_t i0 = 0; i0 < R; i0 += B)
-      for (std::size_t j0 = 0; j0 < C; j0 += B)
-        for (std::size_t i = i0; i < std::min(R, i0 + B); ++i)
-          for (std::size_t j = j0; j < std::min(C, j0 + B); ++j)
-            y[i * C + j] = xv[i * stride[0] + j * stride[1]];
-  } else {
-    for_each_permuted(out, stride, [&](std::size_t o, std::size_t i) { y[o] = xv[i]; });
-  }
-  return op.finish([perm](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    std::size_t stride[Shape::kMaxRank];
-    permuted_strides(c.input_shape(0), perm, stride);
-    const T* __restrict g = c.out_grad_data();
-    T* __restrict gx = c.grad_data(0);
-    for_each_permuted(c.out_shape(), stride, [&](std::size_t o, std::size_t i) { gx[i] += g[o]; });
-  });
+  std::array<std::size_t, Shape::kMaxRank> stride{};
+  permuted_strides(s, perm, stride.data());
+  // Run now and again by replay.
+  auto forward = [stride](const T* __restrict xv, T* __restrict y, const Shape& out) {
+    if (out.rank() == 2 && out.size() > 0) {
+      // 2-D transpose in 32×32 tiles: both sides stay in cache.
+      const std::size_t R = out[0], C = out[1];  // y [R,C], x [C,R]
+      constexpr std::size_t B = 32;
+      for (std::size_t i0 = 0; i0 < R; i0 += B)
+        for (std::size_t j0 = 0; j0 < C; j0 += B)
+          for (std::size_t i = i0; i < std::min(R, i0 + B); ++i)
+            for (std::size_t j = j0; j < std::min(C, j0 + B); ++j)
+              y[i * C + j] = xv[i * stride[0] + j * stride[1]];
+    } else {
+      for_each_permuted(out, stride.data(), [&](std::size_t o, std::size_t i) { y[o] = xv[i]; });
+    }
+  };
+  forward(op.input_data(0), op.out_data(), out);
+  return op.finish(
+      [forward](const ForwardContext<T>& c) {
+        forward(c.input_data(0), c.out_data(), c.out_shape());
+      },
+      [perm](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        std::size_t stride[Shape::kMaxRank];
+        permuted_strides(c.input_shape(0), perm, stride);
+        const T* __restrict g = c.out_grad_data();
+        T* __restrict gx = c.grad_data(0);
+        for_each_permuted(c.out_shape(), stride,
+                          [&](std::size_t o, std::size_t i) { gx[i] += g[o]; });
+      });
 }
 
 // The common kernel of concat and stack: input i is `outer` blocks of w_i contiguous elements,
@@ -143,20 +150,23 @@ template <class T>
 Var<T> join_blocks(const char* name, const Var<T>* xs, std::size_t n, const Shape& out,
                    std::size_t outer, SourceLoc loc) {
   auto op = xs[0].tape().begin_op(name, xs, n, out, loc);
-  if (outer > 0) {
-    const std::size_t W = op.out_size() / outer;
-    T* y = op.out_data();
+  // Run now on the OpBuilder and again by replay on the ForwardContext (the same accessors).
+  auto forward = [outer](const auto& c) {
+    if (outer == 0) return;
+    const std::size_t W = c.out_size() / outer;
+    T* y = c.out_data();
     std::size_t off = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t w = op.input_size(i) / outer;
-      const T* x = op.input_data(i);
+    for (std::size_t i = 0; i < c.num_inputs(); ++i) {
+      const std::size_t w = c.input_size(i) / outer;
+      const T* x = c.input_data(i);
       if (w > 0)
         for (std::size_t o = 0; o < outer; ++o)
           std::memcpy(y + o * W + off, x + o * w, w * sizeof(T));
       off += w;
     }
-  }
-  return op.finish(BlocksBackward{outer});
+  };
+  forward(op);
+  return op.finish([forward](const ForwardContext<T>& c) { forward(c); }, BlocksBackward{outer});
 }
 
 // Handles of a list argument: "concat: argument xs[2] is a stale handle ...".
@@ -297,18 +307,23 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape, SourceLoc loc) {
   if (!ok)
     throw ShapeError("broadcast_to: x " + s.str() + " cannot be broadcast to " + shape.str());
   auto op = x.tape().begin_op("broadcast_to", &x, 1, shape, loc);
-  const T* __restrict xv = op.input_data(0);
-  T* __restrict y = op.out_data();
-  detail::for_each_broadcast(detail::make_broadcast_map(shape, s, shape),
-                             [&](std::size_t o, std::size_t i, std::size_t) { y[o] = xv[i]; });
-  return op.finish([](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const T* __restrict g = c.out_grad_data();
-    T* __restrict gx = c.grad_data(0);
-    detail::for_each_broadcast(
-        detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.out_shape()),
-        [&](std::size_t o, std::size_t i, std::size_t) { gx[i] += g[o]; });
-  });
+  // Run now and again by replay.
+  auto forward = [map = detail::make_broadcast_map(shape, s, shape)](const T* __restrict xv,
+                                                                     T* __restrict y) {
+    detail::for_each_broadcast(map,
+                               [&](std::size_t o, std::size_t i, std::size_t) { y[o] = xv[i]; });
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
+      [](const BackwardContext<T>& c) {
+        if (!c.needs_grad(0)) return;
+        const T* __restrict g = c.out_grad_data();
+        T* __restrict gx = c.grad_data(0);
+        detail::for_each_broadcast(
+            detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.out_shape()),
+            [&](std::size_t o, std::size_t i, std::size_t) { gx[i] += g[o]; });
+      });
 }
 
 template <class T>
@@ -369,12 +384,15 @@ Var<T> slice(const Var<T>& x, int axis, long long start, long long stop, SourceL
     return op.finish(back);
   }
   auto op = x.tape().begin_op("slice", &x, 1, out, loc);
-  const std::size_t run = (e - b) * a.inner;
-  if (run > 0)
-    for (std::size_t o = 0; o < a.outer; ++o)
-      std::memcpy(op.out_data() + o * run, op.input_data(0) + (o * a.n + b) * a.inner,
-                  run * sizeof(T));
-  return op.finish(back);
+  // A copy (rows o of x are apart): run now and again by replay.
+  auto forward = [back, run = (e - b) * a.inner](const T* xv, T* y) {
+    if (run > 0)
+      for (std::size_t o = 0; o < back.outer; ++o)
+        std::memcpy(y + o * run, xv + (o * back.n + back.start) * back.inner, run * sizeof(T));
+  };
+  forward(op.input_data(0), op.out_data());
+  return op.finish(
+      [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); }, back);
 }
 
 // The length of each of `parts` equal parts along axis ax of x; throws if there are none.

@@ -37,6 +37,8 @@ const char* check_name(Check c) {
       return "shape-error";
     case Check::kReplay:
       return "replay";
+    case Check::kTapeReplay:
+      return "tape-replay";
   }
   return "?";
 }
@@ -47,7 +49,7 @@ constexpr std::size_t at(Check c) { return static_cast<std::size_t>(c); }
 
 constexpr Check kAllChecks[kNumChecks] = {Check::kForward,  Check::kGradcheck, Check::kFloat32,
                                           Check::kConstant, Check::kFanOut,    Check::kShapeError,
-                                          Check::kReplay};
+                                          Check::kReplay,   Check::kTapeReplay};
 
 std::string dims_str(const Dims& d) {
   std::string s = "[";
@@ -405,6 +407,13 @@ OpTest& OpTest::skip(Check c, std::string reason) {
     skip_[at(c)] = std::move(reason);
   return *this;
 }
+OpTest& OpTest::cannot_replay(std::string reason) {
+  if (reason.empty())
+    config_errors_.push_back("cannot_replay(): give the reason");
+  else
+    cannot_replay_ = std::move(reason);
+  return *this;
+}
 
 // ---- the checks ------------------------------------------------------------------------------
 
@@ -516,6 +525,108 @@ void check_replay(Runner& r, const OpFn<T>& f, const Values& in, std::uint64_t s
         std::memcmp(vars[i].grad_data(), grads[i].data(), grads[i].size() * sizeof(T)) != 0)
       r.fail(Check::kReplay, std::string(type) + ": the replayed gradient of input " +
                                  std::to_string(i) + " differs from the first");
+}
+
+// Tape::replay: recorded with `in`, a backward, then the inputs given `in2` and the tape replayed
+// must give what a fresh recording with `in2` gives, bit for bit. `refused`: the op cannot replay
+// (cannot_replay), and replay() must say so with UsageError and change nothing.
+template <class T>
+void check_tape_replay(Runner& r, const OpFn<T>& f, const Values& in, const Values& in2,
+                       std::uint64_t seed, const std::string& refused) {
+  const std::string type = sizeof(T) == 4 ? "float" : "double";
+  const std::size_t n_in = in.size();
+  // Buffers of at least one element: an empty tensor's data() would be null.
+  std::vector<std::vector<T>> before(n_in), after(n_in);
+  std::vector<Shape> shapes;
+  for (std::size_t i = 0; i < n_in; ++i) {
+    before[i].assign(std::max<std::size_t>(in[i].size(), 1), T(0));
+    after[i].assign(std::max<std::size_t>(in2[i].size(), 1), T(0));
+    std::copy(in[i].begin(), in[i].end(), before[i].begin());
+    std::copy(in2[i].begin(), in2[i].end(), after[i].begin());
+    shapes.emplace_back(in[i].shape());
+  }
+  auto same_bits = [](const T* a, const T* b, std::size_t n) {
+    return n == 0 || std::memcmp(a, b, n * sizeof(T)) == 0;
+  };
+
+  // (1) Variables given new values with set_input; the value and every gradient compared.
+  Tape<T> tape;
+  std::vector<Var<T>> vars(n_in);
+  for (std::size_t i = 0; i < n_in; ++i) vars[i] = tape.variable(before[i].data(), shapes[i]);
+  Var<T> y = f(vars);
+  const Shape out_shape = y.shape();
+  const std::size_t n = y.size();
+  const xt::xarray<double> u0 = vjp_seed(out_shape, seed);
+  std::vector<T> u(std::max<std::size_t>(n, 1), T(0));
+  std::copy(u0.begin(), u0.end(), u.begin());
+  // A sweep first: replay must zero the adjoints it wrote.
+  if (y.requires_grad()) tape.backward(y, u.data(), nullptr, 0);
+  for (std::size_t i = 0; i < n_in; ++i) tape.set_input(vars[i], after[i].data(), shapes[i]);
+
+  if (!refused.empty()) {
+    const std::vector<T> kept(y.data(), y.data() + n);
+    try {
+      tape.replay();
+      r.fail(Check::kTapeReplay,
+             type + ": replay() did not refuse an op that cannot replay (" + refused + ")");
+    } catch (const UsageError& e) {
+      if (std::string(e.what()).find("without a forward kernel") == std::string::npos)
+        r.fail(Check::kTapeReplay, type +
+                                       ": replay() refused, but not for want of a forward "
+                                       "kernel: " +
+                                       e.what());
+    }
+    if (!same_bits(y.data(), kept.data(), n))
+      r.fail(Check::kTapeReplay, type + ": the refused replay changed the output");
+    return;
+  }
+
+  AllocCounter counter;
+  tape.replay();
+  const std::size_t allocations = counter.count();
+  if (allocations != 0)
+    r.fail(Check::kTapeReplay, type + ": replay() made " + std::to_string(allocations) +
+                                   " heap allocation(s) (OpenBLAS's own, not counted: " +
+                                   std::to_string(counter.blas_count()) + ")");
+  if (y.requires_grad()) tape.backward(y, u.data(), nullptr, 0);
+
+  Tape<T> fresh;
+  std::vector<Var<T>> fvars(n_in);
+  for (std::size_t i = 0; i < n_in; ++i) fvars[i] = fresh.variable(after[i].data(), shapes[i]);
+  Var<T> fy = f(fvars);
+  if (fy.requires_grad()) fresh.backward(fy, u.data(), nullptr, 0);
+  if (fy.shape() != out_shape || !same_bits(y.data(), fy.data(), n))
+    r.fail(Check::kTapeReplay,
+           type +
+               ": variables given new values: the replayed value differs from a fresh "
+               "recording's");
+  if (y.requires_grad() != fy.requires_grad())
+    r.fail(Check::kTapeReplay, type + ": the replayed output's requires_grad differs");
+  else if (y.requires_grad())
+    for (std::size_t i = 0; i < n_in; ++i)
+      if (!same_bits(vars[i].grad_data(), fvars[i].grad_data(), vars[i].size()))
+        r.fail(Check::kTapeReplay, type + ": variables given new values: the gradient of input " +
+                                       std::to_string(i) +
+                                       " after replay differs from a fresh recording's");
+
+  // (2) constant_view inputs rewritten in place: nothing needs a gradient (no backward scratch).
+  std::vector<std::vector<T>> mem = before;
+  Tape<T> ctape;
+  std::vector<Var<T>> cvars(n_in);
+  for (std::size_t i = 0; i < n_in; ++i) cvars[i] = ctape.constant_view(mem[i].data(), shapes[i]);
+  Var<T> cy = f(cvars);
+  for (std::size_t i = 0; i < n_in; ++i)
+    std::copy(after[i].begin(), after[i].end(), mem[i].begin());
+  ctape.replay();
+  Tape<T> cfresh;
+  std::vector<Var<T>> cfvars(n_in);
+  for (std::size_t i = 0; i < n_in; ++i)
+    cfvars[i] = cfresh.constant_view(after[i].data(), shapes[i]);
+  Var<T> cfy = f(cfvars);
+  if (cfy.shape() != cy.shape() || !same_bits(cy.data(), cfy.data(), cy.size()))
+    r.fail(Check::kTapeReplay, type +
+                                   ": constant_view memory rewritten: the replayed value "
+                                   "differs from a fresh recording's");
 }
 
 // A wrong-shape call: ShapeError naming the op, and the tape exactly as it was.
@@ -798,6 +909,29 @@ OpTestReport OpTest::run(SourceLoc where) const {
     r.run(Check::kReplay, [&] {
       check_replay(r, f32_, in, c.seed);
       check_replay(r, f64_, in, c.seed);
+    });
+
+    r.run(Check::kTapeReplay, [&] {
+      // New values of the same kind (the same values(...) or domains, another seed); data the
+      // callable captured (labels, indices) stays as prepare(...) left it.
+      std::mt19937_64 rng2(mix(c.seed, 0x7e91a7));
+      Values in2;
+      if (values_) {
+        in2 = values_(c.shapes, rng2);
+        for (auto& a : in2)
+          for (auto& v : a) v = static_cast<double>(static_cast<float>(v));
+      } else {
+        for (std::size_t i = 0; i < arity_; ++i)
+          in2.push_back(draw_array(c.shapes[i], domains_[i], rng2));
+      }
+      for (std::size_t i = 0; i < arity_; ++i)
+        if (in2[i].shape() != in[i].shape()) {
+          r.fail(Check::kTapeReplay,
+                 "values(...) gave input " + std::to_string(i) + " another shape on a second draw");
+          return;
+        }
+      check_tape_replay(r, f32_, in, in2, c.seed, cannot_replay_);
+      check_tape_replay(r, f64_, in, in2, c.seed, cannot_replay_);
     });
   }
 

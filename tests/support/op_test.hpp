@@ -24,6 +24,14 @@
 //   kReplay      record + backward, clear, record + backward again: the replays allocate
 //                nothing (AllocCounter; OpenBLAS's own allocations are counted apart), keep the
 //                arena's capacity and give bit-identical values and gradients (float, double).
+//   kTapeReplay  Tape::replay (record once, replay): the op recorded on variables, a backward,
+//                new input values given with set_input, replay() (allocating nothing) and a
+//                backward again give the value and every input gradient of a fresh recording
+//                with the new values, bit for bit (memcmp), float and double; then the same
+//                with every input a constant_view whose memory is rewritten in place (the
+//                no-gradient paths), comparing the value. An op that cannot replay (dropout: a
+//                new mask per step) is declared with cannot_replay(reason): replay() must then
+//                refuse with UsageError and leave the value as it was.
 // Every failure is a gtest failure whose message names the op, the check, the seed, the case
 // and the shapes; a check that cannot apply is switched off with skip(check, reason), and a
 // one-line summary of what ran (and what was off, and why) is printed.
@@ -57,8 +65,17 @@ using ShapeCase = std::vector<Dims>;
 /// Input values of one call, in float64 (every value is float-representable).
 using Values = std::vector<xt::xarray<double>>;
 
-enum class Check { kForward, kGradcheck, kFloat32, kConstant, kFanOut, kShapeError, kReplay };
-inline constexpr std::size_t kNumChecks = 7;
+enum class Check {
+  kForward,
+  kGradcheck,
+  kFloat32,
+  kConstant,
+  kFanOut,
+  kShapeError,
+  kReplay,
+  kTapeReplay
+};
+inline constexpr std::size_t kNumChecks = 8;
 const char* check_name(Check c);
 
 /// Uniform values in [lo, hi]; with away > 0, only values with |v| ≥ away (a kink or a pole at
@@ -151,6 +168,9 @@ class OpTest {
   OpTest& error_token(std::string token);
   /// Switches a check off; the reason is required and printed in the summary.
   OpTest& skip(Check c, std::string reason);
+  /// The op is recorded without a forward kernel on purpose (only dropout: its mask is drawn
+  /// anew per step), so kTapeReplay checks that Tape::replay refuses it. The reason is required.
+  OpTest& cannot_replay(std::string reason);
 
   /// Runs every check that is on; failures are reported through gtest, at the caller's line.
   OpTestReport run(SourceLoc where = SourceLoc::current()) const;
@@ -173,6 +193,7 @@ class OpTest {
   double f32_rtol_ = 1e-4, f32_atol_ = 1e-5;
   std::string token_;
   std::array<std::string, kNumChecks> skip_;
+  std::string cannot_replay_;  // why Tape::replay must refuse the op ("" if it must replay it)
   std::vector<std::string> config_errors_;
 };
 

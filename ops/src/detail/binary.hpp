@@ -21,9 +21,9 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
   const Shape out = sa == sb ? sa : broadcast_shapes(name, sa, sb);
   auto op = a.tape().begin_op(name, {a, b}, out, loc);
   // The forward, run now and again by replay (which hands it the recorded shapes).
-  auto forward = [f](const T* __restrict x, const T* __restrict y, T* __restrict z,
-                     std::size_t n, std::size_t nx, std::size_t ny, const Shape& so,
-                     const Shape& s0, const Shape& s1) {
+  auto forward = [f](const T* __restrict x, const T* __restrict y, T* __restrict z, std::size_t n,
+                     std::size_t nx, std::size_t ny, const Shape& so, const Shape& s0,
+                     const Shape& s1) {
     if (nx == n && ny == n) {
       for (std::size_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
     } else {
@@ -40,39 +40,39 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
                 c.input_size(1), c.out_shape(), c.input_shape(0), c.input_shape(1));
       },
       [da, db](const BackwardContext<T>& c) {
-    const std::size_t n = c.out_size();
-    const T* __restrict g = c.out_grad_data();
-    const T* __restrict x = c.input_data(0);
-    const T* __restrict y = c.input_data(1);
-    const T* __restrict z = c.out_data();
-    // The two adjoints are updated in separate loops: they are the same buffer in mul(x, x).
-    if (c.input_size(0) == n && c.input_size(1) == n) {
-      if (c.needs_grad(0)) {
-        T* __restrict ga = c.grad_data(0);
-        for (std::size_t i = 0; i < n; ++i) ga[i] += da(g[i], x[i], y[i], z[i]);
-      }
-      if (c.needs_grad(1)) {
-        T* __restrict gb = c.grad_data(1);
-        for (std::size_t i = 0; i < n; ++i) gb[i] += db(g[i], x[i], y[i], z[i]);
-      }
-      return;
-    }
-    // Broadcast: walk the output; an input repeated along an axis gets the sum over it.
-    const detail::BroadcastMap m =
-        detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.input_shape(1));
-    if (c.needs_grad(0)) {
-      T* ga = c.grad_data(0);
-      detail::for_each_broadcast(m, [&](std::size_t o, std::size_t i, std::size_t j) {
-        ga[i] += da(g[o], x[i], y[j], z[o]);
+        const std::size_t n = c.out_size();
+        const T* __restrict g = c.out_grad_data();
+        const T* __restrict x = c.input_data(0);
+        const T* __restrict y = c.input_data(1);
+        const T* __restrict z = c.out_data();
+        // The two adjoints are updated in separate loops: they are the same buffer in mul(x, x).
+        if (c.input_size(0) == n && c.input_size(1) == n) {
+          if (c.needs_grad(0)) {
+            T* __restrict ga = c.grad_data(0);
+            for (std::size_t i = 0; i < n; ++i) ga[i] += da(g[i], x[i], y[i], z[i]);
+          }
+          if (c.needs_grad(1)) {
+            T* __restrict gb = c.grad_data(1);
+            for (std::size_t i = 0; i < n; ++i) gb[i] += db(g[i], x[i], y[i], z[i]);
+          }
+          return;
+        }
+        // Broadcast: walk the output; an input repeated along an axis gets the sum over it.
+        const detail::BroadcastMap m =
+            detail::make_broadcast_map(c.out_shape(), c.input_shape(0), c.input_shape(1));
+        if (c.needs_grad(0)) {
+          T* ga = c.grad_data(0);
+          detail::for_each_broadcast(m, [&](std::size_t o, std::size_t i, std::size_t j) {
+            ga[i] += da(g[o], x[i], y[j], z[o]);
+          });
+        }
+        if (c.needs_grad(1)) {
+          T* gb = c.grad_data(1);
+          detail::for_each_broadcast(m, [&](std::size_t o, std::size_t i, std::size_t j) {
+            gb[j] += db(g[o], x[i], y[j], z[o]);
+          });
+        }
       });
-    }
-    if (c.needs_grad(1)) {
-      T* gb = c.grad_data(1);
-      detail::for_each_broadcast(m, [&](std::size_t o, std::size_t i, std::size_t j) {
-        gb[j] += db(g[o], x[i], y[j], z[o]);
-      });
-    }
-  });
 }
 
 }  // namespace wengert::detail

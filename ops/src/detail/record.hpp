@@ -24,14 +24,22 @@ inline void check_handle(const char* op, const char* arg, const Var<T>& v) {
   if (!v.valid()) throw_bad_handle(op, arg, v.invalid_reason());
 }
 
+/// No argument check on replay (record_unary's default).
+struct NoReplayCheck {
+  template <class T>
+  void operator()(const T*, const Shape&) const {}
+};
+
 /// Records y = f(x) elementwise. `forward(in, out, n)` fills the output; `dydx(g, x, y)` gives
 /// one element's contribution g·f'(x) to x's adjoint, from the output adjoint g, the input x
 /// and the output y. dydx is stored in the closure, so it must be trivially destructible
 /// (a lambda capturing scalars by value). Messages name the input "x", as every one-input op's
-/// signature does.
-template <class T, class Forward, class Dydx>
-Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& forward,
-                    Dydx dydx) {
+/// signature does. `replay_check(in, shape)`, if given, is run by Tape::replay before the
+/// forward: the check the caller made of x's values before recording (sqrt's x ≥ 0), so that a
+/// replay refuses what a fresh recording would.
+template <class T, class Forward, class Dydx, class ReplayCheck = NoReplayCheck>
+Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& forward, Dydx dydx,
+                    ReplayCheck replay_check = {}) {
   static_assert(std::is_trivially_destructible_v<Dydx>,
                 "the backward of a built-in op captures only trivially destructible values");
   check_handle(name, "x", x);
@@ -40,18 +48,19 @@ Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& 
   auto op = x.tape().begin_op(name, &x, 1, x.shape(), loc);
   forward(op.input_data(0), op.out_data(), op.out_size());
   return op.finish(
-      [forward](const ForwardContext<T>& c) {  // replay
+      [forward, replay_check](const ForwardContext<T>& c) {  // replay
+        replay_check(c.input_data(0), c.input_shape(0));
         forward(c.input_data(0), c.out_data(), c.out_size());
       },
       [dydx](const BackwardContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    const std::size_t n = c.out_size();
-    T* __restrict gx = c.grad_data(0);
-    const T* __restrict g = c.out_grad_data();
-    const T* __restrict xv = c.input_data(0);
-    const T* __restrict yv = c.out_data();
-    for (std::size_t i = 0; i < n; ++i) gx[i] += dydx(g[i], xv[i], yv[i]);
-  });
+        if (!c.needs_grad(0)) return;
+        const std::size_t n = c.out_size();
+        T* __restrict gx = c.grad_data(0);
+        const T* __restrict g = c.out_grad_data();
+        const T* __restrict xv = c.input_data(0);
+        const T* __restrict yv = c.out_data();
+        for (std::size_t i = 0; i < n; ++i) gx[i] += dydx(g[i], xv[i], yv[i]);
+      });
 }
 
 }  // namespace wengert::detail

@@ -12,6 +12,12 @@
 // statistics are plain caller memory (nn::BatchNorm2d holds them as buffers that appear in its
 // state dict); the op reads them in eval mode and writes them in training mode, once, when it is
 // recorded.
+//
+// Replay (Tape::replay) runs the op exactly as a fresh recording of the same step would: in
+// training mode it recomputes the batch statistics from x's current values and moves the running
+// statistics toward them once more — once per replay, as one training step does; in eval mode it
+// reads the running statistics again from the same pointers (their current values). The
+// pointers must therefore still be valid whenever the tape is replayed.
 #pragma once
 
 #include <cstddef>
