@@ -191,7 +191,18 @@ void Tape<T>::replay() {
   // The adjoints the last sweep wrote are zeroed here, each beside the value being recomputed
   // (one allocation holds both), instead of in a separate pass at the start of the next sweep.
   const std::size_t dirty = dirty_;
-  for (std::size_t i = 0; i < count; ++i) {
+  std::size_t i = 0;
+  struct Failed {  // a forward kernel threw (a refilled label out of range, say): the values are
+                   // half this step's, half the last; backward refuses them until a replay
+                   // succeeds or the tape is cleared
+    std::size_t& at;
+    const std::size_t& i;
+    bool armed = true;
+    ~Failed() {
+      if (armed) at = i;
+    }
+  } failed{failed_replay_, i};
+  for (; i < count; ++i) {
     detail::Node<T>& nd = nodes[i];
     if (view != views_end && view->node == i) {
       nd.value = nodes[view->source].value + view->offset;
@@ -210,6 +221,8 @@ void Tape<T>::replay() {
         std::memset(nd.grad, 0, nd.size * sizeof(T));
     }
   }
+  failed.armed = false;
+  failed_replay_ = ~std::size_t{0};
   dirty_ = 0;
 }
 
@@ -236,6 +249,15 @@ void Tape<T>::set_input(const Var<T>& x, const T* data, const Shape& shape) {
     nd.value = data;  // constant_view: alias the new memory, as recording it there would
   else if (nd.size)
     std::memmove(const_cast<T*>(nd.value), data, nd.size * sizeof(T));
+}
+
+template <class T>
+void Tape<T>::throw_failed_replay(const char* what) const {
+  const detail::Node<T>& n = nodes_[failed_replay_];
+  throw UsageError(std::string(what) + ": the last replay() threw at op '" + n.name + "' (node #" +
+                   std::to_string(failed_replay_) +
+                   "), so the tape holds values of two different steps; replay() again once the "
+                   "inputs are valid, or clear() and record the step");
 }
 
 template <class T>

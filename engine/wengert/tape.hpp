@@ -182,8 +182,10 @@ class Tape {
   /// leaves given new values with set_input. Allocates nothing and runs no validation beyond
   /// O(1) per leaf. Throws UsageError if an op was recorded without a forward kernel (naming it)
   /// or a Parameter's storage changed size since it was recorded (ShapeError), before any value
-  /// changes. Arrays an op read through a pointer (labels, indices) are read again from the
-  /// same address: they must still be valid; labels are checked again.
+  /// changes. Arrays an op read through a pointer (labels, indices, masks) are read again from
+  /// the same address: they must still be valid; their values are checked again as the replay
+  /// reaches the op (ValueError), and after such a throw backward() refuses the half-replayed
+  /// tape (UsageError) until a replay succeeds or the tape is cleared.
   void replay();
 
   /// Gives leaf x (a constant or variable, copied or constant_view) new values for replay():
@@ -250,6 +252,7 @@ class Tape {
     arena_.reset();
     dirty_ = 0;
     first_unreplayable_ = ~std::size_t{0};
+    failed_replay_ = ~std::size_t{0};
     ++gen_;
     // Release: the thread that claims the tape next (check_owner's acquiring CAS) sees it
     // cleared, with no other synchronisation between the two threads.
@@ -271,6 +274,7 @@ class Tape {
   friend class Var<T>;
   friend class OpBuilder<T>;
   [[noreturn, gnu::cold, gnu::noinline]] void throw_unreplayable() const;
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_failed_replay(const char* what) const;
   [[noreturn, gnu::cold, gnu::noinline]] void throw_param_moved(std::size_t i) const;
 
   struct RollbackPoint {
@@ -471,6 +475,7 @@ class Tape {
   };
   std::vector<ViewRecord> views_;
   std::size_t first_unreplayable_ = ~std::size_t{0};  // first op without a forward kernel
+  std::size_t failed_replay_ = ~std::size_t{0};       // the op whose forward threw in replay()
   detail::Arena arena_;
   // Tape-owned adjoints are zeroed when allocated; a sweep writes those of nodes [0, n) and
   // records n here. The next sweep zeroes only nodes [0, dirty_), so the first sweep after
@@ -551,6 +556,7 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
   check_owner(what);  // first: another thread must not read nodes_ while it changes
   check_input(y, what, 0);
   check_idle(what);
+  if (failed_replay_ != ~std::size_t{0}) throw_failed_replay(what);
   const std::size_t yi = y.index_;
   detail::Node<T>& out = nodes_[yi];
   if (seed.add && seed.shape != out.shape)

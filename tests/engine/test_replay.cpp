@@ -279,8 +279,12 @@ TEST(Replay, ShapeChangesAreErrors) {
   }
   EXPECT_THROW(tape.set_input(y, data.data(), Shape{}), UsageError);  // an op's output
 
-  // A Parameter copy-assigned with another shape: its storage moved.
+  // A Parameter move-assigned over (model = MLP(...)) while an optimizer still holds its old
+  // block: the recorded block is orphaned. (Without an optimizer the block is freed, and using
+  // the tape at all — backward or replay — breaks the rule that Parameters outlive the tapes
+  // that recorded them.)
   Parameter<float> w(Shape{2, 2});
+  nn::SGD<float> keeps_the_block({&w}, 0.1f);
   Tape<float> t2;
   Var<float> l = sum(t2.param(w) * t2.param(w));
   EXPECT_THROW(t2.set_input(t2.param(w), data.data(), Shape{2, 2}), UsageError);
@@ -373,8 +377,17 @@ TEST(Replay, RefilledArgumentsAreCheckedAgain) {
   } catch (const ValueError& e) {
     EXPECT_NE(std::string(e.what()).find("label 3 in row 1"), std::string::npos) << e.what();
   }
+  try {  // the tape is half replayed: backward refuses it
+    tape.backward(ce);
+    FAIL() << "no UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("the last replay() threw at op 'softmax_cross_entropy'"),
+              std::string::npos)
+        << e.what();
+  }
   labels[1] = 1;
   tape.replay();  // the tape is usable after the refused replay
+  tape.backward(ce);
   EXPECT_TRUE(std::isfinite(ce.item()));
 
   std::vector<float> targets{0, 1, 1, 0, 0.5f, 1};
