@@ -82,6 +82,7 @@ class ForwardContext {
 
  private:
   friend class Tape<T>;
+  friend class OpBuilder<T>;
   ForwardContext(const detail::Node<T>* nodes, const detail::Node<T>* node,
                  const std::uint32_t* inputs)
       : nodes_(nodes), node_(node), inputs_(inputs) {}
@@ -134,12 +135,16 @@ class OpBuilder {
   template <class F>
   Var<T> finish(F&& backward);
 
-  /// As finish(backward), and makes the op replayable (Tape::replay): `forward`, called as
-  /// forward(const ForwardContext<T>&), recomputes ctx.out_data() from the inputs' values —
-  /// the same computation the op just did, with no validation or allocation (it may use scratch
-  /// it captured). It is kept even when no gradient is needed, since replay recomputes every
-  /// value. Whatever it reads besides the inputs (a pointer the caller passed) must still be
-  /// valid whenever the tape is replayed.
+  /// As finish(backward), for an op whose forward is a kernel: `forward`, called as
+  /// forward(const ForwardContext<T>&), computes ctx.out_data() (and any scratch the backward
+  /// reads, captured by pointer) from the inputs' values, with no validation or allocation.
+  /// finish runs it — do not compute the output before — and Tape::replay() runs it again: the
+  /// same machine code both times, so a replay gives a fresh recording's bits. (An op that
+  /// computed its output itself and also handed over a copy of that code could differ in the
+  /// last bit: a compiler contracts a·b + c into one FMA or not depending on where the code was
+  /// inlined.) It is kept even when no gradient is needed, since replay recomputes every value.
+  /// Whatever it reads besides the inputs (a pointer the caller passed) must still be valid
+  /// whenever the tape is replayed. If it throws, the op is rolled back as if never begun.
   template <class Fw, class Bw>
   Var<T> finish(Fw&& forward, Bw&& backward);
 
@@ -223,11 +228,22 @@ Var<T> OpBuilder<T>::finish(Fw&& forward, Bw&& backward) {
   static_assert(alignof(Both) <= detail::Arena::kBlockAlign,
                 "a closure may not need more than 64-byte alignment");
   detail::Node<T>& n = tape_->nodes_[index_];
-  if (anomaly_mode()) tape_->check_finite_output(n);
   void* mem = tape_->arena_.allocate(sizeof(Both), alignof(Both));
-  n.closure = store_closure(
+  Both* both = store_closure(
       mem, Both{[](void* c, const ForwardContext<T>& ctx) { static_cast<Both*>(c)->f(ctx); },
                 std::forward<Fw>(forward), std::forward<Bw>(backward)});
+  try {  // the forward, through the entry point replay uses (see above)
+    both->thunk(both,
+                ForwardContext<T>(tape_->nodes_.data(), &n, tape_->inputs_.data() + n.in_begin));
+    if (anomaly_mode()) tape_->check_finite_output(n);
+  } catch (...) {
+    if constexpr (!std::is_trivially_destructible_v<Both>) {
+      tape_->destructors_.pop_back();  // registered last, by store_closure
+      both->~Both();
+    }
+    throw;  // the builder's destructor rolls the op back
+  }
+  n.closure = both;
   n.flags |= detail::kReplayable;
   if (n.flags & detail::kRequiresGrad)
     n.backward = [](void* c, const BackwardContext<T>& ctx) { static_cast<Both*>(c)->b(ctx); };

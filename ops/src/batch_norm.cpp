@@ -87,8 +87,6 @@ Var<T> batch_norm2d(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta,
       }
     }
   };
-  forward(op.input_data(0), op.input_data(1), op.input_data(2), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.input_data(1), c.input_data(2), c.out_data());

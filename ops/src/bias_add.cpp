@@ -24,10 +24,8 @@ Var<T> bias_add(const Var<T>& x, const Var<T>& b, SourceLoc loc) {
 
   const std::size_t rows = n ? sx.size() / n : 0;
   auto op = x.tape().begin_op("bias_add", {x, b}, sx, loc);
-  detail::add_rows(op.input_data(0), op.input_data(1), op.out_data(), rows, n);
-
   return op.finish(
-      [rows, n](const ForwardContext<T>& c) {  // replay
+      [rows, n](const ForwardContext<T>& c) {
         detail::add_rows(c.input_data(0), c.input_data(1), c.out_data(), rows, n);
       },
       [](const BackwardContext<T>& c) {

@@ -61,8 +61,6 @@ Var<T> bmm(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc) {
                 C + i * m * n, n);
     }
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.input_data(1), c.out_data());

@@ -176,8 +176,6 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& W, const Var<T>& b, Conv2dOptions o
       }
     }
   };
-  forward(op.input_data(0), op.input_data(1), op.input_data(2), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.input_data(1), c.input_data(2), c.out_data());

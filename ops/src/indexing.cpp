@@ -80,7 +80,6 @@ Var<T> take(const char* name, const char* idx_name, const Var<T>& x, std::size_t
     if (kept)
       for (std::size_t j = 0; j < m; ++j) kept[j] = indices[j];
   };
-  forward(indices, op.input_data(0), op.out_data());
   return op.finish(
       [forward, indices, name, idx_name, ax, m, n = a.n,
        irank = ishape.rank()](const ForwardContext<T>& c) {

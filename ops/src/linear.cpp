@@ -36,15 +36,12 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b, SourceLoc loc) 
                        ": a dimension exceeds the BLAS integer range");
 
   auto op = x.tape().begin_op("linear", {x, W, b}, Shape{m, n}, loc);
-  T* y = op.out_data();
-  // y = x·W (beta = 0), then y[r,:] += b. Not b copied into y and a beta = 1 GEMM onto it:
-  // OpenBLAS's small-matrix NN kernel for beta != 0 is several times slower than its beta = 0
-  // kernel (and allocates on every call), which made S0's forward 7x the hand-written one.
-  gemm<T>(false, false, m, n, k, op.input_data(0), k, op.input_data(1), n, T(0), y, n);
-  detail::add_bias_in_place(y, op.input_data(2), m, n);
-
+  // y = x·W (beta = 0), then y[r,:] += b, by the forward kernel below (finish runs it). Not b
+  // copied into y and a beta = 1 GEMM onto it: OpenBLAS's small-matrix NN kernel for beta != 0
+  // is several times slower than its beta = 0 kernel (and allocates on every call), which made
+  // S0's forward 7x the hand-written one.
   return op.finish(
-      [](const ForwardContext<T>& c) {  // replay: the same two steps
+      [](const ForwardContext<T>& c) {
         const std::size_t m = c.out_shape()[0], n = c.out_shape()[1];
         const std::size_t k = c.input_shape(0)[1];
         gemm<T>(false, false, m, n, k, c.input_data(0), k, c.input_data(1), n, T(0), c.out_data(),

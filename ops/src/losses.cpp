@@ -116,8 +116,6 @@ Var<T> softmax_cross_entropy_labels(const Var<T>& logits, const L* labels, std::
     }
     out[0] = loss / T(m);
   };
-  forward(op.input_data(0), labels, op.out_data());
-
   return op.finish(
       [forward, check_labels, labels](const ForwardContext<T>& ctx) {  // replay
         check_labels(labels);
@@ -186,8 +184,6 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const Var<T>& targets, Source
     }
     out[0] = loss / T(m);
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& ctx) {
         forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());
@@ -241,8 +237,6 @@ Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets,
     });
     out[0] = loss / T(n);
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data());
-
   return op.finish(
       [forward, name](const ForwardContext<T>& ctx) {  // replay: targets checked again
         check_unit_interval(name, "targets", ctx.input_data(1), ctx.input_shape(1));
@@ -298,8 +292,6 @@ Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, 
     });
     out[0] = loss / T(n);
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data());
-
   return op.finish(
       [forward, name](const ForwardContext<T>& ctx) {  // replay: both checked again
         check_unit_interval(name, "probabilities", ctx.input_data(0), ctx.input_shape(0));
@@ -345,8 +337,6 @@ Var<T> mse(const Var<T>& prediction, const Var<T>& target, SourceLoc loc) {
     });
     out[0] = loss / T(n);
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& ctx) {
         forward(ctx.input_data(0), ctx.input_data(1), ctx.out_data());

@@ -49,11 +49,9 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool ta, bool tb, SourceLoc loc)
 
   const std::size_t lda = sa[1], ldb = sb[1];
   auto op = a.tape().begin_op(name, {a, b}, Shape{m, n}, loc);
-  // C [m,n] = op(A)·op(B): one GEMM into tape memory.
-  gemm<T>(ta, tb, m, n, k, op.input_data(0), lda, op.input_data(1), ldb, T(0), op.out_data(), n);
-
+  // C [m,n] = op(A)·op(B): one GEMM into tape memory, by the forward kernel (finish runs it).
   return op.finish(
-      [ta, tb, k, lda, ldb](const ForwardContext<T>& c) {  // replay: the same GEMM
+      [ta, tb, k, lda, ldb](const ForwardContext<T>& c) {
         gemm<T>(ta, tb, c.out_shape()[0], c.out_shape()[1], k, c.input_data(0), lda,
                 c.input_data(1), ldb, T(0), c.out_data(), c.out_shape()[1]);
       },

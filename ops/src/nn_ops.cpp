@@ -86,7 +86,6 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& gamma, const Var<T>& beta, doub
       for (std::size_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * rstd * g[j] + b[j];
     }
   };
-  forward(op.input_data(0), op.input_data(1), op.input_data(2), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.input_data(1), c.input_data(2), c.out_data());

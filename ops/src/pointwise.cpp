@@ -186,7 +186,6 @@ Var<T> where(const M* mask, const Shape& mask_shape, const Var<T>& a, const Var<
     detail::for_each_broadcast(
         xmap, [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = m[o] ? x[i] : y[j]; });
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.input_data(1), c.out_data());

@@ -139,8 +139,6 @@ Var<T> max_pool2d(const Var<T>& x, Pool2dOptions o, SourceLoc loc) {
       }
     }
   };
-  forward(op.input_data(0), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [w, arg](const BackwardContext<T>& c) {
@@ -180,8 +178,6 @@ Var<T> avg_pool2d(const Var<T>& x, Pool2dOptions o, SourceLoc loc) {
       }
     }
   };
-  forward(op.input_data(0), op.out_data());
-
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [w](const BackwardContext<T>& c) {
@@ -229,7 +225,6 @@ Var<T> global_avg_pool(const Var<T>& x, SourceLoc loc) {
       y[pl] = s * inv;
     }
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [](const BackwardContext<T>& c) {

@@ -41,7 +41,6 @@ Var<T> reduce_all(const char* name, const Var<T>& x, SourceLoc loc) {
     const T s = detail::sum(x, n);
     y[0] = Mean ? s / T(n) : s;
   };
-  forward(op.input_data(0), op.input_size(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) {  // replay
         forward(c.input_data(0), c.input_size(0), c.out_data());
@@ -87,7 +86,6 @@ Var<T> reduce_axis(const char* name, const Var<T>& x, int axis, bool keepdims, S
       }
     }
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [outer, n, inner](const BackwardContext<T>& c) {

@@ -128,7 +128,6 @@ Var<T> extremum_op(const char* name, const Var<T>& x, bool all, int axis, bool k
       op.requires_grad() ? op.template scratch_as<std::size_t>(op.out_size()) : nullptr;
   // Run now and again by replay, which recomputes the arg-extremum scratch too.
   auto forward = [arg, a = r.a](const T* x, T* y) { extremum<Max>(x, a, y, arg); };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [arg, a = r.a](const BackwardContext<T>& c) {
@@ -232,7 +231,6 @@ Var<T> logsumexp(const Var<T>& x, int axis, bool keepdims, SourceLoc loc) {
       }
     }
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [a](const BackwardContext<T>& c) {
@@ -289,7 +287,6 @@ Var<T> var(const Var<T>& x, int axis, bool keepdims, int ddof, SourceLoc loc) {
       for (std::size_t i = 0; i < a.inner; ++i) yo[i] *= inv_d;
     }
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [a, mean, inv_d](const BackwardContext<T>& c) {
@@ -338,7 +335,6 @@ Var<T> norm_op(const Var<T>& x, bool all, int axis, bool keepdims, SourceLoc loc
           if (std::isnan(xo[k * a.inner + i])) yo[i] = xo[k * a.inner + i];
     }
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [a](const BackwardContext<T>& c) {

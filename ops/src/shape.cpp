@@ -105,7 +105,6 @@ Var<T> permute_impl(const char* name, const Var<T>& x,
       for_each_permuted(out, stride.data(), [&](std::size_t o, std::size_t i) { y[o] = xv[i]; });
     }
   };
-  forward(op.input_data(0), op.out_data(), out);
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.out_data(), c.out_shape());
@@ -165,7 +164,6 @@ Var<T> join_blocks(const char* name, const Var<T>* xs, std::size_t n, const Shap
       off += w;
     }
   };
-  forward(op);
   return op.finish([forward](const ForwardContext<T>& c) { forward(c); }, BlocksBackward{outer});
 }
 
@@ -313,7 +311,6 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape, SourceLoc loc) {
     detail::for_each_broadcast(map,
                                [&](std::size_t o, std::size_t i, std::size_t) { y[o] = xv[i]; });
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [](const BackwardContext<T>& c) {
@@ -390,7 +387,6 @@ Var<T> slice(const Var<T>& x, int axis, long long start, long long stop, SourceL
       for (std::size_t o = 0; o < back.outer; ++o)
         std::memcpy(y + o * run, xv + (o * back.n + back.start) * back.inner, run * sizeof(T));
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); }, back);
 }

@@ -39,8 +39,6 @@ Var<T> softmax(const Var<T>& x, SourceLoc loc) {
       for (std::size_t j = 0; j < c; ++j) y[j] *= inv;
     }
   };
-  forward(op.input_data(0), op.out_data(), op.out_size());
-
   return op.finish(
       [forward](const ForwardContext<T>& ctx) {
         forward(ctx.input_data(0), ctx.out_data(), ctx.out_size());
@@ -78,8 +76,6 @@ Var<T> log_softmax(const Var<T>& x, SourceLoc loc) {
       for (std::size_t j = 0; j < c; ++j) yr[j] = (xr[j] - s.max) - s.log_sum;
     }
   };
-  forward(op.input_data(0), op.out_data(), op.out_size());
-
   return op.finish(
       [forward](const ForwardContext<T>& ctx) {
         forward(ctx.input_data(0), ctx.out_data(), ctx.out_size());
@@ -150,7 +146,6 @@ Var<T> softmax_axis(const char* name, const Var<T>& x, int axis, SourceLoc loc) 
         }
     }
   };
-  forward(op.input_data(0), op.out_data());
   return op.finish(
       [forward](const ForwardContext<T>& c) { forward(c.input_data(0), c.out_data()); },
       [a, row](const BackwardContext<T>& c) {

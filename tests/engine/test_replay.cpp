@@ -345,16 +345,15 @@ TEST(Replay, ACustomOpWithAForwardKernelReplays) {
   std::vector<double> data{0.5, -0.5};
   Var<double> x = tape.variable(data.data(), Shape{2});
   auto op = tape.begin_op("my_square", {x}, Shape{2});
-  auto square = [](const double* in, double* out) {
-    for (int i = 0; i < 2; ++i) out[i] = in[i] * in[i];
-  };
-  square(op.input_data(0), op.out_data());
-  Var<double> z = op.finish(
-      [square](const ForwardContext<double>& c) { square(c.input_data(0), c.out_data()); },
+  Var<double> z = op.finish(  // finish runs the forward kernel
+      [](const ForwardContext<double>& c) {
+        for (int i = 0; i < 2; ++i) c.out_data()[i] = c.input_data(0)[i] * c.input_data(0)[i];
+      },
       [](const BackwardContext<double>& c) {
         for (int i = 0; i < 2; ++i)
           c.grad_data(0)[i] += 2 * c.input_data(0)[i] * c.out_grad_data()[i];
       });
+  EXPECT_EQ(z.data()[1], 0.25);
   Var<double> l = sum(z);
   tape.set_input(x, std::vector<double>{2.0, 3.0}.data(), Shape{2});
   tape.replay();
@@ -455,6 +454,34 @@ TEST(Replay, AnomalyModeChecksReplayedValues) {
     EXPECT_NE(std::string(e.what()).find("anomaly: op 'mul'"), std::string::npos) << e.what();
   }
   (void)y;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Replay, AForwardKernelThatThrowsRollsTheOpBack) {
+  // finish runs the forward kernel; if it throws, the op is undone as if never begun — its
+  // closure too, even one that must be destroyed (this one owns heap memory: ASan would report
+  // a leak or a double destruction at clear()).
+  Tape<double> tape;
+  std::vector<double> data{1, 2};
+  Var<double> x = tape.variable(data.data(), Shape{2});
+  const std::size_t before = tape.size();
+  std::vector<double> owned(100, 1.0);
+  {
+    auto op = tape.begin_op("throws_in_forward", {x}, Shape{2});
+    EXPECT_THROW(
+        op.finish(
+            [owned](const ForwardContext<double>&) { throw ValueError("throws_in_forward: no"); },
+            [owned](const BackwardContext<double>&) {}),
+        ValueError);
+  }  // the builder, unfinished, rolls the op back here
+  EXPECT_EQ(tape.size(), before);
+  Var<double> y = sum(tanh(x));  // the tape records on as before
+  tape.backward(y);
+  tape.replay();
+  tape.clear();
 }
 
 }  // namespace

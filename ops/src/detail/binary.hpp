@@ -32,8 +32,6 @@ Var<T> record_binary(const char* name, const Var<T>& a, const Var<T>& b, SourceL
           [&](std::size_t o, std::size_t i, std::size_t j) { z[o] = f(x[i], y[j]); });
     }
   };
-  forward(op.input_data(0), op.input_data(1), op.out_data(), op.out_size(), op.input_size(0),
-          op.input_size(1), out, sa, sb);
   return op.finish(
       [forward](const ForwardContext<T>& c) {
         forward(c.input_data(0), c.input_data(1), c.out_data(), c.out_size(), c.input_size(0),

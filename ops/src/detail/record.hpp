@@ -46,7 +46,6 @@ Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& 
   // The pointer form of begin_op reads the handle in place; {x} would copy it with one 16-byte
   // load right after the caller stored it as two 8-byte halves (a store-forwarding stall).
   auto op = x.tape().begin_op(name, &x, 1, x.shape(), loc);
-  forward(op.input_data(0), op.out_data(), op.out_size());
   return op.finish(
       [forward, replay_check](const ForwardContext<T>& c) {  // replay
         replay_check(c.input_data(0), c.input_shape(0));
