@@ -188,9 +188,9 @@ void Tape<T>::replay() {
   const std::uint32_t* ins = inputs_.data();
   const ViewRecord* view = views_.data();
   const ViewRecord* const views_end = view + views_.size();
-  // The adjoints the last sweep wrote are zeroed here, each beside the value being recomputed
-  // (one allocation holds both), instead of in a separate pass at the start of the next sweep.
-  const std::size_t dirty = dirty_;
+  // The tape-owned adjoints are zeroed here, each beside the value being recomputed (one
+  // allocation holds both), instead of in a separate pass at the start of the next sweep.
+  zeroed_ = 0;
   std::size_t i = 0;
   struct Failed {  // a forward kernel threw (a refilled label out of range, say): the values are
                    // half this step's, half the last; backward refuses them until a replay
@@ -213,17 +213,12 @@ void Tape<T>::replay() {
           nd.closure, ForwardContext<T>(nodes, &nd, ins + nd.in_begin));
       if (anomaly) check_finite_output(nd);
     }
-    if (i < dirty &&
-        (nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) == detail::kRequiresGrad) {
-      if (nd.size <= 16)
-        for (std::size_t k = 0; k < nd.size; ++k) nd.grad[k] = T(0);
-      else
-        std::memset(nd.grad, 0, nd.size * sizeof(T));
-    }
+    if ((nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) == detail::kRequiresGrad)
+      zero_adjoint(nd);
   }
   failed.armed = false;
   failed_replay_ = ~std::size_t{0};
-  dirty_ = 0;
+  zeroed_ = count;
 }
 
 template <class T>

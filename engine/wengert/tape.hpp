@@ -250,7 +250,7 @@ class Tape {
     inputs_.clear();
     views_.clear();
     arena_.reset();
-    dirty_ = 0;
+    zeroed_ = 0;
     first_unreplayable_ = ~std::size_t{0};
     failed_replay_ = ~std::size_t{0};
     ++gen_;
@@ -292,12 +292,11 @@ class Tape {
     if (n > (~std::size_t{0} >> 1) / sizeof(U)) detail::throw_no_memory(~std::size_t{0});
     return static_cast<U*>(arena_.allocate(n * sizeof(U), 64));  // cache line, SIMD-friendly
   }
-  // A node's value (unless `value_too` is false: a view) and, if `grad`, its adjoint, zeroed,
-  // in one arena request: the adjoint follows the value. A buffer of 64 bytes or more starts
-  // on a cache line; a smaller one on 16 bytes, so that a chain of scalar ops packs several
-  // nodes' values and adjoints into one line instead of taking two lines per node.
-  // The adjoint is zeroed here, while its line is being written anyway, so that the first
-  // sweep over a recording need not zero it (see dirty_).
+  // A node's value (unless `value_too` is false: a view) and, if `grad`, its adjoint, in one
+  // arena request: the adjoint follows the value. A buffer of 64 bytes or more starts on a cache
+  // line; a smaller one on 16 bytes, so that a chain of scalar ops packs several nodes' values
+  // and adjoints into one line instead of taking two lines per node. The adjoint is zeroed by
+  // the sweep (or by replay), not here: a forward that is never backpropagated does not pay it.
   void alloc_node_memory(std::size_t n, bool value_too, bool grad, T*& value, T*& adjoint) {
     if (n > (~std::size_t{0} >> 3) / sizeof(T)) detail::throw_no_memory(~std::size_t{0});
     const std::size_t bytes = n * sizeof(T);
@@ -306,13 +305,14 @@ class Tape {
     if (!value_too && !grad) return;
     auto* p = static_cast<std::byte*>(arena_.allocate(stride + (grad ? bytes : 0), align));
     if (value_too) value = reinterpret_cast<T*>(p);
-    if (grad) {
-      adjoint = reinterpret_cast<T*>(p + stride);
-      if (bytes <= 64)
-        for (std::size_t k = 0; k < n; ++k) adjoint[k] = T(0);
-      else
-        std::memset(adjoint, 0, bytes);
-    }
+    if (grad) adjoint = reinterpret_cast<T*>(p + stride);
+  }
+  // Zeroes a tape-owned adjoint; a small one inline (a memset call costs more than the stores).
+  static void zero_adjoint(detail::Node<T>& nd) {
+    if (nd.size <= 16)
+      for (std::size_t k = 0; k < nd.size; ++k) nd.grad[k] = T(0);
+    else
+      std::memset(nd.grad, 0, nd.size * sizeof(T));
   }
   // An output (and its adjoint, if `grad`) that the arena could not allocate: the arena is
   // rewound to `m` and a ResourceError names the op, the shape and the bytes.
@@ -425,6 +425,7 @@ class Tape {
     nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(rb.nodes), nodes_.end());
     inputs_.resize(rb.inputs);
     views_.resize(rb.views);
+    if (zeroed_ > rb.nodes) zeroed_ = rb.nodes;
     arena_.rewind(rb.arena);
     building_ = false;
   }
@@ -477,10 +478,9 @@ class Tape {
   std::size_t first_unreplayable_ = ~std::size_t{0};  // first op without a forward kernel
   std::size_t failed_replay_ = ~std::size_t{0};       // the op whose forward threw in replay()
   detail::Arena arena_;
-  // Tape-owned adjoints are zeroed when allocated; a sweep writes those of nodes [0, n) and
-  // records n here. The next sweep zeroes only nodes [0, dirty_), so the first sweep after
-  // recording zeroes nothing.
-  std::size_t dirty_ = 0;
+  // The tape-owned adjoints of nodes [0, zeroed_) are known to be zero: replay() zeroes them as
+  // it recomputes the values (beside them in memory), so the sweep after it need not.
+  std::size_t zeroed_ = 0;
   std::uint32_t gen_;
   bool building_ = false;   // between begin_op and finish (or the builder's rollback)
   bool sweeping_ = false;   // inside backward, while closures run
@@ -613,20 +613,19 @@ void Tape<T>::sweep(const Var<T>& y, const Seed& seed, const Var<T>* wrt, std::s
     else
       out.grad[0] = accumulate ? out.grad[0] + T(1) : T(1);
   }
-  // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, and those of
-  // nodes recorded after y, which this sweep does not reach (y's adjoint does not depend on them,
-  // but reading theirs must not show an earlier sweep's); parameter adjoints accumulate. They
-  // were zeroed when allocated, so only those an earlier sweep wrote, nodes [0, dirty_), are
-  // zeroed again: none on the first sweep of a recording.
-  for (std::size_t i = 0; i < dirty_; ++i) {
+  // Tape-owned adjoints start from zero on every sweep — also those outside `wrt`, which would
+  // otherwise hold uninitialised arena memory or a previous sweep's values, and those of nodes
+  // recorded after y, which this sweep does not reach (y's adjoint does not depend on them, but
+  // reading theirs must not show an earlier sweep's); parameter adjoints accumulate. Those a
+  // replay just zeroed, nodes [0, zeroed_), are skipped.
+  for (std::size_t i = zeroed_; i < nodes_.size(); ++i) {
     detail::Node<T>& nd = nodes_[i];
     if ((nd.flags & detail::kRequiresGrad) && !(nd.flags & detail::kExternalGrad) &&
         !(active && i == yi))
-      std::memset(nd.grad, 0, nd.size * sizeof(T));
+      zero_adjoint(nd);
   }
-  dirty_ = 0;
+  zeroed_ = 0;  // this sweep writes them
   if (!active) return;
-  dirty_ = n;  // before any closure runs: one may throw halfway
   marks_[yi] |= detail::kReached;
 
   const bool anomaly = anomaly_mode();
