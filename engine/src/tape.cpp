@@ -72,6 +72,10 @@ void Tape<T>::throw_busy(const char* what) const {
     throw UsageError(std::string("tape: ") + what +
                      " during backward (from inside a backward closure); a closure may only "
                      "read its context and accumulate into its inputs' adjoints");
+  if (replaying_)
+    throw UsageError(std::string("tape: ") + what +
+                     " during replay (from inside a forward kernel); a forward kernel may only "
+                     "read its inputs and write its output and scratch");
   throw UsageError(std::string("tape: ") + what + " while op '" + nodes_.back().name +
                    "' is being recorded (between begin_op and finish); finish() it first");
 }
@@ -192,31 +196,27 @@ void Tape<T>::replay() {
   // allocation holds both), instead of in a separate pass at the start of the next sweep.
   zeroed_ = 0;
   std::size_t i = 0;
-  struct Failed {  // a forward kernel threw (a refilled label out of range, say): the values are
-                   // half this step's, half the last; backward refuses them until a replay
-                   // succeeds or the tape is cleared
-    std::size_t& at;
-    const std::size_t& i;
-    bool armed = true;
-    ~Failed() {
-      if (armed) at = i;
+  try {
+    for (; i < count; ++i) {
+      detail::Node<T>& nd = nodes[i];
+      if (view != views_end && view->node == i) {
+        nd.value = nodes[view->source].value + view->offset;
+        ++view;
+      }
+      if (nd.flags & detail::kReplayable) {  // else a leaf (no op is without: checked above)
+        (*static_cast<detail::ForwardThunk<T>*>(nd.closure))(
+            nd.closure, ForwardContext<T>(nodes, &nd, ins + nd.in_begin));
+        if (anomaly) check_finite_output(nd);
+      }
+      if ((nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) == detail::kRequiresGrad)
+        zero_adjoint(nd);
     }
-  } failed{failed_replay_, i};
-  for (; i < count; ++i) {
-    detail::Node<T>& nd = nodes[i];
-    if (view != views_end && view->node == i) {
-      nd.value = nodes[view->source].value + view->offset;
-      ++view;
-    }
-    if (nd.flags & detail::kReplayable) {  // else a leaf (no op is without: checked above)
-      (*static_cast<detail::ForwardThunk<T>*>(nd.closure))(
-          nd.closure, ForwardContext<T>(nodes, &nd, ins + nd.in_begin));
-      if (anomaly) check_finite_output(nd);
-    }
-    if ((nd.flags & (detail::kRequiresGrad | detail::kExternalGrad)) == detail::kRequiresGrad)
-      zero_adjoint(nd);
+  } catch (...) {
+    // A forward kernel threw (a refilled label out of range, say): the values are half this
+    // step's, half the last; backward refuses them until a replay succeeds or a clear().
+    failed_replay_ = i;
+    throw;
   }
-  failed.armed = false;
   failed_replay_ = ~std::size_t{0};
   zeroed_ = count;
 }

@@ -93,13 +93,11 @@ struct alignas(64) Node {
   std::uint32_t in_begin;
   std::uint32_t in_count;
   std::uint8_t flags;
-  unsigned line;     // the op's SourceLoc, split to keep the node at 128 bytes
-  const char* file;  //
+  unsigned line;  // the op's SourceLoc, split to keep the node at 128 bytes
+  const char* file;
   // ---- second cache line
   Shape shape;
   const char* name;
-
-  SourceLoc loc() const { return SourceLoc{file, line}; }
 };
 static_assert(sizeof(Node<float>) == 128 && sizeof(Node<double>) == 128,
               "a tape node is two cache lines");

@@ -60,7 +60,6 @@ Var<T> take(const char* name, const char* idx_name, const Var<T>& x, std::size_t
   const detail::AxisSplit a = detail::split_at(s, ax);
   const std::size_t m = ishape.size();
   if (m && !indices) throw UsageError(std::string(name) + ": " + idx_name + " is a null pointer");
-  check_indices(name, idx_name, indices, m, a.n, ax, s, ishape);
   Shape out;
   for (std::size_t d = 0; d < ax; ++d) out.push_back(s[d]);
   for (std::size_t d : ishape) out.push_back(d);

@@ -34,7 +34,8 @@ std::size_t check_same_shape(const char* name, const char* an, const Var<T>& a, 
 // Every element of `v` must lie in [0, 1] (NaN passes: anomaly mode reports it). Values outside
 // would be clamped or extrapolated into a plausible-looking loss — e.g. logits passed where
 // probabilities are expected.
-// Checked again on every replay, since the values may have been refilled.
+// Checked by the forward kernels, so at recording and again on every replay (the values may have
+// been refilled).
 template <class T>
 void check_unit_interval(const char* name, const char* arg, const T* p, const Shape& shape) {
   if (!detail::any_outside(p, shape.size(), T(0), T(1))) return;
@@ -45,10 +46,6 @@ void check_unit_interval(const char* name, const char* arg, const T* p, const Sh
   os << name << ": " << arg << "[" << i << "] = " << p[i] << " is outside [0, 1] (" << arg << " is "
      << shape.str() << ")";
   throw ValueError(os.str());
-}
-template <class T>
-void check_unit_interval(const char* name, const char* arg, const Var<T>& v) {
-  check_unit_interval(name, arg, v.data(), v.shape());
 }
 
 // logits must be [m,c] with m, c ≥ 1.
@@ -83,14 +80,14 @@ Var<T> softmax_cross_entropy_labels(const Var<T>& logits, const L* labels, std::
                      " but labels has " + std::to_string(n_labels) +
                      " entries: expected one class index per row (" + std::to_string(m) + ")");
   if (!labels) throw UsageError(std::string(name) + ": labels is a null pointer");
-  // Checked now and again on every replay (the caller may have refilled the array).
+  // Checked by the forward kernel, at recording and on every replay (the caller may have
+  // refilled the array).
   auto check_labels = [name, m, c](const L* labels) {
     for (std::size_t r = 0; r < m; ++r)
       if (labels[r] < 0 || std::size_t(labels[r]) >= c)
         throw ValueError(std::string(name) + ": label " + std::to_string(labels[r]) + " in row " +
                          std::to_string(r) + " is outside [0, " + std::to_string(c) + ")");
   };
-  check_labels(labels);
 
   auto op = logits.tape().begin_op(name, {logits}, Shape{}, loc);
   // Kept for backward: each row's max and log-sum (2m values) and its label (m labels in tape
@@ -225,7 +222,6 @@ template <class T>
 Var<T> sigmoid_binary_cross_entropy(const Var<T>& logits, const Var<T>& targets, SourceLoc loc) {
   const char* name = "sigmoid_binary_cross_entropy";
   const std::size_t n = check_same_shape(name, "logits", logits, "targets", targets);
-  check_unit_interval(name, "targets", targets);
   auto op = logits.tape().begin_op(name, {logits, targets}, Shape{}, loc);
   auto forward = [n](const T* z, const T* y, T* out) {
     const Batch<T> zero(T(0));
@@ -279,8 +275,6 @@ template <class T>
 Var<T> binary_cross_entropy(const Var<T>& probabilities, const Var<T>& targets, SourceLoc loc) {
   const char* name = "binary_cross_entropy";
   const std::size_t n = check_same_shape(name, "probabilities", probabilities, "targets", targets);
-  check_unit_interval(name, "probabilities", probabilities);
-  check_unit_interval(name, "targets", targets);
   auto op = probabilities.tape().begin_op(name, {probabilities, targets}, Shape{}, loc);
   auto forward = [n](const T* p, const T* y, T* out) {
     const Batch<T> one(T(1));

@@ -44,11 +44,6 @@ void refuse_negative(const char* op, const T* p, const Shape& shape) {
   throw ValueError(std::string(op) + ": x[" + std::to_string(k) + "] = " + num(p[k]) +
                    " is negative; " + op + " is defined for x >= 0 (x is " + shape.str() + ")");
 }
-template <class T>
-void refuse_negative(const char* op, const Var<T>& x) {
-  detail::check_handle(op, "x", x);
-  refuse_negative(op, x.data(), x.shape());
-}
 struct RefuseNegative {
   const char* op;
   template <class T>
@@ -80,8 +75,7 @@ Var<T> abs(const Var<T>& x, SourceLoc loc) {
 
 template <class T>
 Var<T> sqrt(const Var<T>& x, SourceLoc loc) {
-  refuse_negative("sqrt", x);
-  return record_unary<T>(
+  return record_unary<T>(  // x >= 0 is checked by the forward kernel, at recording and replay
       "sqrt", x, loc,
       [](const T* in, T* out, std::size_t n) {
         detail::simd_map(in, out, n, [](auto v) { return xsimd::sqrt(v); });
@@ -92,8 +86,7 @@ Var<T> sqrt(const Var<T>& x, SourceLoc loc) {
 
 template <class T>
 Var<T> rsqrt(const Var<T>& x, SourceLoc loc) {
-  refuse_negative("rsqrt", x);
-  return record_unary<T>(
+  return record_unary<T>(  // x >= 0 is checked by the forward kernel, as sqrt's
       "rsqrt", x, loc,
       [](const T* in, T* out, std::size_t n) {
         map1(in, out, n, [](T v) { return T(1) / std::sqrt(v); });

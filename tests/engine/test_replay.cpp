@@ -485,3 +485,41 @@ TEST(Replay, AForwardKernelThatThrowsRollsTheOpBack) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Replay, AForwardKernelMayNotRecord) {
+  // A kernel that records (here only once replayed, so that its recording succeeds) is refused
+  // with a message saying where, and the tape is left refusing backward until a good replay.
+  Tape<double> tape;
+  std::vector<double> data{1, 2};
+  Var<double> x = tape.variable(data.data(), Shape{2});
+  bool record_inside = false;
+  Tape<double>* t = &tape;
+  auto op = tape.begin_op("records_in_forward", {x}, Shape{2});
+  Var<double> y = op.finish(
+      [t, &record_inside](const ForwardContext<double>& c) {
+        if (record_inside) t->constant(1.0);
+        for (int i = 0; i < 2; ++i) c.out_data()[i] = c.input_data(0)[i];
+      },
+      [](const BackwardContext<double>& c) {
+        for (int i = 0; i < 2; ++i) c.grad_data(0)[i] += c.out_grad_data()[i];
+      });
+  Var<double> l = sum(y);
+  record_inside = true;
+  try {
+    tape.replay();
+    FAIL() << "no UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("during replay (from inside a forward kernel)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(tape.backward(l), UsageError);
+  record_inside = false;
+  tape.replay();
+  tape.backward(l);
+  EXPECT_EQ(x.grad_data()[1], 1.0);
+}
+
+}  // namespace

@@ -34,9 +34,8 @@ struct NoReplayCheck {
 /// one element's contribution g·f'(x) to x's adjoint, from the output adjoint g, the input x
 /// and the output y. dydx is stored in the closure, so it must be trivially destructible
 /// (a lambda capturing scalars by value). Messages name the input "x", as every one-input op's
-/// signature does. `replay_check(in, shape)`, if given, is run by Tape::replay before the
-/// forward: the check the caller made of x's values before recording (sqrt's x ≥ 0), so that a
-/// replay refuses what a fresh recording would.
+/// signature does. `replay_check(in, shape)`, if given, checks x's values before the forward
+/// kernel runs (sqrt's x ≥ 0): at recording and on every replay, since finish runs the kernel.
 template <class T, class Forward, class Dydx, class ReplayCheck = NoReplayCheck>
 Var<T> record_unary(const char* name, const Var<T>& x, SourceLoc loc, Forward&& forward, Dydx dydx,
                     ReplayCheck replay_check = {}) {
